@@ -1,0 +1,12 @@
+//! vkube-core: the shared, I/O-free vocabulary of vkube.
+//!
+//! Start with [`status::ApiError`] (every API failure, turned into a Kubernetes `Status`
+//! object in one place), [`selector::LabelSelector`] and [`selector::FieldSelector`]
+//! (parsed from query strings, matched against JSON objects), and [`meta`] (helpers
+//! for `metadata` of objects held as `serde_json::Value`).
+
+pub mod meta;
+pub mod selector;
+pub mod status;
+
+pub use status::ApiError;

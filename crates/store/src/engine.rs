@@ -1,0 +1,463 @@
+//! The MVCC engine shared by the memory and SQLite backends.
+//!
+//! # Invariants
+//! - One writer thread applies all writes: it takes every request waiting in its queue,
+//!   checks each against the current state (and the ones before it in the batch),
+//!   hands the accepted changes to [`Durability::commit`] in one call (one transaction,
+//!   one fsync: group commit), and only then makes them visible and answers the callers.
+//! - Visible state and the event history change under one lock, and live events are
+//!   broadcast under it too, so a watch that snapshots history and subscribes under the
+//!   read lock sees every event exactly once.
+
+use crate::{
+    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream,
+};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, oneshot};
+
+/// How many watch events a slow watcher may fall behind before it is dropped.
+const WATCH_CHANNEL_CAPACITY: usize = 16 * 1024;
+
+/// The durable part of a backend.
+pub trait Durability: Send + 'static {
+    /// Persist a batch of changes atomically, durably, before returning.
+    ///
+    /// # Errors
+    /// A message; none of the batch is then applied.
+    fn commit(&mut self, changes: &[Event], revision: Revision) -> Result<(), String>;
+}
+
+/// No durability at all (the memory backend).
+pub struct Volatile;
+
+impl Durability for Volatile {
+    fn commit(&mut self, _: &[Event], _: Revision) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct State {
+    revision: Revision,
+    compacted: Revision,
+    data: BTreeMap<String, KeyValue>,
+    history: VecDeque<Arc<Event>>,
+}
+
+enum Op {
+    Create(Bytes),
+    Update(Bytes, Revision),
+    Delete(Option<Revision>),
+}
+
+struct WriteRequest {
+    key: String,
+    op: Op,
+    reply: oneshot::Sender<Result<Event, StoreError>>,
+}
+
+/// The engine: in-memory MVCC state plus the writer thread.
+pub struct Engine {
+    state: Arc<RwLock<State>>,
+    events: broadcast::Sender<Arc<Event>>,
+    writer: std::sync::mpsc::Sender<WriteRequest>,
+    history_limit: usize,
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Backend("store lock poisoned".into())
+}
+
+impl Engine {
+    /// Start an engine over `data` (as loaded from the backend) at `revision`.
+    /// History before `revision` is not available (watches from earlier answer
+    /// `Compacted`). `history_limit` bounds the events kept for watch resumption.
+    pub fn start(
+        data: BTreeMap<String, KeyValue>,
+        revision: Revision,
+        durability: Box<dyn Durability>,
+        history_limit: usize,
+    ) -> Self {
+        let state = Arc::new(RwLock::new(State {
+            revision,
+            compacted: revision,
+            data,
+            history: VecDeque::new(),
+        }));
+        let (events, _) = broadcast::channel(WATCH_CHANNEL_CAPACITY);
+        let (writer, queue) = std::sync::mpsc::channel::<WriteRequest>();
+        let thread_state = state.clone();
+        let thread_events = events.clone();
+        std::thread::Builder::new()
+            .name("vkube-store-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    queue,
+                    thread_state,
+                    thread_events,
+                    durability,
+                    history_limit,
+                )
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!("cannot start store writer thread: {e}"));
+        Engine {
+            state,
+            events,
+            writer,
+            history_limit,
+        }
+    }
+
+    async fn write(&self, key: &str, op: Op) -> Result<Event, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteRequest {
+                key: key.to_string(),
+                op,
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The latest revision.
+    pub fn current_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.state.read().map_err(poisoned)?.revision)
+    }
+
+    /// Read one key.
+    pub fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self.state.read().map_err(poisoned)?.data.get(key).cloned())
+    }
+
+    /// Count keys under a prefix.
+    pub fn count(&self, prefix: &str) -> Result<usize, StoreError> {
+        let st = self.state.read().map_err(poisoned)?;
+        Ok(st
+            .data
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count())
+    }
+
+    /// List keys under a prefix (see [`crate::Store::list`]).
+    pub fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult, StoreError> {
+        let st = self.state.read().map_err(poisoned)?;
+        let start = match &options.start_after {
+            Some(k) if k.as_str() >= prefix => std::ops::Bound::Excluded(k.clone()),
+            _ => std::ops::Bound::Included(prefix.to_string()),
+        };
+        let limit = if options.limit == 0 {
+            usize::MAX
+        } else {
+            options.limit
+        };
+        match options.revision {
+            Some(rev) if rev < st.revision => {
+                if rev < st.compacted {
+                    return Err(StoreError::Compacted {
+                        requested: rev,
+                        oldest: st.compacted,
+                    });
+                }
+                // Rebuild the prefix as of `rev` by undoing later events.
+                let mut snapshot: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
+                for ev in st.history.iter().rev() {
+                    if ev.revision() <= rev {
+                        break;
+                    }
+                    if ev.kv.key.starts_with(prefix) {
+                        snapshot.insert(ev.kv.key.clone(), ev.prev.clone());
+                    }
+                }
+                let mut merged: BTreeMap<&str, &KeyValue> = st
+                    .data
+                    .range((start.clone(), std::ops::Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.as_str(), v))
+                    .collect();
+                for (k, v) in &snapshot {
+                    let in_range = match &start {
+                        std::ops::Bound::Excluded(s) => k > s,
+                        std::ops::Bound::Included(s) => k >= s,
+                        std::ops::Bound::Unbounded => true,
+                    };
+                    if !in_range {
+                        continue;
+                    }
+                    match v {
+                        Some(kv) => {
+                            merged.insert(k.as_str(), kv);
+                        }
+                        None => {
+                            merged.remove(k.as_str());
+                        }
+                    }
+                }
+                let total = merged.len();
+                let items: Vec<KeyValue> = merged.into_values().take(limit).cloned().collect();
+                Ok(ListResult {
+                    remaining: total - items.len(),
+                    items,
+                    revision: rev,
+                })
+            }
+            Some(rev) if rev > st.revision => Err(StoreError::FutureRevision(rev)),
+            _ => {
+                let mut items = Vec::new();
+                let mut remaining = 0;
+                for (k, v) in st.data.range((start, std::ops::Bound::Unbounded)) {
+                    if !k.starts_with(prefix) {
+                        break;
+                    }
+                    if items.len() < limit {
+                        items.push(v.clone());
+                    } else {
+                        remaining += 1;
+                    }
+                }
+                Ok(ListResult {
+                    items,
+                    revision: st.revision,
+                    remaining,
+                })
+            }
+        }
+    }
+
+    /// Create a key.
+    pub async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
+        Ok(self.write(key, Op::Create(value)).await?.revision())
+    }
+
+    /// Compare-and-swap update.
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        Ok(self
+            .write(key, Op::Update(value, expected))
+            .await?
+            .revision())
+    }
+
+    /// Delete, optionally compare-and-swap.
+    pub async fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        Ok(self.write(key, Op::Delete(expected)).await?.kv)
+    }
+
+    /// Watch a prefix from a revision.
+    pub fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        let st = self.state.read().map_err(poisoned)?;
+        if after < st.compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: st.compacted,
+            });
+        }
+        if after > st.revision {
+            return Err(StoreError::FutureRevision(after));
+        }
+        let backlog: Vec<Arc<Event>> = st
+            .history
+            .iter()
+            .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        let rx = self.events.subscribe();
+        drop(st);
+        let prefix = prefix.to_string();
+        let backlog = futures::stream::iter(backlog.into_iter().map(|e| Ok((*e).clone())));
+        let live =
+            futures::stream::unfold((rx, prefix, false), |(mut rx, prefix, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) if ev.kv.key.starts_with(&prefix) => {
+                            return Some((Ok((*ev).clone()), (rx, prefix, false)));
+                        }
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            return Some((Err(StoreError::WatchLagged), (rx, prefix, true)));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+        Ok(Box::pin(futures::StreamExt::chain(backlog, live)))
+    }
+
+    /// Drop history up to `revision`.
+    pub fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let mut st = self.state.write().map_err(poisoned)?;
+        if revision > st.revision {
+            return Err(StoreError::FutureRevision(revision));
+        }
+        if revision <= st.compacted {
+            return Ok(());
+        }
+        while st.history.front().is_some_and(|e| e.revision() <= revision) {
+            st.history.pop_front();
+        }
+        st.compacted = revision;
+        Ok(())
+    }
+
+    /// How many events of history are kept.
+    pub fn history_limit(&self) -> usize {
+        self.history_limit
+    }
+}
+
+fn writer_loop(
+    queue: std::sync::mpsc::Receiver<WriteRequest>,
+    state: Arc<RwLock<State>>,
+    events: broadcast::Sender<Arc<Event>>,
+    mut durability: Box<dyn Durability>,
+    history_limit: usize,
+) {
+    const MAX_BATCH: usize = 1024;
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let Ok(guard) = state.read() else { return };
+        let base = guard.revision;
+        let mut pending: HashMap<String, Option<KeyValue>> = HashMap::new();
+        let mut accepted: Vec<(Event, oneshot::Sender<Result<Event, StoreError>>)> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut next = base;
+        for req in batch {
+            let current = match pending.get(&req.key) {
+                Some(v) => v.clone(),
+                None => guard.data.get(&req.key).cloned(),
+            };
+            let outcome = match (req.op, current) {
+                (Op::Create(_), Some(_)) => Err(StoreError::AlreadyExists(req.key.clone())),
+                (Op::Create(value), None) => {
+                    next += 1;
+                    let kv = KeyValue {
+                        key: req.key.clone(),
+                        value,
+                        create_revision: next,
+                        mod_revision: next,
+                    };
+                    Ok(Event {
+                        kind: EventKind::Create,
+                        kv,
+                        prev: None,
+                    })
+                }
+                (Op::Update(..) | Op::Delete(_), None) => {
+                    Err(StoreError::NotFound(req.key.clone()))
+                }
+                (Op::Update(_, expected), Some(cur)) if cur.mod_revision != expected => {
+                    Err(StoreError::Conflict {
+                        key: req.key.clone(),
+                        expected,
+                        actual: cur.mod_revision,
+                    })
+                }
+                (Op::Update(value, _), Some(cur)) => {
+                    next += 1;
+                    let kv = KeyValue {
+                        key: req.key.clone(),
+                        value,
+                        create_revision: cur.create_revision,
+                        mod_revision: next,
+                    };
+                    Ok(Event {
+                        kind: EventKind::Update,
+                        kv,
+                        prev: Some(cur),
+                    })
+                }
+                (Op::Delete(Some(expected)), Some(cur)) if cur.mod_revision != expected => {
+                    Err(StoreError::Conflict {
+                        key: req.key.clone(),
+                        expected,
+                        actual: cur.mod_revision,
+                    })
+                }
+                (Op::Delete(_), Some(cur)) => {
+                    next += 1;
+                    let kv = KeyValue {
+                        mod_revision: next,
+                        ..cur.clone()
+                    };
+                    Ok(Event {
+                        kind: EventKind::Delete,
+                        kv,
+                        prev: Some(cur),
+                    })
+                }
+            };
+            match outcome {
+                Ok(ev) => {
+                    let after = if ev.kind == EventKind::Delete {
+                        None
+                    } else {
+                        Some(ev.kv.clone())
+                    };
+                    pending.insert(req.key, after);
+                    accepted.push((ev, req.reply));
+                }
+                Err(e) => rejected.push((e, req.reply)),
+            }
+        }
+        drop(guard);
+        for (e, reply) in rejected {
+            let _ = reply.send(Err(e));
+        }
+        if accepted.is_empty() {
+            continue;
+        }
+        let changes: Vec<Event> = accepted.iter().map(|(e, _)| e.clone()).collect();
+        if let Err(msg) = durability.commit(&changes, next) {
+            tracing::error!("store commit failed: {msg}");
+            for (_, reply) in accepted {
+                let _ = reply.send(Err(StoreError::Backend(msg.clone())));
+            }
+            continue;
+        }
+        {
+            let Ok(mut st) = state.write() else { return };
+            st.revision = next;
+            for ev in &changes {
+                match ev.kind {
+                    EventKind::Delete => {
+                        st.data.remove(&ev.kv.key);
+                    }
+                    _ => {
+                        st.data.insert(ev.kv.key.clone(), ev.kv.clone());
+                    }
+                }
+                let ev = Arc::new(ev.clone());
+                st.history.push_back(ev.clone());
+                let _ = events.send(ev);
+            }
+            while st.history.len() > history_limit {
+                if let Some(old) = st.history.pop_front() {
+                    st.compacted = old.revision();
+                }
+            }
+        }
+        for (ev, reply) in accepted {
+            let _ = reply.send(Ok(ev));
+        }
+    }
+}
