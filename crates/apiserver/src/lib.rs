@@ -1,1 +1,30 @@
-//! placeholder
+//! vkube-apiserver: a Kubernetes API server over a vkube [`Store`](vkube_store::Store).
+//!
+//! Where to start: [`server::start`] (TLS, authentication, bootstrap), [`api::handle`]
+//! (routing and verbs), [`registry::Registry`] (the verbs' semantics over the store),
+//! [`strategy`] (per-kind defaulting and validation), [`resources`] (what is served).
+//!
+//! The layering follows k8s.io/apiserver: handlers → registry → store, with per-kind
+//! behaviour in strategies called in a fixed order, and storage errors turned into
+//! `Status` objects in one place.
+
+pub mod admission;
+pub mod api;
+pub mod apply;
+pub mod auth;
+pub mod bootstrap;
+pub mod crd;
+pub mod discovery;
+pub mod namespaces;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod registry;
+pub mod resources;
+pub mod server;
+pub mod strategy;
+pub mod subresources;
+pub mod table;
+pub mod watch;
+
+pub use server::{RunningServer, ServerConfig, start};

@@ -6,35 +6,25 @@ use std::collections::BTreeMap;
 
 /// `metadata.name`, or "".
 pub fn name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// `metadata.namespace`, or "".
 pub fn namespace(obj: &Value) -> &str {
-    obj.pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// `metadata.labels` as a map (non-string values are skipped).
 pub fn labels(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
         .unwrap_or_default()
 }
 
 /// `metadata.resourceVersion` parsed as a revision.
 pub fn resource_version(obj: &Value) -> Option<i64> {
-    obj.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
+    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok())
 }
 
 /// A mutable `metadata` object, created if missing (and replacing a non-object).
@@ -42,12 +32,8 @@ pub fn metadata_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
         *obj = Value::Object(Default::default());
     }
-    let Value::Object(map) = obj else {
-        unreachable!("just made an object")
-    };
-    let md = map
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Default::default()));
+    let Value::Object(map) = obj else { unreachable!("just made an object") };
+    let md = map.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
     if !md.is_object() {
         *md = Value::Object(Default::default());
     }
@@ -61,8 +47,7 @@ pub fn metadata_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -80,9 +65,7 @@ pub const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of 
 
 /// The current time as Kubernetes writes timestamps (`2026-01-02T03:04:05Z`).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A timestamp `secs` seconds from now, in the same format.
@@ -100,9 +83,7 @@ pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {
 
 /// Seconds elapsed since a timestamp (0 if it is in the future or malformed).
 pub fn age_seconds(s: &str) -> i64 {
-    parse_time(s)
-        .map(|t| (jiff::Timestamp::now().as_second() - t.as_second()).max(0))
-        .unwrap_or(0)
+    parse_time(s).map(|t| (jiff::Timestamp::now().as_second() - t.as_second()).max(0)).unwrap_or(0)
 }
 
 /// Human age as kubectl prints it (`5s`, `3m2s`, `4h`, `2d3h`).
@@ -114,11 +95,7 @@ pub fn human_duration(secs: i64) -> String {
     let m = s / 60;
     if m < 10 {
         let rem = s % 60;
-        return if rem == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{rem}s")
-        };
+        return if rem == 0 { format!("{m}m") } else { format!("{m}m{rem}s") };
     }
     if m < 180 {
         return format!("{m}m");
@@ -126,11 +103,7 @@ pub fn human_duration(secs: i64) -> String {
     let h = s / 3600;
     if h < 8 {
         let rm = m % 60;
-        return if rm == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{rm}m")
-        };
+        return if rm == 0 { format!("{h}h") } else { format!("{h}h{rm}m") };
     }
     if h < 48 {
         return format!("{h}h");
@@ -138,11 +111,7 @@ pub fn human_duration(secs: i64) -> String {
     let d = h / 24;
     if d < 8 {
         let rh = h % 24;
-        return if rh == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{rh}h")
-        };
+        return if rh == 0 { format!("{d}d") } else { format!("{d}d{rh}h") };
     }
     if d < 365 * 2 {
         return format!("{d}d");

@@ -52,11 +52,7 @@ impl Requirement {
                 let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
                     return false;
                 };
-                if self.operator == Operator::Gt {
-                    v > bound
-                } else {
-                    v < bound
-                }
+                if self.operator == Operator::Gt { v > bound } else { v < bound }
             }
         }
     }
@@ -79,9 +75,7 @@ pub struct SelectorError(pub String);
 fn valid_label_value(v: &str) -> bool {
     v.len() <= 63
         && (v.is_empty()
-            || (v
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            || (v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
                 && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                 && v.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())))
 }
@@ -120,9 +114,7 @@ impl<'a> Lexer<'a> {
         let start = self.pos;
         while self.pos < self.s.len() {
             let c = self.s[self.pos];
-            if c.is_ascii_whitespace()
-                || matches!(c, b',' | b'=' | b'!' | b'(' | b')' | b'<' | b'>')
-            {
+            if c.is_ascii_whitespace() || matches!(c, b',' | b'=' | b'!' | b'(' | b')' | b'<' | b'>') {
                 break;
             }
             self.pos += 1;
@@ -156,10 +148,7 @@ impl LabelSelector {
     /// # Errors
     /// A [`SelectorError`] naming the problem for malformed input.
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
-        let mut lx = Lexer {
-            s: input.as_bytes(),
-            pos: 0,
-        };
+        let mut lx = Lexer { s: input.as_bytes(), pos: 0 };
         let mut requirements = Vec::new();
         if input.trim().is_empty() {
             return Ok(LabelSelector::default());
@@ -177,44 +166,22 @@ impl LabelSelector {
                 )));
             }
             if !valid_label_key(&key) {
-                return Err(SelectorError(format!(
-                    "unable to parse requirement: invalid label key \"{key}\""
-                )));
+                return Err(SelectorError(format!("unable to parse requirement: invalid label key \"{key}\"")));
             }
             let req = if negated {
-                Requirement {
-                    key,
-                    operator: Operator::DoesNotExist,
-                    values: vec![],
-                }
+                Requirement { key, operator: Operator::DoesNotExist, values: vec![] }
             } else if lx.eat("==") || lx.eat("=") {
-                Requirement {
-                    key,
-                    operator: Operator::In,
-                    values: vec![value(&mut lx)?],
-                }
+                Requirement { key, operator: Operator::In, values: vec![value(&mut lx)?] }
             } else if lx.eat("!=") {
-                Requirement {
-                    key,
-                    operator: Operator::NotIn,
-                    values: vec![value(&mut lx)?],
-                }
+                Requirement { key, operator: Operator::NotIn, values: vec![value(&mut lx)?] }
             } else if lx.eat(">") {
                 let v = value(&mut lx)?;
                 int_value(&v)?;
-                Requirement {
-                    key,
-                    operator: Operator::Gt,
-                    values: vec![v],
-                }
+                Requirement { key, operator: Operator::Gt, values: vec![v] }
             } else if lx.eat("<") {
                 let v = value(&mut lx)?;
                 int_value(&v)?;
-                Requirement {
-                    key,
-                    operator: Operator::Lt,
-                    values: vec![v],
-                }
+                Requirement { key, operator: Operator::Lt, values: vec![v] }
             } else {
                 let save = lx.pos;
                 let w = lx.word();
@@ -245,33 +212,16 @@ impl LabelSelector {
                             )));
                         }
                         if values.is_empty()
-                            || values.iter().all(String::is_empty)
-                                && values.len() == 1
-                                && w == "in"
-                                && false
+                            || values.iter().all(String::is_empty) && values.len() == 1 && w == "in" && false
                         {
-                            return Err(SelectorError(
-                                "for 'in', 'notin' operators, values set can't be empty".into(),
-                            ));
+                            return Err(SelectorError("for 'in', 'notin' operators, values set can't be empty".into()));
                         }
-                        let operator = if w == "in" {
-                            Operator::In
-                        } else {
-                            Operator::NotIn
-                        };
-                        Requirement {
-                            key,
-                            operator,
-                            values,
-                        }
+                        let operator = if w == "in" { Operator::In } else { Operator::NotIn };
+                        Requirement { key, operator, values }
                     }
                     "" => {
                         lx.pos = save;
-                        Requirement {
-                            key,
-                            operator: Operator::Exists,
-                            values: vec![],
-                        }
+                        Requirement { key, operator: Operator::Exists, values: vec![] }
                     }
                     other => {
                         return Err(SelectorError(format!(
@@ -287,17 +237,11 @@ impl LabelSelector {
                     lx.pos += 1;
                 }
                 Some(_) => {
-                    return Err(SelectorError(format!(
-                        "found '{}', expected: ',' or 'end of string'",
-                        rest(&lx)
-                    )));
+                    return Err(SelectorError(format!("found '{}', expected: ',' or 'end of string'", rest(&lx))));
                 }
             }
         }
-        Ok(LabelSelector {
-            requirements,
-            nothing: false,
-        })
+        Ok(LabelSelector { requirements, nothing: false })
     }
 
     /// Build from a `metav1.LabelSelector` JSON object (`matchLabels`, `matchExpressions`).
@@ -307,10 +251,7 @@ impl LabelSelector {
     /// A [`SelectorError`] for an unknown operator or a malformed expression.
     pub fn from_object(selector: Option<&Value>) -> Result<Self, SelectorError> {
         let Some(sel) = selector.filter(|v| !v.is_null()) else {
-            return Ok(LabelSelector {
-                requirements: vec![],
-                nothing: true,
-            });
+            return Ok(LabelSelector { requirements: vec![], nothing: true });
         };
         let mut requirements = Vec::new();
         if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
@@ -324,46 +265,25 @@ impl LabelSelector {
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                     .unwrap_or_default();
-                let operator = match e
-                    .get("operator")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                {
+                let operator = match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
                     "In" => Operator::In,
                     "NotIn" => Operator::NotIn,
                     "Exists" => Operator::Exists,
                     "DoesNotExist" => Operator::DoesNotExist,
                     other => {
-                        return Err(SelectorError(format!(
-                            "\"{other}\" is not a valid label selector operator"
-                        )));
+                        return Err(SelectorError(format!("\"{other}\" is not a valid label selector operator")));
                     }
                 };
-                requirements.push(Requirement {
-                    key,
-                    operator,
-                    values,
-                });
+                requirements.push(Requirement { key, operator, values });
             }
         }
-        Ok(LabelSelector {
-            requirements,
-            nothing: false,
-        })
+        Ok(LabelSelector { requirements, nothing: false })
     }
 
     /// Whether the labels satisfy every requirement.
@@ -395,7 +315,11 @@ fn value(lx: &mut Lexer<'_>) -> Result<String, SelectorError> {
 }
 
 fn int_value(v: &str) -> Result<i64, SelectorError> {
-    v.parse::<i64>().map_err(|_| SelectorError(format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}")))
+    v.parse::<i64>().map_err(|_| {
+        SelectorError(format!(
+            "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}"
+        ))
+    })
 }
 
 /// One `field=value` or `field!=value` term.
@@ -435,9 +359,7 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, false, v)
             } else {
-                return Err(SelectorError(format!(
-                    "invalid selector: '{term}'; can't understand '{term}'"
-                )));
+                return Err(SelectorError(format!("invalid selector: '{term}'; can't understand '{term}'")));
             };
             requirements.push(FieldRequirement {
                 field: field.trim().to_string(),
@@ -463,10 +385,7 @@ impl FieldSelector {
 
     /// The value required for `field` by an `=` term, if any (used to narrow a scan).
     pub fn required_value(&self, field: &str) -> Option<&str> {
-        self.requirements
-            .iter()
-            .find(|r| r.field == field && !r.negated)
-            .map(|r| r.value.as_str())
+        self.requirements.iter().find(|r| r.field == field && !r.negated).map(|r| r.value.as_str())
     }
 }
 
@@ -527,18 +446,14 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn parses_every_operator() {
-        let s = LabelSelector::parse(
-            "app=web, tier!=db,env in (prod, staging),zone notin (a),gpu,!legacy,cpu>2,mem<10",
-        )
-        .expect("parses");
+        let s =
+            LabelSelector::parse("app=web, tier!=db,env in (prod, staging),zone notin (a),gpu,!legacy,cpu>2,mem<10")
+                .expect("parses");
         let ops: Vec<_> = s.requirements.iter().map(|r| r.operator.clone()).collect();
         assert_eq!(
             ops,
@@ -553,13 +468,7 @@ mod tests {
                 Operator::Lt
             ]
         );
-        let ok = labels(&[
-            ("app", "web"),
-            ("env", "prod"),
-            ("gpu", ""),
-            ("cpu", "4"),
-            ("mem", "3"),
-        ]);
+        let ok = labels(&[("app", "web"), ("env", "prod"), ("gpu", ""), ("cpu", "4"), ("mem", "3")]);
         assert!(s.matches(&ok));
         let mut bad = ok.clone();
         bad.insert("legacy".into(), "y".into());

@@ -20,11 +20,7 @@ pub struct Cause {
 impl Cause {
     /// A missing required field.
     pub fn required(field: impl Into<String>) -> Self {
-        Cause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value".into(),
-            field: field.into(),
-        }
+        Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
     }
     /// A field whose value is not allowed; `value` is echoed like kube-apiserver does.
     pub fn invalid(field: impl Into<String>, value: &str, detail: impl Into<String>) -> Self {
@@ -39,11 +35,7 @@ impl Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
         Cause {
             reason: "FieldValueNotSupported".into(),
-            message: format!(
-                "Unsupported value: \"{}\": supported values: {}",
-                value,
-                list.join(", ")
-            ),
+            message: format!("Unsupported value: \"{}\": supported values: {}", value, list.join(", ")),
             field: field.into(),
         }
     }
@@ -74,18 +66,10 @@ impl Cause {
     /// A field the type does not have (strict field validation).
     pub fn unknown_field(field: impl Into<String>) -> Self {
         let field = field.into();
-        Cause {
-            reason: "FieldValueInvalid".into(),
-            message: format!("unknown field \"{field}\""),
-            field,
-        }
+        Cause { reason: "FieldValueInvalid".into(), message: format!("unknown field \"{field}\""), field }
     }
     fn render(&self) -> String {
-        if self.field.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.field, self.message)
-        }
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
     }
 }
 
@@ -125,12 +109,7 @@ impl std::fmt::Display for GroupResource<'_> {
 impl ApiError {
     /// An error with no details.
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            reason: reason.into(),
-            message: message.into(),
-            details: None,
-        }
+        ApiError { code, reason: reason.into(), message: message.into(), details: None }
     }
     fn with_name(mut self, gr: GroupResource<'_>, name: &str) -> Self {
         let mut d = json!({"name": name, "kind": gr.resource});
@@ -146,29 +125,16 @@ impl ApiError {
     }
     /// 404 for a path that names no resource.
     pub fn path_not_found() -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        Self::new(404, "NotFound", "the server could not find the requested resource")
     }
     /// 409 `pods "x" already exists`.
     pub fn already_exists(gr: GroupResource<'_>, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{gr} \"{name}\" already exists"),
-        )
-        .with_name(gr, name)
+        Self::new(409, "AlreadyExists", format!("{gr} \"{name}\" already exists")).with_name(gr, name)
     }
     /// 409 optimistic-concurrency conflict.
     pub fn conflict(gr: GroupResource<'_>, name: &str, why: &str) -> Self {
-        Self::new(
-            409,
-            "Conflict",
-            format!("Operation cannot be fulfilled on {gr} \"{name}\": {why}"),
-        )
-        .with_name(gr, name)
+        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {gr} \"{name}\": {why}"))
+            .with_name(gr, name)
     }
     /// 409 for a stale resourceVersion.
     pub fn stale(gr: GroupResource<'_>, name: &str) -> Self {
@@ -181,16 +147,8 @@ impl ApiError {
     /// 422 with field causes: `Pod "x" is invalid: spec.containers: Required value`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
-        let summary = if rendered.len() == 1 {
-            rendered[0].clone()
-        } else {
-            format!("[{}]", rendered.join(", "))
-        };
-        let qualified = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{group}")
-        };
+        let summary = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let mut details = json!({
             "name": name,
             "kind": kind,
@@ -226,11 +184,7 @@ impl ApiError {
     }
     /// 405.
     pub fn method_not_allowed() -> Self {
-        Self::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     }
     /// 406.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
@@ -242,11 +196,7 @@ impl ApiError {
     }
     /// 413.
     pub fn too_large() -> Self {
-        Self::new(
-            413,
-            "RequestEntityTooLarge",
-            "Request entity too large: limit is 3145728",
-        )
+        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
     }
     /// 415.
     pub fn unsupported_media_type(content_type: &str) -> Self {
@@ -260,15 +210,17 @@ impl ApiError {
     }
     /// 429 / 503 style retryable failures and 500s.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {}", message.into()),
-        )
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
     /// 503 while the server is not ready.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
+    }
+
+    /// Replace the message (keeping code, reason and details).
+    pub fn with_message_override(mut self, message: String) -> Self {
+        self.message = message;
+        self
     }
 
     /// The `Status` object kube-apiserver would send for this error.
@@ -302,13 +254,7 @@ mod tests {
 
     #[test]
     fn not_found_renders_like_kube_apiserver() {
-        let e = ApiError::not_found(
-            GroupResource {
-                group: "",
-                resource: "pods",
-            },
-            "web",
-        );
+        let e = ApiError::not_found(GroupResource { group: "", resource: "pods" }, "web");
         let s = e.to_status();
         assert_eq!(s["message"], "pods \"web\" not found");
         assert_eq!(s["reason"], "NotFound");
@@ -322,19 +268,13 @@ mod tests {
             "apps",
             "Deployment",
             "d",
-            vec![
-                Cause::required("spec.selector"),
-                Cause::required("spec.template"),
-            ],
+            vec![Cause::required("spec.selector"), Cause::required("spec.template")],
         );
         assert_eq!(e.code, 422);
         assert_eq!(
             e.message,
             "Deployment.apps \"d\" is invalid: [spec.selector: Required value, spec.template: Required value]"
         );
-        assert_eq!(
-            e.to_status()["details"]["causes"][1]["field"],
-            "spec.template"
-        );
+        assert_eq!(e.to_status()["details"]["causes"][1]["field"], "spec.template");
     }
 }

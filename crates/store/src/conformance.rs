@@ -31,10 +31,7 @@ pub async fn create_get(s: Arc<dyn Store>) {
     assert_eq!(kv.create_revision, r1);
     assert_eq!(kv.mod_revision, r1);
     assert_eq!(s.current_revision().await.expect("rev"), r1);
-    assert!(matches!(
-        s.create("/a/1", b("again")).await,
-        Err(StoreError::AlreadyExists(_))
-    ));
+    assert!(matches!(s.create("/a/1", b("again")).await, Err(StoreError::AlreadyExists(_))));
     assert!(s.get("/a/2").await.expect("get").is_none());
 }
 
@@ -44,42 +41,26 @@ pub async fn cas(s: Arc<dyn Store>) {
     let r2 = s.update("/k", b("v2"), r1).await.expect("update");
     assert!(r2 > r1);
     match s.update("/k", b("v3"), r1).await {
-        Err(StoreError::Conflict {
-            expected, actual, ..
-        }) => {
+        Err(StoreError::Conflict { expected, actual, .. }) => {
             assert_eq!(expected, r1);
             assert_eq!(actual, r2);
         }
         other => panic!("expected conflict, got {other:?}"),
     }
-    assert_eq!(
-        s.get("/k").await.expect("get").expect("present").value,
-        b("v2")
-    );
-    assert!(matches!(
-        s.delete("/k", Some(r1)).await,
-        Err(StoreError::Conflict { .. })
-    ));
+    assert_eq!(s.get("/k").await.expect("get").expect("present").value, b("v2"));
+    assert!(matches!(s.delete("/k", Some(r1)).await, Err(StoreError::Conflict { .. })));
     let gone = s.delete("/k", Some(r2)).await.expect("delete");
     assert_eq!(gone.value, b("v2"));
     assert!(gone.mod_revision > r2);
     assert!(s.get("/k").await.expect("get").is_none());
-    assert!(matches!(
-        s.delete("/k", None).await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        s.update("/k", b("x"), r2).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(s.delete("/k", None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.update("/k", b("x"), r2).await, Err(StoreError::NotFound(_))));
 }
 
 /// Prefix lists, ordering and pagination.
 pub async fn list_and_paginate(s: Arc<dyn Store>) {
     for i in [3, 1, 2, 5, 4] {
-        s.create(&format!("/p/{i}"), b(&i.to_string()))
-            .await
-            .expect("create");
+        s.create(&format!("/p/{i}"), b(&i.to_string())).await.expect("create");
     }
     s.create("/q/1", b("other")).await.expect("create");
     let all = s.list("/p/", ListOptions::default()).await.expect("list");
@@ -87,28 +68,12 @@ pub async fn list_and_paginate(s: Arc<dyn Store>) {
     assert_eq!(keys, ["/p/1", "/p/2", "/p/3", "/p/4", "/p/5"]);
     assert_eq!(all.remaining, 0);
     assert_eq!(s.count("/p/").await.expect("count"), 5);
-    let page1 = s
-        .list(
-            "/p/",
-            ListOptions {
-                limit: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list");
+    let page1 = s.list("/p/", ListOptions { limit: 2, ..Default::default() }).await.expect("list");
     assert_eq!(page1.items.len(), 2);
     assert_eq!(page1.remaining, 3);
     let last = page1.items[1].key.clone();
     let page2 = s
-        .list(
-            "/p/",
-            ListOptions {
-                limit: 2,
-                start_after: Some(last),
-                revision: Some(page1.revision),
-            },
-        )
+        .list("/p/", ListOptions { limit: 2, start_after: Some(last), revision: Some(page1.revision) })
         .await
         .expect("list");
     let keys: Vec<_> = page2.items.iter().map(|k| k.key.as_str()).collect();
@@ -123,45 +88,16 @@ pub async fn list_at_revision(s: Arc<dyn Store>) {
     let r3 = s.update("/r/a", b("a2"), r1).await.expect("update");
     s.delete("/r/b", Some(r2)).await.expect("delete");
     s.create("/r/c", b("c1")).await.expect("create");
-    let at = s
-        .list(
-            "/r/",
-            ListOptions {
-                revision: Some(r2),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list");
-    let got: Vec<_> = at
-        .items
-        .iter()
-        .map(|k| (k.key.as_str(), k.value.clone()))
-        .collect();
+    let at = s.list("/r/", ListOptions { revision: Some(r2), ..Default::default() }).await.expect("list");
+    let got: Vec<_> = at.items.iter().map(|k| (k.key.as_str(), k.value.clone())).collect();
     assert_eq!(got, [("/r/a", b("a1")), ("/r/b", b("b1"))]);
     assert_eq!(at.revision, r2);
-    let at3 = s
-        .list(
-            "/r/",
-            ListOptions {
-                revision: Some(r3),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list");
+    let at3 = s.list("/r/", ListOptions { revision: Some(r3), ..Default::default() }).await.expect("list");
     assert_eq!(at3.items.len(), 2);
     assert_eq!(at3.items[0].value, b("a2"));
     let now = s.current_revision().await.expect("rev");
     assert!(matches!(
-        s.list(
-            "/r/",
-            ListOptions {
-                revision: Some(now + 10),
-                ..Default::default()
-            }
-        )
-        .await,
+        s.list("/r/", ListOptions { revision: Some(now + 10), ..Default::default() }).await,
         Err(StoreError::FutureRevision(_))
     ));
 }
@@ -199,11 +135,7 @@ pub async fn concurrent_writes_are_ordered(s: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut revs = Vec::new();
             for i in 0..50 {
-                revs.push(
-                    s.create(&format!("/c/{t}-{i}"), b("x"))
-                        .await
-                        .expect("create"),
-                );
+                revs.push(s.create(&format!("/c/{t}-{i}"), b("x")).await.expect("create"));
             }
             revs
         }));
@@ -229,19 +161,9 @@ pub async fn compaction(s: Arc<dyn Store>) {
     let r2 = s.update("/z/a", b("2"), r1).await.expect("update");
     let r3 = s.update("/z/a", b("3"), r2).await.expect("update");
     s.compact(r2).await.expect("compact");
+    assert!(matches!(s.watch("/z/", r1).await, Err(StoreError::Compacted { .. })));
     assert!(matches!(
-        s.watch("/z/", r1).await,
-        Err(StoreError::Compacted { .. })
-    ));
-    assert!(matches!(
-        s.list(
-            "/z/",
-            ListOptions {
-                revision: Some(r1),
-                ..Default::default()
-            }
-        )
-        .await,
+        s.list("/z/", ListOptions { revision: Some(r1), ..Default::default() }).await,
         Err(StoreError::Compacted { .. })
     ));
     let mut w = s.watch("/z/", r2).await.expect("watch at compaction point");

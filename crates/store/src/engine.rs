@@ -9,9 +9,7 @@
 //!   broadcast under it too, so a watch that snapshots history and subscribes under the
 //!   read lock sees every event exactly once.
 
-use crate::{
-    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream,
-};
+use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -79,46 +77,22 @@ impl Engine {
         durability: Box<dyn Durability>,
         history_limit: usize,
     ) -> Self {
-        let state = Arc::new(RwLock::new(State {
-            revision,
-            compacted: revision,
-            data,
-            history: VecDeque::new(),
-        }));
+        let state = Arc::new(RwLock::new(State { revision, compacted: revision, data, history: VecDeque::new() }));
         let (events, _) = broadcast::channel(WATCH_CHANNEL_CAPACITY);
         let (writer, queue) = std::sync::mpsc::channel::<WriteRequest>();
         let thread_state = state.clone();
         let thread_events = events.clone();
         std::thread::Builder::new()
             .name("vkube-store-writer".into())
-            .spawn(move || {
-                writer_loop(
-                    queue,
-                    thread_state,
-                    thread_events,
-                    durability,
-                    history_limit,
-                )
-            })
+            .spawn(move || writer_loop(queue, thread_state, thread_events, durability, history_limit))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start store writer thread: {e}"));
-        Engine {
-            state,
-            events,
-            writer,
-            history_limit,
-        }
+        Engine { state, events, writer, history_limit }
     }
 
     async fn write(&self, key: &str, op: Op) -> Result<Event, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteRequest {
-                key: key.to_string(),
-                op,
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
+        self.writer.send(WriteRequest { key: key.to_string(), op, reply }).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -135,11 +109,7 @@ impl Engine {
     /// Count keys under a prefix.
     pub fn count(&self, prefix: &str) -> Result<usize, StoreError> {
         let st = self.state.read().map_err(poisoned)?;
-        Ok(st
-            .data
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .count())
+        Ok(st.data.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).count())
     }
 
     /// List keys under a prefix (see [`crate::Store::list`]).
@@ -149,18 +119,11 @@ impl Engine {
             Some(k) if k.as_str() >= prefix => std::ops::Bound::Excluded(k.clone()),
             _ => std::ops::Bound::Included(prefix.to_string()),
         };
-        let limit = if options.limit == 0 {
-            usize::MAX
-        } else {
-            options.limit
-        };
+        let limit = if options.limit == 0 { usize::MAX } else { options.limit };
         match options.revision {
             Some(rev) if rev < st.revision => {
                 if rev < st.compacted {
-                    return Err(StoreError::Compacted {
-                        requested: rev,
-                        oldest: st.compacted,
-                    });
+                    return Err(StoreError::Compacted { requested: rev, oldest: st.compacted });
                 }
                 // Rebuild the prefix as of `rev` by undoing later events.
                 let mut snapshot: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
@@ -198,11 +161,7 @@ impl Engine {
                 }
                 let total = merged.len();
                 let items: Vec<KeyValue> = merged.into_values().take(limit).cloned().collect();
-                Ok(ListResult {
-                    remaining: total - items.len(),
-                    items,
-                    revision: rev,
-                })
+                Ok(ListResult { remaining: total - items.len(), items, revision: rev })
             }
             Some(rev) if rev > st.revision => Err(StoreError::FutureRevision(rev)),
             _ => {
@@ -218,11 +177,7 @@ impl Engine {
                         remaining += 1;
                     }
                 }
-                Ok(ListResult {
-                    items,
-                    revision: st.revision,
-                    remaining,
-                })
+                Ok(ListResult { items, revision: st.revision, remaining })
             }
         }
     }
@@ -233,24 +188,12 @@ impl Engine {
     }
 
     /// Compare-and-swap update.
-    pub async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected: Revision,
-    ) -> Result<Revision, StoreError> {
-        Ok(self
-            .write(key, Op::Update(value, expected))
-            .await?
-            .revision())
+    pub async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision, StoreError> {
+        Ok(self.write(key, Op::Update(value, expected)).await?.revision())
     }
 
     /// Delete, optionally compare-and-swap.
-    pub async fn delete(
-        &self,
-        key: &str,
-        expected: Option<Revision>,
-    ) -> Result<KeyValue, StoreError> {
+    pub async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         Ok(self.write(key, Op::Delete(expected)).await?.kv)
     }
 
@@ -258,42 +201,34 @@ impl Engine {
     pub fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
         let st = self.state.read().map_err(poisoned)?;
         if after < st.compacted {
-            return Err(StoreError::Compacted {
-                requested: after,
-                oldest: st.compacted,
-            });
+            return Err(StoreError::Compacted { requested: after, oldest: st.compacted });
         }
         if after > st.revision {
             return Err(StoreError::FutureRevision(after));
         }
-        let backlog: Vec<Arc<Event>> = st
-            .history
-            .iter()
-            .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
-            .cloned()
-            .collect();
+        let backlog: Vec<Arc<Event>> =
+            st.history.iter().filter(|e| e.revision() > after && e.kv.key.starts_with(prefix)).cloned().collect();
         let rx = self.events.subscribe();
         drop(st);
         let prefix = prefix.to_string();
         let backlog = futures::stream::iter(backlog.into_iter().map(|e| Ok((*e).clone())));
-        let live =
-            futures::stream::unfold((rx, prefix, false), |(mut rx, prefix, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match rx.recv().await {
-                        Ok(ev) if ev.kv.key.starts_with(&prefix) => {
-                            return Some((Ok((*ev).clone()), (rx, prefix, false)));
-                        }
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            return Some((Err(StoreError::WatchLagged), (rx, prefix, true)));
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
+        let live = futures::stream::unfold((rx, prefix, false), |(mut rx, prefix, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.kv.key.starts_with(&prefix) => {
+                        return Some((Ok((*ev).clone()), (rx, prefix, false)));
                     }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((Err(StoreError::WatchLagged), (rx, prefix, true)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-            });
+            }
+        });
         Ok(Box::pin(futures::StreamExt::chain(backlog, live)))
     }
 
@@ -350,27 +285,12 @@ fn writer_loop(
                 (Op::Create(_), Some(_)) => Err(StoreError::AlreadyExists(req.key.clone())),
                 (Op::Create(value), None) => {
                     next += 1;
-                    let kv = KeyValue {
-                        key: req.key.clone(),
-                        value,
-                        create_revision: next,
-                        mod_revision: next,
-                    };
-                    Ok(Event {
-                        kind: EventKind::Create,
-                        kv,
-                        prev: None,
-                    })
+                    let kv = KeyValue { key: req.key.clone(), value, create_revision: next, mod_revision: next };
+                    Ok(Event { kind: EventKind::Create, kv, prev: None })
                 }
-                (Op::Update(..) | Op::Delete(_), None) => {
-                    Err(StoreError::NotFound(req.key.clone()))
-                }
+                (Op::Update(..) | Op::Delete(_), None) => Err(StoreError::NotFound(req.key.clone())),
                 (Op::Update(_, expected), Some(cur)) if cur.mod_revision != expected => {
-                    Err(StoreError::Conflict {
-                        key: req.key.clone(),
-                        expected,
-                        actual: cur.mod_revision,
-                    })
+                    Err(StoreError::Conflict { key: req.key.clone(), expected, actual: cur.mod_revision })
                 }
                 (Op::Update(value, _), Some(cur)) => {
                     next += 1;
@@ -380,39 +300,20 @@ fn writer_loop(
                         create_revision: cur.create_revision,
                         mod_revision: next,
                     };
-                    Ok(Event {
-                        kind: EventKind::Update,
-                        kv,
-                        prev: Some(cur),
-                    })
+                    Ok(Event { kind: EventKind::Update, kv, prev: Some(cur) })
                 }
                 (Op::Delete(Some(expected)), Some(cur)) if cur.mod_revision != expected => {
-                    Err(StoreError::Conflict {
-                        key: req.key.clone(),
-                        expected,
-                        actual: cur.mod_revision,
-                    })
+                    Err(StoreError::Conflict { key: req.key.clone(), expected, actual: cur.mod_revision })
                 }
                 (Op::Delete(_), Some(cur)) => {
                     next += 1;
-                    let kv = KeyValue {
-                        mod_revision: next,
-                        ..cur.clone()
-                    };
-                    Ok(Event {
-                        kind: EventKind::Delete,
-                        kv,
-                        prev: Some(cur),
-                    })
+                    let kv = KeyValue { mod_revision: next, ..cur.clone() };
+                    Ok(Event { kind: EventKind::Delete, kv, prev: Some(cur) })
                 }
             };
             match outcome {
                 Ok(ev) => {
-                    let after = if ev.kind == EventKind::Delete {
-                        None
-                    } else {
-                        Some(ev.kv.clone())
-                    };
+                    let after = if ev.kind == EventKind::Delete { None } else { Some(ev.kv.clone()) };
                     pending.insert(req.key, after);
                     accepted.push((ev, req.reply));
                 }

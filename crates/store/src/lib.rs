@@ -163,12 +163,7 @@ pub trait Store: Send + Sync + 'static {
     /// Create `key`; fails with `AlreadyExists` if present.
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError>;
     /// Replace `key` if its `mod_revision` is `expected`.
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected: Revision,
-    ) -> Result<Revision, StoreError>;
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision, StoreError>;
     /// Delete `key` (if `expected` is given, only at that revision); returns the deleted
     /// value with `mod_revision` set to the delete's revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;

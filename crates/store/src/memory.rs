@@ -13,16 +13,12 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// An empty store at revision 1 (as a fresh etcd is).
     pub fn new() -> Self {
-        MemoryStore {
-            engine: Engine::start(Default::default(), 1, Box::new(Volatile), 100_000),
-        }
+        MemoryStore { engine: Engine::start(Default::default(), 1, Box::new(Volatile), 100_000) }
     }
 
     /// An empty store that keeps at most `history_limit` events for watch resumption.
     pub fn with_history_limit(history_limit: usize) -> Self {
-        MemoryStore {
-            engine: Engine::start(Default::default(), 1, Box::new(Volatile), history_limit),
-        }
+        MemoryStore { engine: Engine::start(Default::default(), 1, Box::new(Volatile), history_limit) }
     }
 }
 
@@ -42,11 +38,7 @@ macro_rules! delegate_store {
             async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
                 self.engine.get(key)
             }
-            async fn list(
-                &self,
-                prefix: &str,
-                options: ListOptions,
-            ) -> Result<ListResult, StoreError> {
+            async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult, StoreError> {
                 self.engine.list(prefix, options)
             }
             async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
@@ -55,26 +47,13 @@ macro_rules! delegate_store {
             async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
                 self.engine.create(key, value).await
             }
-            async fn update(
-                &self,
-                key: &str,
-                value: Bytes,
-                expected: Revision,
-            ) -> Result<Revision, StoreError> {
+            async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision, StoreError> {
                 self.engine.update(key, value, expected).await
             }
-            async fn delete(
-                &self,
-                key: &str,
-                expected: Option<Revision>,
-            ) -> Result<KeyValue, StoreError> {
+            async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
                 self.engine.delete(key, expected).await
             }
-            async fn watch(
-                &self,
-                prefix: &str,
-                after: Revision,
-            ) -> Result<WatchStream, StoreError> {
+            async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
                 self.engine.watch(prefix, after)
             }
             async fn compact(&self, revision: Revision) -> Result<(), StoreError> {

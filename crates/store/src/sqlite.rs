@@ -11,9 +11,7 @@
 
 use crate::engine::{Durability, Engine};
 use crate::memory::delegate_store;
-use crate::{
-    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream,
-};
+use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, params};
@@ -34,32 +32,24 @@ impl Durability for SqliteDurability {
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
         {
             let mut put = tx
-                .prepare_cached("INSERT OR REPLACE INTO kv (key, value, create_revision, mod_revision) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO kv (key, value, create_revision, mod_revision) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(|e| e.to_string())?;
-            let mut del = tx
-                .prepare_cached("DELETE FROM kv WHERE key = ?1")
-                .map_err(|e| e.to_string())?;
+            let mut del = tx.prepare_cached("DELETE FROM kv WHERE key = ?1").map_err(|e| e.to_string())?;
             for ev in changes {
                 match ev.kind {
                     EventKind::Delete => {
                         del.execute(params![ev.kv.key]).map_err(|e| e.to_string())?;
                     }
                     _ => {
-                        put.execute(params![
-                            ev.kv.key,
-                            &ev.kv.value[..],
-                            ev.kv.create_revision,
-                            ev.kv.mod_revision
-                        ])
-                        .map_err(|e| e.to_string())?;
+                        put.execute(params![ev.kv.key, &ev.kv.value[..], ev.kv.create_revision, ev.kv.mod_revision])
+                            .map_err(|e| e.to_string())?;
                     }
                 }
             }
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'revision'",
-                params![revision],
-            )
-            .map_err(|e| e.to_string())?;
+            tx.execute("UPDATE meta SET value = ?1 WHERE name = 'revision'", params![revision])
+                .map_err(|e| e.to_string())?;
         }
         tx.commit().map_err(|e| e.to_string())
     }
@@ -84,26 +74,19 @@ impl SqliteStore {
     /// `Backend` if the file cannot be opened or is not a vkube database.
     pub fn open_with_history(path: &Path, history_limit: usize) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, create_revision INTEGER NOT NULL, mod_revision INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
              INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 1);",
         )
         .map_err(backend)?;
-        let revision: Revision = conn
-            .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| {
-                r.get(0)
-            })
-            .map_err(backend)?;
+        let revision: Revision =
+            conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| r.get(0)).map_err(backend)?;
         let mut data = BTreeMap::new();
         {
-            let mut stmt = conn
-                .prepare("SELECT key, value, create_revision, mod_revision FROM kv")
-                .map_err(backend)?;
+            let mut stmt = conn.prepare("SELECT key, value, create_revision, mod_revision FROM kv").map_err(backend)?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok(KeyValue {
@@ -119,14 +102,7 @@ impl SqliteStore {
                 data.insert(kv.key.clone(), kv);
             }
         }
-        Ok(SqliteStore {
-            engine: Engine::start(
-                data,
-                revision,
-                Box::new(SqliteDurability { conn }),
-                history_limit,
-            ),
-        })
+        Ok(SqliteStore { engine: Engine::start(data, revision, Box::new(SqliteDurability { conn }), history_limit) })
     }
 }
 

@@ -13,16 +13,9 @@ async fn reopen_keeps_state_and_revision() {
     let path = dir.path().join("state.db");
     let (rev, deleted_rev) = {
         let s = SqliteStore::open(&path).expect("open");
-        let r1 = s
-            .create("/a", Bytes::from_static(b"1"))
-            .await
-            .expect("create");
-        s.update("/a", Bytes::from_static(b"2"), r1)
-            .await
-            .expect("update");
-        s.create("/b", Bytes::from_static(b"x"))
-            .await
-            .expect("create");
+        let r1 = s.create("/a", Bytes::from_static(b"1")).await.expect("create");
+        s.update("/a", Bytes::from_static(b"2"), r1).await.expect("update");
+        s.create("/b", Bytes::from_static(b"x")).await.expect("create");
         let d = s.delete("/b", None).await.expect("delete");
         (s.current_revision().await.expect("rev"), d.mod_revision)
     };
@@ -33,17 +26,9 @@ async fn reopen_keeps_state_and_revision() {
     assert_eq!(a.value, Bytes::from_static(b"2"));
     assert!(s.get("/b").await.expect("get").is_none());
     // History before the restart is gone: resuming a watch there asks for a relist.
-    assert!(matches!(
-        s.watch("/", rev - 1).await,
-        Err(StoreError::Compacted { .. })
-    ));
+    assert!(matches!(s.watch("/", rev - 1).await, Err(StoreError::Compacted { .. })));
     // New writes continue the revision sequence.
-    assert!(
-        s.create("/c", Bytes::from_static(b"3"))
-            .await
-            .expect("create")
-            > rev
-    );
+    assert!(s.create("/c", Bytes::from_static(b"3")).await.expect("create") > rev);
 }
 
 /// Not a test on its own: the child process of `kill_9_loses_no_acknowledged_write`.
@@ -59,10 +44,7 @@ async fn crash_child() {
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let key = format!("/crash/{t}/{i}");
-                store
-                    .create(&key, Bytes::from(key.clone()))
-                    .await
-                    .expect("create");
+                store.create(&key, Bytes::from(key.clone())).await.expect("create");
                 println!("ACK {key}");
             }
         }));
@@ -97,26 +79,10 @@ async fn kill_9_loses_no_acknowledged_write() {
     }
     child.kill().expect("kill -9");
     let _ = child.wait();
-    assert!(
-        acked.len() >= 2000,
-        "child acknowledged only {} writes",
-        acked.len()
-    );
+    assert!(acked.len() >= 2000, "child acknowledged only {} writes", acked.len());
     let store = SqliteStore::open(&path).expect("reopen after crash");
-    let present = store
-        .list("/crash/", ListOptions::default())
-        .await
-        .expect("list");
-    let keys: std::collections::HashSet<_> =
-        present.items.iter().map(|kv| kv.key.as_str()).collect();
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|k| !keys.contains(k.as_str()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        lost.first()
-    );
+    let present = store.list("/crash/", ListOptions::default()).await.expect("list");
+    let keys: std::collections::HashSet<_> = present.items.iter().map(|kv| kv.key.as_str()).collect();
+    let lost: Vec<_> = acked.iter().filter(|k| !keys.contains(k.as_str())).collect();
+    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), lost.first());
 }

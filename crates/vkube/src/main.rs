@@ -1,1 +1,72 @@
-fn main() {}
+//! The `vkube` binary: a thin CLI over the crates. See `vkube --help`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "vkube", version, about = "Virtual Kubernetes clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Kubernetes API server over the embedded store (a development entry point).
+    Apiserver {
+        /// Data directory (state, certificates, kubeconfig).
+        #[arg(long, default_value = ".vkube/apiserver")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Static token file (token,user,uid,"groups").
+        #[arg(long)]
+        token_auth_file: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Apiserver { data_dir, listen, token_auth_file } => {
+            let started = std::time::Instant::now();
+            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let store = vkube_store::SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?;
+            let mut config = vkube_apiserver::ServerConfig::new(data_dir.clone(), Arc::new(store));
+            config.listen = listen;
+            config.token_file = token_auth_file;
+            let server = vkube_apiserver::start(config).await?;
+            println!(
+                "vkube apiserver ready at {} in {} ms; kubeconfig: {}",
+                server.url,
+                started.elapsed().as_millis(),
+                server.kubeconfig_path.display()
+            );
+            wait_for_signal().await;
+            server.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,34 @@
+//! Objects every cluster has after its first start: the namespaces `default`,
+//! `kube-system`, `kube-public`, `kube-node-lease`, and the `kubernetes` service.
+
+use crate::registry::{Registry, WriteOptions};
+use serde_json::json;
+use vkube_core::status::ApiError;
+
+/// Create the default objects that are missing.
+///
+/// # Errors
+/// Storage errors other than "already exists".
+pub async fn ensure_defaults(reg: &Registry) -> Result<(), ApiError> {
+    let catalog = reg.catalog().clone();
+    let ns = catalog.find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not served"))?;
+    let opts = WriteOptions { field_manager: Some("vkube-apiserver".into()), ..Default::default() };
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        match reg.create(&ns, "", json!({"metadata": {"name": name}}), &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let svc = catalog.find("", "v1", "services").ok_or_else(|| ApiError::internal("services not served"))?;
+    let ip = reg.first_service_ip().to_string();
+    let kubernetes = json!({
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+    });
+    match reg.create(&svc, "default", kubernetes, &opts).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

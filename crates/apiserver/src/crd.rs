@@ -1,0 +1,153 @@
+//! CustomResourceDefinitions: a CRD written through the API is accepted (its names
+//! checked, conditions `NamesAccepted` and `Established` set) and every served version
+//! becomes a resource in the catalog, pruned by its structural schema.
+
+use crate::registry::Registry;
+use crate::resources::{Resource, Subresource};
+use crate::strategy::Plain;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// Drop fields the schema does not declare (unless it preserves unknown fields).
+/// `apiVersion`, `kind` and `metadata` at the top are always kept.
+pub fn prune(obj: &Value, schema: &Value) -> Value {
+    let mut out = prune_value(obj, schema);
+    if let (Value::Object(o), Value::Object(src)) = (&mut out, obj) {
+        for k in ["apiVersion", "kind", "metadata"] {
+            if let Some(v) = src.get(k) {
+                o.insert(k.into(), v.clone());
+            }
+        }
+    }
+    out
+}
+
+fn prune_value(v: &Value, schema: &Value) -> Value {
+    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+        && schema.get("properties").is_none()
+    {
+        return v.clone();
+    }
+    match v {
+        Value::Object(m) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+            let mut out = Map::new();
+            for (k, child) in m {
+                if let Some(s) = props.and_then(|p| p.get(k)) {
+                    out.insert(k.clone(), prune_value(child, s));
+                } else if let Some(a) = additional.filter(|a| a.is_object()) {
+                    out.insert(k.clone(), prune_value(child, a));
+                } else if additional.and_then(Value::as_bool) == Some(true)
+                    || preserve
+                    || (props.is_none() && schema.get("type").is_none())
+                {
+                    out.insert(k.clone(), child.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(s) => Value::Array(items.iter().map(|i| prune_value(i, s)).collect()),
+            None => v.clone(),
+        },
+        _ => v.clone(),
+    }
+}
+
+fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
+    let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
+    let names = crd.pointer("/spec/names").cloned().unwrap_or_default();
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let list = |v: &Value, k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let plural = s(&names, "plural");
+    let kind = s(&names, "kind");
+    let singular = {
+        let x = s(&names, "singular");
+        if x.is_empty() { kind.to_lowercase() } else { x }
+    };
+    let namespaced = crd.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+    let mut out = Vec::new();
+    for v in crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {
+        if v.get("served").and_then(Value::as_bool) != Some(true) {
+            continue;
+        }
+        let mut subresources = vec![];
+        if v.pointer("/subresources/status").is_some() {
+            subresources.push(Subresource::Status);
+        }
+        if v.pointer("/subresources/scale").is_some() {
+            subresources.push(Subresource::Scale);
+        }
+        out.push(Arc::new(Resource {
+            group: group.clone(),
+            version: s(v, "name"),
+            plural: plural.clone(),
+            singular: singular.clone(),
+            kind: kind.clone(),
+            namespaced,
+            short_names: list(&names, "shortNames"),
+            categories: list(&names, "categories"),
+            subresources,
+            strategy: Arc::new(Plain),
+            pruner: None,
+            storage_group: group.clone(),
+            schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+            printer_columns: v.get("additionalPrinterColumns").and_then(Value::as_array).cloned().unwrap_or_default(),
+            openapi: None,
+        }));
+    }
+    out
+}
+
+/// Rebuild the custom resources from the stored CRDs and mark new ones established.
+pub async fn on_change(reg: &Registry) {
+    let catalog = reg.catalog().clone();
+    let Some(crd_res) = catalog.find("apiextensions.k8s.io", "v1", "customresourcedefinitions") else { return };
+    let Ok(list) = reg.store().list(&crd_res.prefix(), Default::default()).await else { return };
+    let mut custom = Vec::new();
+    for kv in list.items {
+        let Ok(crd) = Registry::decode(&kv) else { continue };
+        let deleting = crd.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        if !deleting {
+            custom.extend(resources_of(&crd));
+        }
+        let established = crd
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+        if !established && !deleting {
+            let mut next = crd.clone();
+            let now = vkube_core::meta::now_rfc3339();
+            next["status"] = json!({
+                "acceptedNames": crd.pointer("/spec/names").cloned().unwrap_or_default(),
+                "storedVersions": crd.pointer("/spec/versions").and_then(Value::as_array).map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+                ],
+            });
+            if let Ok(bytes) = serde_json::to_vec(&crate::registry::canonical_with_rv(&next, 0)) {
+                let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                if let Some(md) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                    md.remove("resourceVersion");
+                }
+                if let Ok(b) = serde_json::to_vec(&v) {
+                    let _ = reg.store().update(&kv.key, b.into(), kv.mod_revision).await;
+                }
+            }
+        }
+    }
+    catalog.set_custom(custom);
+}
+
+/// Load the CRDs stored before a restart.
+pub async fn load_established(reg: &Registry) {
+    on_change(reg).await;
+}

@@ -1,0 +1,221 @@
+//! OpenAPI documents generated from the schemas of the served types: `/openapi/v3` (an
+//! index of group-versions) and `/openapi/v3/{api/v1|apis/G/V}` (OpenAPI 3.0 with
+//! `x-kubernetes-group-version-kind` on each kind and on each operation, and the
+//! `fieldValidation` parameter kubectl looks for before it relies on server-side
+//! validation), plus `/openapi/v2` in JSON.
+//!
+//! Built-in schemas come from k8s-openapi (schemars); custom resources use their CRD's
+//! `openAPIV3Schema`.
+
+use crate::api::RequestContext;
+use crate::resources::{Catalog, Resource};
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use vkube_core::status::ApiError;
+
+fn gv_key(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+fn group_versions(catalog: &Catalog) -> BTreeMap<String, Vec<Arc<Resource>>> {
+    let mut out: BTreeMap<String, Vec<Arc<Resource>>> = BTreeMap::new();
+    for r in catalog.all().iter() {
+        out.entry(gv_key(&r.group, &r.version)).or_default().push(r.clone());
+    }
+    out
+}
+
+type Cache = Mutex<BTreeMap<String, (String, Arc<Vec<u8>>)>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn signature(resources: &[Arc<Resource>]) -> String {
+    resources
+        .iter()
+        .map(|r| format!("{}:{}:{}", r.plural, r.kind, r.schema.as_ref().map(|s| s.to_string().len()).unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn gvk(r: &Resource) -> Value {
+    json!([{"group": r.group, "version": r.version, "kind": r.kind}])
+}
+
+fn custom_schema_name(r: &Resource) -> String {
+    let rev: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", rev.join("."), r.version, r.kind)
+}
+
+fn operation(r: &Resource, action: &str, schema_ref: &Value, extra_params: &[&str]) -> Value {
+    let mut params: Vec<Value> = extra_params
+        .iter()
+        .map(|p| json!({"name": p, "in": "query", "description": p, "schema": {"type": "string"}, "uniqueItems": true}))
+        .collect();
+    if action == "patch" {
+        params.push(json!({"name": "force", "in": "query", "schema": {"type": "boolean"}, "uniqueItems": true}));
+    }
+    let content = json!({"application/json": {"schema": schema_ref}, "application/yaml": {"schema": schema_ref}});
+    let mut op = json!({
+        "operationId": format!("{action}{}", r.kind),
+        "parameters": params,
+        "responses": {"200": {"description": "OK", "content": content}, "401": {"description": "Unauthorized"}},
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+    });
+    if matches!(action, "put" | "post" | "patch") {
+        let body_types = if action == "patch" {
+            json!({"application/apply-patch+yaml": {"schema": {"type": "object"}}, "application/json-patch+json": {"schema": {"type": "object"}}, "application/merge-patch+json": {"schema": {"type": "object"}}, "application/strategic-merge-patch+json": {"schema": {"type": "object"}}})
+        } else {
+            json!({"application/json": {"schema": schema_ref}, "application/yaml": {"schema": schema_ref}})
+        };
+        op["requestBody"] = json!({"content": body_types, "required": true});
+    }
+    op
+}
+
+fn build_v3(resources: &[Arc<Resource>]) -> Value {
+    let settings = schemars::generate::SchemaSettings::openapi3();
+    let mut generator = settings.into_generator();
+    let mut roots: Vec<(Arc<Resource>, String)> = Vec::new();
+    let mut custom: Map<String, Value> = Map::new();
+    for r in resources {
+        if let Some(f) = r.openapi {
+            let s = f(&mut generator);
+            let reference = s.as_value().get("$ref").and_then(Value::as_str).unwrap_or_default().to_string();
+            roots.push((r.clone(), reference));
+        } else {
+            let name = custom_schema_name(r);
+            let mut schema = r
+                .schema
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            if let Some(m) = schema.as_object_mut() {
+                let props = m.entry("properties").or_insert_with(|| json!({}));
+                if let Some(p) = props.as_object_mut() {
+                    p.entry("apiVersion").or_insert(json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+                    p.entry("kind").or_insert(json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+                    p.insert("metadata".into(), json!({"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}], "description": "Standard object's metadata."}));
+                }
+            }
+            custom.insert(name.clone(), schema);
+            roots.push((r.clone(), format!("#/components/schemas/{name}")));
+        }
+    }
+    if !custom.is_empty() {
+        generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
+    }
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    schemas.extend(custom);
+    let mut paths = Map::new();
+    for (r, reference) in &roots {
+        let name = reference.rsplit('/').next().unwrap_or_default().to_string();
+        if let Some(Value::Object(def)) = schemas.get_mut(&name) {
+            def.insert("x-kubernetes-group-version-kind".into(), gvk(r));
+        }
+        let schema_ref = json!({"$ref": reference});
+        let base =
+            if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        let write_params = ["dryRun", "fieldManager", "fieldValidation"];
+        paths.insert(coll.clone(), json!({"get": operation(r, "list", &schema_ref, &["labelSelector", "fieldSelector", "limit", "continue", "watch"]), "post": operation(r, "post", &schema_ref, &write_params)}));
+        paths.insert(
+            format!("{coll}/{{name}}"),
+            json!({
+                "get": operation(r, "get", &schema_ref, &[]),
+                "put": operation(r, "put", &schema_ref, &write_params),
+                "patch": operation(r, "patch", &schema_ref, &write_params),
+                "delete": operation(r, "delete", &schema_ref, &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
+            }),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.37.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+fn doc_for(key: &str, resources: &[Arc<Resource>]) -> (String, Arc<Vec<u8>>) {
+    let sig = signature(resources);
+    if let Ok(c) = cache().lock() {
+        if let Some((s, bytes)) = c.get(key) {
+            if *s == sig {
+                return (hash(bytes), bytes.clone());
+            }
+        }
+    }
+    let bytes = Arc::new(serde_json::to_vec(&build_v3(resources)).unwrap_or_default());
+    if let Ok(mut c) = cache().lock() {
+        c.insert(key.to_string(), (sig, bytes.clone()));
+    }
+    (hash(&bytes), bytes)
+}
+
+fn hash(bytes: &[u8]) -> String {
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().take(32).map(|b| format!("{b:02X}")).collect()
+}
+
+/// `/openapi/v3`.
+pub fn v3_index(catalog: &Catalog) -> Value {
+    let mut paths = Map::new();
+    for (key, rs) in group_versions(catalog) {
+        let (h, _) = doc_for(&key, &rs);
+        paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={h}")}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/{key}`.
+///
+/// # Errors
+/// 404 for an unknown group-version.
+pub fn serve_v3(ctx: &RequestContext, catalog: &Catalog, key: &str) -> Result<Response<Body>, ApiError> {
+    let _ = ctx;
+    let gvs = group_versions(catalog);
+    let rs = gvs.get(key).ok_or_else(ApiError::path_not_found)?;
+    let (_, bytes) = doc_for(key, rs);
+    let mut r = Response::new(Body::from(bytes.as_ref().clone()));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+    Ok(r)
+}
+
+/// `/openapi/v2`: a Swagger 2.0 document in JSON. Clients that accept only the
+/// protobuf encoding get 406 and use OpenAPI v3 instead.
+///
+/// # Errors
+/// 406 for protobuf-only requests.
+pub fn serve_v2(ctx: &RequestContext, catalog: &Catalog) -> Result<Response<Body>, ApiError> {
+    let accept = ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
+    if !(accept.contains("json") || accept.contains("*/*")) {
+        return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2; use /openapi/v3"));
+    }
+    let mut definitions = Map::new();
+    for (_, rs) in group_versions(catalog) {
+        let doc = build_v3(&rs);
+        if let Some(Value::Object(s)) = doc.pointer("/components/schemas") {
+            for (k, v) in s {
+                let text = v.to_string().replace("#/components/schemas/", "#/definitions/");
+                definitions.insert(k.clone(), serde_json::from_str(&text).unwrap_or_default());
+            }
+        }
+    }
+    let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.37.0"}, "paths": {}, "definitions": definitions});
+    let mut r = Response::new(Body::from(serde_json::to_vec(&doc).unwrap_or_default()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}

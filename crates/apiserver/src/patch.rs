@@ -1,0 +1,369 @@
+//! PATCH: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge patch
+//! (kubectl's default, with merge keys and `$patch` directives for built-in types), and
+//! server-side apply (delegated to [`crate::apply`]).
+
+use crate::api::{RequestContext, Route, admit, parse_body};
+use crate::registry::{FieldValidation, WriteOptions};
+use crate::resources::Subresource;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use vkube_core::status::ApiError;
+
+/// The merge key of a list field for strategic merge patch, or None for atomic lists.
+/// `path` is the field path from the object root (keys only).
+pub fn merge_key(kind: &str, path: &[&str]) -> Option<&'static str> {
+    let field = *path.last()?;
+    let in_container =
+        path.iter().rev().skip(1).any(|p| matches!(*p, "containers" | "initContainers" | "ephemeralContainers"));
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates"
+        | "secrets" => Some("name"),
+        "volumeMounts" => Some("mountPath"),
+        "volumeDevices" => Some("devicePath"),
+        "ports" if in_container => Some("containerPort"),
+        "ports" if kind == "Service" && path.len() == 2 => Some("port"),
+        "conditions" if kind != "Job" => Some("type"),
+        "addresses" if kind == "Node" => Some("type"),
+        "hostAliases" => Some("ip"),
+        "topologySpreadConstraints" => Some("topologyKey"),
+        "ownerReferences" if path.len() == 2 => Some("uid"),
+        _ => None,
+    }
+}
+
+/// Whether a list of scalars merges as a set (union) under strategic merge patch.
+pub fn merges_as_set(path: &[&str]) -> bool {
+    matches!(path, ["metadata", "finalizers"])
+}
+
+/// Apply a strategic merge patch.
+///
+/// # Errors
+/// 400 for a malformed directive.
+pub fn strategic_merge(kind: &str, original: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let mut out = original.clone();
+    smp_into(kind, &mut out, patch, &mut Vec::new())?;
+    Ok(out)
+}
+
+fn smp_into(kind: &str, target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result<(), ApiError> {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return Ok(());
+    };
+    match p.get("$patch").and_then(Value::as_str) {
+        Some("replace") => {
+            let mut m = p.clone();
+            m.remove("$patch");
+            *target = Value::Object(m);
+            return Ok(());
+        }
+        Some("delete") => {
+            *target = Value::Null;
+            return Ok(());
+        }
+        Some(other) if other != "merge" => return Err(ApiError::bad_request(format!("unknown patch type: {other}"))),
+        _ => {}
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let retain: Option<Vec<String>> = p
+        .get("$retainKeys")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+    for (k, v) in p {
+        if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            let remove: Vec<Value> = v.as_array().cloned().unwrap_or_default();
+            if let Some(Value::Array(list)) = target.get_mut(field) {
+                list.retain(|x| !remove.contains(x));
+            }
+            continue;
+        }
+        let Some(t) = target.as_object_mut() else { continue };
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        path.push(k.clone());
+        let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        match v {
+            Value::Object(_) => {
+                let entry = t.entry(k.clone()).or_insert(Value::Null);
+                smp_into(kind, entry, v, path)?;
+                if entry.is_null() {
+                    t.remove(k);
+                }
+            }
+            Value::Array(items) => {
+                let key = merge_key(kind, &path_refs);
+                let replace = items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
+                if replace {
+                    let kept: Vec<Value> = items.iter().filter(|i| i.get("$patch").is_none()).cloned().collect();
+                    t.insert(k.clone(), Value::Array(kept));
+                } else if let Some(mk) = key {
+                    let existing = t.entry(k.clone()).or_insert_with(|| Value::Array(vec![]));
+                    if !existing.is_array() {
+                        *existing = Value::Array(vec![]);
+                    }
+                    if let Value::Array(list) = existing {
+                        for item in items {
+                            let id = item.get(mk);
+                            let pos = id.and_then(|id| list.iter().position(|x| x.get(mk) == Some(id)));
+                            let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+                            match (pos, delete) {
+                                (Some(i), true) => {
+                                    list.remove(i);
+                                }
+                                (None, true) => {}
+                                (Some(i), false) => smp_into(kind, &mut list[i], item, path)?,
+                                (None, false) => {
+                                    let mut fresh = Value::Null;
+                                    smp_into(kind, &mut fresh, item, path)?;
+                                    list.push(fresh);
+                                }
+                            }
+                        }
+                    }
+                } else if merges_as_set(&path_refs) {
+                    let existing = t.entry(k.clone()).or_insert_with(|| Value::Array(vec![]));
+                    if let Value::Array(list) = existing {
+                        for item in items {
+                            if !list.contains(item) {
+                                list.push(item.clone());
+                            }
+                        }
+                    }
+                } else {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        path.pop();
+    }
+    if let (Some(keys), Some(t)) = (retain, target.as_object_mut()) {
+        t.retain(|k, _| keys.contains(k));
+    }
+    Ok(())
+}
+
+/// Which patch a Content-Type names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// RFC 6902.
+    Json,
+    /// RFC 7386.
+    Merge,
+    /// Strategic merge patch.
+    Strategic,
+    /// Server-side apply.
+    Apply,
+}
+
+/// The patch type of a request.
+///
+/// # Errors
+/// 415 for anything else.
+pub fn patch_type(ct: &str) -> Result<PatchType, ApiError> {
+    match ct.split(';').next().unwrap_or_default().trim() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchType::Apply),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the server does not support the patch type {other}: supported types are application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+            ),
+        )),
+    }
+}
+
+/// Apply a non-apply patch to an object.
+///
+/// # Errors
+/// 400/422 for malformed patches or failing JSON-patch tests.
+pub fn apply_patch(pt: PatchType, kind: &str, custom: bool, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+    match pt {
+        PatchType::Json => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal patch: {e}")))?;
+            let mut doc = current.clone();
+            json_patch::patch(&mut doc, &p).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
+            Ok(doc)
+        }
+        PatchType::Merge => {
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut doc = current.clone();
+            json_patch::merge(&mut doc, &p);
+            Ok(doc)
+        }
+        PatchType::Strategic => {
+            if custom {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "strategic merge patch is not supported for custom resources: use application/merge-patch+json",
+                ));
+            }
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            if !p.is_object() {
+                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+            }
+            strategic_merge(kind, current, &p)
+        }
+        PatchType::Apply => Err(ApiError::internal("apply patches go through server-side apply")),
+    }
+}
+
+/// Serve a PATCH.
+///
+/// # Errors
+/// See [`apply_patch`] and the registry.
+pub async fn serve(
+    ctx: &RequestContext,
+    route: &Route,
+    name: &str,
+    sub: Option<Subresource>,
+    q: &HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let ct = ctx.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let pt = patch_type(&ct)?;
+    let reg = &ctx.state.registry;
+    let res = route.resource.clone();
+    let mut opts: WriteOptions = crate::api::write_options(ctx, q)?;
+    let custom = res.pruner.is_none();
+    let mentions_rv = body.windows(15).any(|w| w == b"resourceVersion");
+    if pt == PatchType::Apply {
+        let manager = q.get("fieldManager").cloned().ok_or_else(|| {
+            ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![vkube_core::status::Cause::required("fieldManager")],
+            )
+            .with_message_override(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+                    .into(),
+            )
+        })?;
+        let force = q.get("force").is_some_and(|f| f == "true");
+        let applied = parse_body(
+            &{
+                let mut h = http::HeaderMap::new();
+                h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/yaml"));
+                h
+            },
+            &body,
+        )?;
+        return crate::apply::serve(ctx, route, name, sub, &opts, applied, &manager, force).await;
+    }
+    if sub == Some(Subresource::Scale) {
+        let body = body.clone();
+        let kind = res.kind.clone();
+        return crate::subresources::update_scale(ctx, route, name, &opts, move |scale| {
+            apply_patch(pt, &kind, true, scale, &body).map(|mut s| {
+                if !mentions_rv {
+                    if let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                    }
+                }
+                s
+            })
+        })
+        .await;
+    }
+    if opts.field_validation == FieldValidation::Strict && pt == PatchType::Json {
+        opts.field_validation = FieldValidation::Strict;
+    }
+    let current = reg.get(&res, &route.namespace, name).await?;
+    let patched_preview = apply_patch(pt, &res.kind, custom, &current, &body)?;
+    let (admitted, mut warnings) =
+        admit(ctx, route, crate::admission::Operation::Update, patched_preview, Some(&current)).await?;
+    let mut first = Some(admitted);
+    let kind = res.kind.clone();
+    let out = reg
+        .update_with(&res, &route.namespace, name, sub, &opts, |cur| {
+            let mut next = match first.take() {
+                Some(v) if v.pointer("/metadata/resourceVersion") == cur.pointer("/metadata/resourceVersion") => v,
+                _ => apply_patch(pt, &kind, custom, cur, &body)?,
+            };
+            if !mentions_rv {
+                if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+            }
+            Ok(next)
+        })
+        .await?;
+    warnings.extend(out.warnings);
+    let object = crate::namespaces::maybe_finish_namespace(reg, &res, out.object).await?;
+    let body = serde_json::to_vec(&object).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    crate::api::add_warnings(&mut r, &warnings);
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn smp_merges_containers_by_name() {
+        let orig = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
+        let patch = json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c", "image": "w"}]}});
+        let out = strategic_merge("Pod", &orig, &patch).expect("merges");
+        assert_eq!(out["spec"]["containers"].as_array().map(Vec::len), Some(3));
+        assert_eq!(out["spec"]["containers"][1]["image"], "z");
+    }
+
+    #[test]
+    fn smp_directives() {
+        let orig = json!({"metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["x"]}, "spec": {"containers": [{"name": "a"}, {"name": "b"}], "tolerations": [{"key": "k"}]}});
+        let patch = json!({"metadata": {"labels": {"a": null}, "finalizers": ["y"]}, "spec": {"containers": [{"name": "a", "$patch": "delete"}], "tolerations": [{"key": "j"}]}});
+        let out = strategic_merge("Pod", &orig, &patch).expect("merges");
+        assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
+        assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
+        assert_eq!(out["spec"]["containers"], json!([{"name": "b"}]));
+        assert_eq!(out["spec"]["tolerations"], json!([{"key": "j"}]), "lists without a merge key are replaced");
+        let replace = strategic_merge("Pod", &orig, &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}))
+            .expect("merges");
+        assert_eq!(replace["metadata"]["labels"], json!({"c": "3"}));
+    }
+
+    #[test]
+    fn service_ports_merge_by_port_and_container_ports_by_container_port() {
+        assert_eq!(merge_key("Service", &["spec", "ports"]), Some("port"));
+        assert_eq!(merge_key("Pod", &["spec", "containers", "ports"]), Some("containerPort"));
+        assert_eq!(merge_key("EndpointSlice", &["ports"]), None);
+    }
+}

@@ -1,0 +1,213 @@
+//! Certificates and kubeconfigs: a CA, the serving certificate and the admin client
+//! certificate, generated on first start and kept in `DIR/pki/`.
+//!
+//! # Guarantees
+//! Restarting on the same directory reuses the same CA and certificates, so kubeconfigs
+//! written earlier stay valid.
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use std::path::{Path, PathBuf};
+
+/// Errors of certificate handling.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// File I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generating or parsing a certificate failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct CertPair {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key.
+    pub key_pem: String,
+}
+
+/// The cluster's certificates.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA.
+    pub ca: CertPair,
+    /// The serving certificate.
+    pub serving: CertPair,
+    /// The admin client certificate (CN=vkube-admin, O=system:masters).
+    pub admin: CertPair,
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.into(), source })
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(|source| PkiError::Io { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| PkiError::Io { path: path.into(), source })
+}
+
+fn load_pair(dir: &Path, name: &str) -> Option<CertPair> {
+    let cert_pem = std::fs::read_to_string(dir.join(format!("{name}.crt"))).ok()?;
+    let key_pem = std::fs::read_to_string(dir.join(format!("{name}.key"))).ok()?;
+    Some(CertPair { cert_pem, key_pem })
+}
+
+fn save_pair(dir: &Path, name: &str, pair: &CertPair) -> Result<(), PkiError> {
+    write(&dir.join(format!("{name}.key")), &pair.key_pem)?;
+    write(&dir.join(format!("{name}.crt")), &pair.cert_pem)
+}
+
+fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CommonName, cn);
+    for o in orgs {
+        d.push(DnType::OrganizationName, *o);
+    }
+    d
+}
+
+fn validity(params: &mut CertificateParams) {
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+    params.not_after = (now + std::time::Duration::from_secs(10 * 365 * 24 * 3600)).into();
+}
+
+impl Pki {
+    /// Load the certificates from `DIR/pki/`, creating what is missing. `hosts` are the
+    /// serving certificate's extra names (DNS names or IP addresses).
+    ///
+    /// # Errors
+    /// I/O or certificate errors.
+    pub fn load_or_create(data_dir: &Path, hosts: &[String]) -> Result<Self, PkiError> {
+        let dir = data_dir.join("pki");
+        std::fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+        let ca = match load_pair(&dir, "ca") {
+            Some(p) => p,
+            None => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(Vec::<String>::new())?;
+                params.distinguished_name = dn("vkube-ca", &[]);
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages =
+                    vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+                validity(&mut params);
+                let cert = params.self_signed(&key)?;
+                let pair = CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+                save_pair(&dir, "ca", &pair)?;
+                // Anything signed by an old CA is now worthless.
+                for stale in ["serving", "admin"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{stale}.crt")));
+                }
+                pair
+            }
+        };
+        let serving = match load_pair(&dir, "serving") {
+            Some(p) => p,
+            None => {
+                let mut names: Vec<String> = vec![
+                    "localhost".into(),
+                    "127.0.0.1".into(),
+                    "::1".into(),
+                    "kubernetes".into(),
+                    "kubernetes.default".into(),
+                    "kubernetes.default.svc".into(),
+                ];
+                names.extend(hosts.iter().cloned());
+                let pair = issue(&ca, "vkube-apiserver", &[], &names, true)?;
+                save_pair(&dir, "serving", &pair)?;
+                pair
+            }
+        };
+        let admin = match load_pair(&dir, "admin") {
+            Some(p) => p,
+            None => {
+                let pair = issue(&ca, "vkube-admin", &["system:masters"], &[], false)?;
+                save_pair(&dir, "admin", &pair)?;
+                pair
+            }
+        };
+        Ok(Pki { ca, serving, admin })
+    }
+
+    /// Issue a client certificate for user `cn` in groups `orgs`.
+    ///
+    /// # Errors
+    /// Certificate errors.
+    pub fn issue_client(&self, cn: &str, orgs: &[&str]) -> Result<CertPair, PkiError> {
+        issue(&self.ca, cn, orgs, &[], false)
+    }
+}
+
+fn issue(ca: &CertPair, cn: &str, orgs: &[&str], names: &[String], server: bool) -> Result<CertPair, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn(cn, orgs);
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages =
+        vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+    validity(&mut params);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// How a kubeconfig's user authenticates.
+pub enum Credential<'a> {
+    /// A client certificate.
+    Cert(&'a CertPair),
+    /// A bearer token.
+    Token(&'a str),
+}
+
+/// Render a kubeconfig with one cluster, user and context, all named `name`.
+pub fn kubeconfig(name: &str, server: &str, ca_pem: &str, credential: Credential<'_>) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let user = match credential {
+        Credential::Cert(pair) => format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&pair.cert_pem),
+            b64(&pair.key_pem)
+        ),
+        Credential::Token(t) => format!("    token: {t}\n"),
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n{user}contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\ncurrent-context: {name}\npreferences: {{}}\n",
+        ca = b64(ca_pem)
+    )
+}
+
+/// Write a kubeconfig file atomically (mode 0600).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write(path, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    let _ = read(path)?;
+    Ok(())
+}

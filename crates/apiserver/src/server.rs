@@ -1,0 +1,222 @@
+//! Serving: TLS (rustls) with client-certificate and bearer-token authentication,
+//! HTTP/1.1 and HTTP/2 on one port, graceful shutdown.
+//!
+//! Start with [`ServerConfig`] and [`start`]: it loads or creates the certificates in
+//! the data directory, writes `DIR/admin.kubeconfig`, bootstraps the default objects,
+//! and serves until [`RunningServer::shutdown`].
+
+use crate::api::{self, ApiState};
+use crate::auth::{Authenticator, User};
+use crate::pki::{self, Pki};
+use crate::registry::Registry;
+use crate::resources::Catalog;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use vkube_store::Store;
+
+/// What the API server needs to start.
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:0` for an ephemeral port).
+    pub listen: SocketAddr,
+    /// Directory for certificates and kubeconfigs.
+    pub data_dir: PathBuf,
+    /// The store to serve.
+    pub store: Arc<dyn Store>,
+    /// Service cluster IP range.
+    pub service_cidr: (Ipv4Addr, u8),
+    /// A static token file (kube-apiserver's CSV format: `token,user,uid,"g1,g2"`).
+    pub token_file: Option<PathBuf>,
+    /// Name of the cluster in the kubeconfig.
+    pub cluster_name: String,
+    /// Extra names for the serving certificate.
+    pub extra_sans: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: loopback ephemeral port, 10.96.0.0/12.
+    pub fn new(data_dir: PathBuf, store: Arc<dyn Store>) -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            store,
+            service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12),
+            token_file: None,
+            cluster_name: "vkube".into(),
+            extra_sans: vec![],
+        }
+    }
+}
+
+/// Errors of starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding the port failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificates could not be loaded or created.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// TLS configuration failed.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// Bootstrapping default objects failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    /// The token file is unreadable or malformed.
+    #[error("token file: {0}")]
+    Tokens(String),
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// `https://ADDR`.
+    pub url: String,
+    /// The admin kubeconfig's path.
+    pub kubeconfig_path: PathBuf,
+    /// The certificates.
+    pub pki: Pki,
+    /// Shared state (registry, catalog).
+    pub state: Arc<ApiState>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stop accepting, close connections (watches end), and wait for the loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServeError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca.cert_pem.as_bytes()) {
+        roots.add(c.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.serving.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.serving.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Start serving.
+///
+/// # Errors
+/// See [`ServeError`].
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| ServeError::Pki(pki::PkiError::Io { path: config.data_dir.clone(), source }))?;
+    let mut sans = config.extra_sans.clone();
+    if !config.listen.ip().is_unspecified() {
+        sans.push(config.listen.ip().to_string());
+    }
+    let pki = Pki::load_or_create(&config.data_dir, &sans)?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let url = if host.contains(':') {
+        format!("https://[{host}]:{}", addr.port())
+    } else {
+        format!("https://{host}:{}", addr.port())
+    };
+    let authenticator = Authenticator::new(config.token_file.as_deref()).map_err(ServeError::Tokens)?;
+    let catalog = Arc::new(Catalog::builtin());
+    let registry = Arc::new(Registry::new(config.store.clone(), catalog.clone(), config.service_cidr));
+    crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
+    crate::crd::load_established(&registry).await;
+    let state = Arc::new(ApiState::new(registry, authenticator));
+    let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
+    let kc = pki::kubeconfig(&config.cluster_name, &url, &pki.ca.cert_pem, pki::Credential::Cert(&pki.admin));
+    pki::write_kubeconfig(&kubeconfig_path, &kc)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
+    let (shutdown, mut stop) = watch::channel(false);
+    let loop_state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, _peer)) = accepted else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    let state = loop_state.clone();
+                    let stop = stop.clone();
+                    connections.spawn(serve_connection(tcp, acceptor, state, stop));
+                }
+                _ = stop.changed() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        // Give in-flight requests a moment, then drop the rest (watches end).
+        let deadline = tokio::time::sleep(std::time::Duration::from_millis(500));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = connections.join_next() => if next.is_none() { break },
+                _ = &mut deadline => { connections.abort_all(); break }
+            }
+        }
+    });
+    Ok(RunningServer { addr, url, kubeconfig_path, pki, state, shutdown, task })
+}
+
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    acceptor: TlsAcceptor,
+    state: Arc<ApiState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
+    let Ok(Ok(tls)) = handshake else { return };
+    let cert_user = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|c| User::from_certificate(c.as_ref()));
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let cert_user = cert_user.clone();
+        async move { Ok::<_, std::convert::Infallible>(api::handle(state, cert_user, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(400), conn).await;
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Subresources with their own shapes: `scale` (autoscaling/v1 Scale), `binding`,
+//! `eviction` (honouring PodDisruptionBudgets) and `log`.
+
+use crate::api::{RequestContext, Route, parse_body};
+use crate::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::resources::Resource;
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use vkube_core::selector::LabelSelector;
+use vkube_core::status::{ApiError, success_status};
+
+fn respond(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The Scale view of a scalable object.
+pub fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let selector = LabelSelector::from_object(obj.pointer("/spec/selector")).ok().map(|s| {
+        s.requirements
+            .iter()
+            .map(|r| match r.operator {
+                vkube_core::selector::Operator::In if r.values.len() == 1 => format!("{}={}", r.key, r.values[0]),
+                _ => r.key.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj.pointer("/metadata/name"),
+            "namespace": obj.pointer("/metadata/namespace"),
+            "uid": obj.pointer("/metadata/uid"),
+            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
+            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector.unwrap_or_default()},
+    })
+    .as_object()
+    .map(|m| {
+        let _ = res;
+        Value::Object(m.clone())
+    })
+    .unwrap_or_default()
+}
+
+/// Update `spec.replicas` through the Scale view; `change` maps the current Scale to the
+/// desired one.
+///
+/// # Errors
+/// 404, 409 on a stale resourceVersion, 422 for negative replicas.
+pub async fn update_scale<F>(
+    ctx: &RequestContext,
+    route: &Route,
+    name: &str,
+    opts: &WriteOptions,
+    change: F,
+) -> Result<Response<Body>, ApiError>
+where
+    F: Fn(&Value) -> Result<Value, ApiError> + Send + Sync,
+{
+    let res = route.resource.clone();
+    let reg = &ctx.state.registry;
+    let out = reg
+        .update_with(&res, &route.namespace, name, None, opts, |cur| {
+            let scale = change(&scale_of(&res, cur))?;
+            let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            if replicas < 0 {
+                return Err(ApiError::invalid(
+                    "autoscaling",
+                    "Scale",
+                    name,
+                    vec![vkube_core::status::Cause::invalid(
+                        "spec.replicas",
+                        &replicas.to_string(),
+                        "must be greater than or equal to 0",
+                    )],
+                ));
+            }
+            let mut next = cur.clone();
+            next["spec"]["replicas"] = json!(replicas);
+            match scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                Some(rv) => next["metadata"]["resourceVersion"] = json!(rv),
+                None => {
+                    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                    }
+                }
+            }
+            Ok(next)
+        })
+        .await?;
+    Ok(respond(StatusCode::OK, &scale_of(&res, &out.object)))
+}
+
+/// `POST pods/NAME/binding`: set `spec.nodeName` once.
+///
+/// # Errors
+/// 409 if already bound, 404.
+pub async fn bind(ctx: &RequestContext, route: &Route, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let binding = parse_body(&ctx.headers, body)?;
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid("", "Binding", name, vec![vkube_core::status::Cause::required("target.name")]));
+    }
+    let res = route.resource.clone();
+    let reg = &ctx.state.registry;
+    let opts = WriteOptions { field_manager: Some("vkube-scheduler".into()), ..Default::default() };
+    reg.update_with(&res, &route.namespace, name, None, &opts, |cur| {
+        let current = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+        if !current.is_empty() {
+            return Err(ApiError::conflict(
+                res.group_resource(),
+                name,
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
+        }
+        if cur.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::conflict(
+                res.group_resource(),
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        let mut next = cur.clone();
+        next["spec"]["nodeName"] = json!(node);
+        let now = vkube_core::meta::now_rfc3339();
+        let conds = next["status"].as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+        if let Some(Value::Array(cs)) = conds {
+            cs.retain(|c| c["type"] != "PodScheduled");
+            cs.push(
+                json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+            );
+        }
+        if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        Ok(next)
+    })
+    .await?;
+    Ok(respond(StatusCode::CREATED, &success_status(json!({"name": name, "kind": "pods"}))))
+}
+
+/// `POST pods/NAME/eviction`: delete the pod unless a PodDisruptionBudget forbids it.
+///
+/// # Errors
+/// 429 when a budget allows no disruption, 404.
+pub async fn evict(ctx: &RequestContext, route: &Route, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let eviction = if body.is_empty() { json!({}) } else { parse_body(&ctx.headers, body)? };
+    let reg = &ctx.state.registry;
+    let res = route.resource.clone();
+    let pod = reg.get(&res, &route.namespace, name).await?;
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
+    let terminal = phase == "Succeeded" || phase == "Failed" || phase == "Pending";
+    if !terminal && pod.pointer("/metadata/deletionTimestamp").is_none() {
+        check_budgets(reg, &route.namespace, &pod).await?;
+    }
+    let opts = DeleteOptions {
+        grace_period_seconds: eviction.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64),
+        dry_run: eviction
+            .pointer("/deleteOptions/dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All")),
+        ..Default::default()
+    };
+    reg.delete(&res, &route.namespace, name, &opts).await?;
+    Ok(respond(StatusCode::CREATED, &success_status(json!({"name": name, "kind": "pods"}))))
+}
+
+async fn check_budgets(reg: &Registry, namespace: &str, pod: &Value) -> Result<(), ApiError> {
+    let Some(pdb_res) = reg.catalog().find("policy", "v1", "poddisruptionbudgets") else { return Ok(()) };
+    let page = reg.list(&pdb_res, namespace, &Default::default()).await?;
+    let labels = vkube_core::meta::labels(pod);
+    for kv in &page.items {
+        let pdb = Registry::decode(kv)?;
+        let Ok(sel) = LabelSelector::from_object(pdb.pointer("/spec/selector")) else { continue };
+        if sel.requirements.is_empty() || !sel.matches(&labels) {
+            continue;
+        }
+        let pdb_name = vkube_core::meta::name(&pdb).to_string();
+        let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(-1);
+        if observed < generation {
+            return Err(too_many(format!(
+                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} is still being processed by the server."
+            )));
+        }
+        let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+        if allowed <= 0 {
+            let needed = pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
+            let current = pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+            let mut e = too_many(format!(
+                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs {needed} healthy pods and has {current} currently"
+            ));
+            e.details = Some(
+                json!({"causes": [{"reason": "DisruptionBudget", "message": format!("The disruption budget {pdb_name} needs {needed} healthy pods and has {current} currently")}]}),
+            );
+            return Err(e);
+        }
+        // Take one disruption from the budget (kube-apiserver does the same).
+        let mut next = pdb.clone();
+        next["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        let _ =
+            reg.store().update(&kv.key, serde_json::to_vec(&next).unwrap_or_default().into(), kv.mod_revision).await;
+    }
+    Ok(())
+}
+
+fn too_many(message: String) -> ApiError {
+    ApiError::new(429, "TooManyRequests", message)
+}
+
+/// `GET pods/NAME/log`.
+///
+/// # Errors
+/// 400 when the pod has no node or the container is unknown.
+pub async fn logs(
+    ctx: &RequestContext,
+    route: &Route,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let pod = ctx.state.registry.get(&route.resource, &route.namespace, name).await?;
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let container = match q.get("container") {
+        Some(c) if containers.contains(c) => c.clone(),
+        Some(c) => return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    }
+    let source = ctx.state.logs.read().ok().and_then(|l| l.clone());
+    let Some(source) = source else {
+        return Err(ApiError::bad_request(format!("no node serves logs for pod \"{name}\"")));
+    };
+    let tail = q.get("tailLines").and_then(|t| t.parse().ok());
+    let text = source.logs(&pod, &container, tail).await?;
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(r)
+}
