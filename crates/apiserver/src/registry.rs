@@ -536,6 +536,9 @@ impl Registry {
         crate::apply::record_update(&mut obj, None, opts.field_manager.as_deref(), "Update", &res.api_version(), None);
         let _guard = if res.group.is_empty() && res.kind == "Service" {
             let g = self.allocation_lock.lock().await;
+            if self.store.get(&res.key(namespace, &name)).await.ok().flatten().is_some() {
+                return Err(ApiError::already_exists(res.group_resource(), &name));
+            }
             self.allocate_service(res, &mut obj, None).await?;
             Some(g)
         } else {

@@ -29,27 +29,45 @@ impl TestServer {
     /// If the server cannot start.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let server = Self::boot(dir.path()).await?;
+        let server = Self::boot(dir.path(), None).await?;
         Ok(TestServer { server: Some(server), dir })
     }
 
-    async fn boot(dir: &Path) -> anyhow::Result<vkube_apiserver::RunningServer> {
+    async fn boot(dir: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<vkube_apiserver::RunningServer> {
         install_crypto();
         let store = vkube_store::SqliteStore::open(&dir.join("state.db"))?;
-        let config = vkube_apiserver::ServerConfig::new(dir.to_path_buf(), Arc::new(store));
+        let mut config = vkube_apiserver::ServerConfig::new(dir.to_path_buf(), Arc::new(store));
+        if let Some(addr) = listen {
+            config.listen = addr;
+        }
         Ok(vkube_apiserver::start(config).await?)
     }
 
-    /// Stop the server and start it again on the same data directory (a new port).
+    /// Stop the server and start it again on the same data directory and port, so
+    /// clients made before keep working.
     ///
     /// # Errors
     /// If it cannot restart.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let mut addr = None;
         if let Some(s) = self.server.take() {
+            addr = Some(s.addr);
             s.shutdown().await;
         }
-        self.server = Some(Self::boot(self.dir.path()).await?);
-        Ok(())
+        let mut last = None;
+        for _ in 0..50 {
+            match Self::boot(self.dir.path(), addr).await {
+                Ok(s) => {
+                    self.server = Some(s);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("restart failed")))
     }
 
     /// The running server.

@@ -1,0 +1,225 @@
+//! Integration tests: a real in-process API server on a loopback port, driven with the
+//! kube-rs client.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::json;
+use std::time::Duration;
+use vkube_testkit::TestServer;
+
+fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).expect("configmap")
+}
+
+async fn wait_until<F: FnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn crud_conflicts_and_generate_name() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let created = cms.create(&PostParams::default(), &cm("a", json!({"app": "x"}))).await?;
+    let rv = created.metadata.resource_version.clone().expect("rv");
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.creation_timestamp.is_some());
+    // Update with the right resourceVersion works, with a stale one is a 409 Conflict.
+    let mut updated = created.clone();
+    updated.data = Some([("k".to_string(), "v2".to_string())].into());
+    let after = cms.replace("a", &PostParams::default(), &updated).await?;
+    assert_ne!(after.metadata.resource_version, Some(rv.clone()));
+    let err = cms.replace("a", &PostParams::default(), &updated).await.expect_err("stale update");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(s.reason, "Conflict");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Create twice: AlreadyExists.
+    let dup = cms.create(&PostParams::default(), &cm("a", json!({}))).await.expect_err("duplicate");
+    assert!(matches!(dup, kube::Error::Api(ref s) if s.code == 409 && s.reason == "AlreadyExists"), "{dup:?}");
+    // generateName.
+    let mut gen_cm = cm("", json!({}));
+    gen_cm.metadata.name = None;
+    gen_cm.metadata.generate_name = Some("gen-".into());
+    let g = cms.create(&PostParams::default(), &gen_cm).await?;
+    let name = g.metadata.name.expect("generated");
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    // Missing namespace: 404.
+    let nowhere: Api<ConfigMap> = Api::namespaced(client.clone(), "nope");
+    let err = nowhere.create(&PostParams::default(), &cm("x", json!({}))).await.expect_err("no namespace");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.message == "namespaces \"nope\" not found"), "{err:?}");
+    // Delete, then 404.
+    cms.delete("a", &DeleteParams::default()).await?;
+    let err = cms.get("a").await.expect_err("deleted");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.message == "configmaps \"a\" not found"), "{err:?}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn selectors_and_pagination() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..25 {
+        let tier = if i % 2 == 0 { "even" } else { "odd" };
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i:02}"), json!({"tier": tier, "n": i.to_string()}))).await?;
+    }
+    let even = cms.list(&ListParams::default().labels("tier=even")).await?;
+    assert_eq!(even.items.len(), 13);
+    let set = cms.list(&ListParams::default().labels("tier in (odd),n notin (1,3)")).await?;
+    assert_eq!(set.items.len(), 10);
+    let named = cms.list(&ListParams::default().fields("metadata.name=cm-07")).await?;
+    assert_eq!(named.items.len(), 1);
+    let err = cms.list(&ListParams::default().fields("spec.bogus=x")).await.expect_err("unsupported field");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 400), "{err:?}");
+    // Pages of 10: 10 + 10 + 5, consistent snapshot even with writes in between.
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(10);
+    loop {
+        let page = cms.list(&params).await?;
+        names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
+        cms.create(&PostParams::default(), &cm(&format!("late-{}", names.len()), json!({}))).await?;
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => params = ListParams::default().limit(10).continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(names.len(), 25, "{names:?}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let spec = pods.list(&ListParams::default().fields("spec.nodeName=n1,status.phase!=Failed")).await?;
+    assert!(spec.items.is_empty());
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_sees_changes_in_order_with_selectors() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let start = cms.list(&ListParams::default()).await?.metadata.resource_version.expect("rv");
+    let mut stream = cms.watch(&WatchParams::default().labels("app=w").timeout(20), &start).await?.boxed();
+    cms.create(&PostParams::default(), &cm("w1", json!({"app": "w"}))).await?;
+    cms.create(&PostParams::default(), &cm("other", json!({"app": "z"}))).await?;
+    cms.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await?;
+    cms.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}}))).await?;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await??.expect("event");
+        seen.push(match ev {
+            WatchEvent::Added(c) => format!("ADDED {}", c.metadata.name.unwrap_or_default()),
+            WatchEvent::Modified(c) => format!("MODIFIED {}", c.metadata.name.unwrap_or_default()),
+            WatchEvent::Deleted(c) => format!("DELETED {}", c.metadata.name.unwrap_or_default()),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        });
+    }
+    assert_eq!(seen, ["ADDED w1", "MODIFIED w1", "DELETED w1"], "leaving the selector reads as DELETED");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reflector_survives_a_server_restart() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("before", json!({}))).await?;
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().timeout(5);
+    let task = tokio::spawn(reflector(writer, watcher(cms.clone(), config).default_backoff()).applied_objects().for_each(|_| async {}));
+    wait_until("the reflector to see the first object", || reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("before"))).await;
+    server.restart().await?;
+    // Written after the restart, through the same client: the reflector resumes
+    // (relisting after 410 Gone) and sees it.
+    let mut ok = false;
+    for _ in 0..50 {
+        if cms.create(&PostParams::default(), &cm("after", json!({}))).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "server did not come back");
+    wait_until("the reflector to see the object written after the restart", || reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("after"))).await;
+    assert!(reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("before")), "restart kept the object");
+    task.abort();
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_is_gone() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let c = cms.create(&PostParams::default(), &cm("a", json!({}))).await?;
+    cms.create(&PostParams::default(), &cm("b", json!({}))).await?;
+    server.restart().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = c.metadata.resource_version.expect("rv");
+    let mut stream = cms.watch(&WatchParams::default(), &rv).await?.boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await??.expect("event");
+    match ev {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn default_namespaces_and_kubernetes_service_exist() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = nss.list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(names.contains(&n.to_string()), "{names:?}");
+    }
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    let k = svcs.get("kubernetes").await?;
+    assert_eq!(k.spec.and_then(|s| s.cluster_ip).as_deref(), Some("10.96.0.1"));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn custom_resources_are_served_once_established() -> anyhow::Result<()> {
+    use kube::core::{DynamicObject, GroupVersionKind};
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wg"]},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}
+    }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let got = crds.get("widgets.example.com").await?;
+    let established = got.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True");
+    assert!(established);
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await?;
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3, "unknown": true}}))?;
+    let created = widgets.create(&PostParams::default(), &w).await?;
+    assert_eq!(created.data["spec"]["size"], 3);
+    assert!(created.data["spec"].get("unknown").is_none(), "pruned by the schema");
+    assert_eq!(widgets.list(&ListParams::default()).await?.items.len(), 1);
+    server.stop().await;
+    Ok(())
+}
