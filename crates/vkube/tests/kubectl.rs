@@ -1,0 +1,272 @@
+//! End-to-end: `kubectl` against the `vkube apiserver` binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Vkube {
+    child: Child,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+fn start_in(dir: tempfile::TempDir) -> Vkube {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn vkube");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("vkube printed nothing");
+    assert!(line.contains("ready"), "unexpected first line: {line}");
+    let kubeconfig = dir.path().join("admin.kubeconfig");
+    assert!(line.contains(&kubeconfig.display().to_string()), "{line}");
+    Vkube { child, dir, kubeconfig }
+}
+
+fn start() -> Vkube {
+    start_in(tempfile::tempdir().expect("tempdir"))
+}
+
+impl Vkube {
+    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        self.kubectl_stdin(args, None)
+    }
+
+    fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl output");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Run kubectl and require success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {err}{out}");
+        out
+    }
+
+    fn apply(&self, args: &[&str], manifest: &str) -> (bool, String, String) {
+        self.kubectl_stdin(args, Some(manifest))
+    }
+
+    fn stop(mut self) -> tempfile::TempDir {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "vkube did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+}
+
+impl Drop for Vkube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+"#;
+
+#[test]
+fn crud_and_every_output_format() {
+    let vk = start();
+    let (ok, out, err) = vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, labels: {app: demo}}\ndata: {a: \"1\"}\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("configmap/cfg created"), "{out}");
+    assert!(vk.ok(&["get", "configmaps"]).contains("cfg    1      "));
+    let json: serde_json::Value = serde_json::from_str(&vk.ok(&["get", "cm", "cfg", "-o", "json"])).expect("json");
+    assert_eq!(json["data"]["a"], "1");
+    assert!(vk.ok(&["get", "cm", "cfg", "-o", "yaml"]).contains("name: cfg"));
+    assert_eq!(vk.ok(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels.app}"]), "demo");
+    let cols = vk.ok(&["get", "cm", "-o", "custom-columns=NAME:.metadata.name,A:.data.a"]);
+    assert!(cols.contains("cfg    1"), "{cols}");
+    vk.ok(&["label", "cm", "cfg", "tier=fe"]);
+    vk.ok(&["annotate", "cm", "cfg", "note=hello"]);
+    assert_eq!(vk.ok(&["get", "cm", "-l", "tier=fe", "-o", "jsonpath={.items[*].metadata.annotations.note}"]), "hello");
+    // Wide table columns.
+    let wide = vk.ok(&["get", "svc", "kubernetes", "-o", "wide"]);
+    assert!(wide.contains("SELECTOR") && wide.contains("10.96.0.1"), "{wide}");
+    let nodes = vk.kubectl(&["get", "nodes"]);
+    assert!(nodes.0 && nodes.2.contains("No resources found"), "{nodes:?}");
+    assert!(vk.ok(&["delete", "cm", "cfg"]).contains("configmap \"cfg\" deleted"));
+    let (ok, _, err) = vk.kubectl(&["get", "cm", "cfg"]);
+    assert!(!ok && err.contains("Error from server (NotFound): configmaps \"cfg\" not found"), "{err}");
+}
+
+#[test]
+fn patch_apply_and_server_side_apply() {
+    let vk = start();
+    let (ok, out, err) = vk.apply(&["apply", "-f", "-"], DEPLOYMENT);
+    assert!(ok && out.contains("deployment.apps/web created"), "{out}{err}");
+    let (ok, out, err) = vk.apply(&["apply", "-f", "-"], DEPLOYMENT);
+    assert!(ok, "{out}{err}");
+    vk.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":3}}"#]);
+    assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    vk.ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"replicas":4}}"#]);
+    assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+    vk.ok(&["patch", "deploy", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":5}]"#]);
+    assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]), "5 4");
+    // Server-side apply conflicts with the manager that set replicas, until forced.
+    let (ok, _, err) = vk.apply(&["apply", "--server-side", "-f", "-"], DEPLOYMENT);
+    assert!(!ok && err.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"), "{err}");
+    let (ok, out, err) = vk.apply(&["apply", "--server-side", "--force-conflicts", "-f", "-"], DEPLOYMENT);
+    assert!(ok && out.contains("serverside-applied"), "{out}{err}");
+    assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+    let managers = vk.ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert!(managers.contains("kubectl"), "{managers}");
+    let (ok, out, err) = vk.apply(&["replace", "-f", "-"], DEPLOYMENT);
+    assert!(ok && out.contains("replaced"), "{out}{err}");
+}
+
+#[test]
+fn discovery_explain_and_api_resources() {
+    let vk = start();
+    let res = vk.ok(&["api-resources"]);
+    for needle in ["deployments", "customresourcedefinitions", "poddisruptionbudgets", "leases", "endpointslices"] {
+        assert!(res.contains(needle), "{needle} missing from {res}");
+    }
+    let explain = vk.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(explain.contains("FIELD: replicas <integer>"), "{explain}");
+    let explain = vk.ok(&["explain", "pods.spec.containers"]);
+    assert!(explain.contains("image"), "{explain}");
+    assert!(vk.ok(&["version", "-o", "json"]).contains("serverVersion"));
+}
+
+#[test]
+fn errors_come_back_as_status() {
+    let vk = start();
+    // 422 with the field.
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {containers: []}\n";
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], bad);
+    assert!(!ok && err.contains("is invalid: spec.containers: Required value"), "{err}");
+    // Unknown fields: rejected by kubectl's default strict validation, warned with Warn.
+    let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: u}\nbogus: 1\n";
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], unknown);
+    assert!(!ok && err.contains("unknown field \"bogus\""), "{err}");
+    let (ok, _, err) = vk.apply(&["create", "--validate=warn", "-f", "-"], unknown);
+    assert!(ok && err.contains("unknown field \"bogus\""), "{err}");
+    // Malformed JSON: 400 with the parser's message.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("bad.json");
+    std::fs::write(&f, "{not json").expect("write");
+    let (ok, _, err) = vk.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", f.to_str().unwrap_or_default()]);
+    assert!(!ok && err.contains("json parse error"), "{err}");
+    // Over 3 MiB: 413.
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, format!("{{\"data\":\"{}\"}}", "x".repeat(3 * 1024 * 1024 + 10))).expect("write");
+    let (ok, _, err) = vk.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", big.to_str().unwrap_or_default()]);
+    assert!(!ok && err.contains("Request entity too large"), "{err}");
+    // Without credentials: 401.
+    let admin = std::fs::read_to_string(&vk.kubeconfig).expect("kubeconfig");
+    let cluster: String = admin.lines().take_while(|l| !l.starts_with("users:")).collect::<Vec<_>>().join("\n");
+    let anonymous = format!("{cluster}\nusers:\n- name: vkube\n  user:\n    token: wrong\ncontexts:\n- name: vkube\n  context: {{cluster: vkube, user: vkube}}\ncurrent-context: vkube\n");
+    let anon_path = dir.path().join("anon.kubeconfig");
+    std::fs::write(&anon_path, anonymous).expect("write");
+    let (ok, _, err) = vk.kubectl(&["get", "pods", "--kubeconfig", anon_path.to_str().unwrap_or_default()]);
+    assert!(!ok && (err.contains("Unauthorized") || err.contains("must be logged in")), "{err}");
+    // Conflicting resourceVersion: 409.
+    vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
+    let stale = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, resourceVersion: \"1\"}\ndata: {x: z}\n";
+    let (ok, _, err) = vk.apply(&["replace", "-f", "-"], stale);
+    assert!(!ok && err.contains("the object has been modified"), "{err}");
+}
+
+#[test]
+fn get_watch_prints_changes() {
+    let vk = start();
+    let mut watch = Command::new("kubectl")
+        .args(["get", "configmaps", "-w", "--request-timeout=20s"])
+        .env("KUBECONFIG", &vk.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl -w");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Keep creating until the watch has reported one (it may start after the first).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = false;
+    let mut i = 0;
+    while !seen && Instant::now() < deadline {
+        let (ok, _, err) = vk.apply(&["create", "-f", "-"], &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: watched-{i}}}\n"));
+        assert!(ok, "{err}");
+        i += 1;
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            if line.starts_with("watched-") {
+                seen = true;
+            }
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(seen, "kubectl get -w printed no change");
+}
+
+#[test]
+fn restart_resumes_with_objects_and_certificates() {
+    let vk = start();
+    vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\ndata: {k: v}\n");
+    let ca_before = std::fs::read_to_string(vk.dir.path().join("pki/ca.crt")).expect("ca");
+    let dir = vk.stop();
+    let vk = start_in(dir);
+    assert_eq!(vk.ok(&["get", "cm", "keep", "-o", "jsonpath={.data.k}"]), "v");
+    let ca_after = std::fs::read_to_string(vk.dir.path().join("pki/ca.crt")).expect("ca");
+    assert_eq!(ca_before, ca_after, "same CA after restart");
+}
+
+#[test]
+fn deleting_a_namespace_keeps_track_of_its_objects() {
+    let vk = start();
+    let m = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: team}\n";
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], m);
+    assert!(ok, "{err}");
+    vk.ok(&["delete", "namespace", "team", "--wait=false"]);
+    assert!(vk.ok(&["get", "ns", "team"]).contains("Terminating"));
+    assert!(vk.ok(&["get", "cm", "-n", "team"]).contains("c "), "objects stay listed while terminating");
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: team}\n");
+    assert!(!ok && err.contains("because it is being terminated"), "{err}");
+}
+
+#[allow(dead_code)]
+fn _unused(_: &Path) {}
