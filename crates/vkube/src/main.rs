@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(name = "vkube", version, about = "Virtual Kubernetes clusters")]
 struct Cli {
@@ -26,6 +28,15 @@ enum Command {
         /// Static token file (token,user,uid,"groups").
         #[arg(long)]
         token_auth_file: Option<PathBuf>,
+    },
+    /// Benchmark the API server (durable SQLite against the in-memory baseline).
+    Bench {
+        /// Runs per measure (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Pods to store for the list and RSS measures.
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
     },
 }
 
@@ -56,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             server.shutdown().await;
             Ok(())
         }
+        Command::Bench { runs, pods } => bench::run(runs, pods).await,
     }
 }
 

@@ -1,0 +1,233 @@
+//! `vkube bench`: API server benchmarks through the kube-rs client against an
+//! in-process server: durable creates from concurrent clients (throughput, p50/p99),
+//! gets, a 10k-pod list, watch fan-out, and RSS. Each figure is the median of several
+//! runs; the same workload over the in-memory store is the baseline.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, PostParams, WatchParams};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or_default()
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn client_for(server: &vkube_apiserver::RunningServer) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig_path)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn boot(durable: bool, dir: &std::path::Path) -> anyhow::Result<vkube_apiserver::RunningServer> {
+    let store: Arc<dyn vkube_store::Store> = if durable {
+        Arc::new(vkube_store::SqliteStore::open(&dir.join("state.db"))?)
+    } else {
+        Arc::new(vkube_store::MemoryStore::new())
+    };
+    Ok(vkube_apiserver::start(vkube_apiserver::ServerConfig::new(dir.to_path_buf(), store)).await?)
+}
+
+struct CreateRun {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn creates(client: &kube::Client, clients: usize, total: usize, tag: &str) -> anyhow::Result<CreateRun> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in 0..total / clients {
+                let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("{tag}-{c}-{i}")}, "data": {"k": "v"}}))?;
+                let t = Instant::now();
+                api.create(&PostParams::default(), &cm).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = all.len() as f64;
+    Ok(CreateRun {
+        per_sec: n / elapsed,
+        p50_ms: percentile(&mut all, 0.5).as_secs_f64() * 1000.0,
+        p99_ms: percentile(&mut all, 0.99).as_secs_f64() * 1000.0,
+    })
+}
+
+fn rss_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// RSS of a real `vkube apiserver` child process after storing `pods` pods.
+async fn server_process_rss(pods: usize) -> anyhow::Result<f64> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    anyhow::ensure!(line.contains("ready"), "apiserver did not start: {line}");
+    let kc = kube::config::Kubeconfig::read_from(dir.path().join("admin.kubeconfig"))?;
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+    let api: Api<Pod> = Api::namespaced(client, "default");
+    let mut tasks = Vec::new();
+    for c in 0..32 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..pods / 32 + 1 {
+                let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p-{c}-{i}"), "labels": {"app": "bench"}}, "spec": {"containers": [{"name": "c", "image": "registry.example/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}))?;
+                api.create(&PostParams::default(), &pod).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    api.list(&ListParams::default()).await?;
+    let rss = rss_of(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(rss)
+}
+
+/// Run the benchmarks and print a Markdown table.
+///
+/// # Errors
+/// If a server cannot start or a request fails.
+pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for durable in [true, false] {
+        let label = if durable { "sqlite (durable)" } else { "memory (baseline)" };
+        let (mut rate, mut p50, mut p99, mut get_ms) = (vec![], vec![], vec![], vec![]);
+        for r in 0..runs {
+            let dir = tempfile::tempdir()?;
+            let server = boot(durable, dir.path()).await?;
+            let client = client_for(&server).await?;
+            let run = creates(&client, 32, 3200, &format!("r{r}")).await?;
+            rate.push(run.per_sec);
+            p50.push(run.p50_ms);
+            p99.push(run.p99_ms);
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+            let mut lats = Vec::new();
+            for i in 0..500 {
+                let t = Instant::now();
+                api.get(&format!("r{r}-0-{}", i % 100)).await?;
+                lats.push(t.elapsed());
+            }
+            get_ms.push(percentile(&mut lats, 0.5).as_secs_f64() * 1000.0);
+            server.shutdown().await;
+        }
+        rows.push((format!("creates/s, 32 clients ({label})"), format!("{:.0}", median(rate))));
+        rows.push((format!("create p50 / p99 ms ({label})"), format!("{:.2} / {:.2}", median(p50), median(p99))));
+        rows.push((format!("get p50 ms ({label})"), format!("{:.2}", median(get_ms))));
+    }
+    // List of many pods, watch fan-out, RSS (durable store).
+    let dir = tempfile::tempdir()?;
+    let server = boot(true, dir.path()).await?;
+    let client = client_for(&server).await?;
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let rss_before = rss_mib();
+    let mut tasks = Vec::new();
+    for c in 0..32 {
+        let api = pods_api.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..pods / 32 {
+                let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p-{c}-{i}"), "labels": {"app": "bench", "shard": c.to_string()}}, "spec": {"containers": [{"name": "c", "image": "registry.example/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}))?;
+                api.create(&PostParams::default(), &pod).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut list_ms = Vec::new();
+    let mut count = 0;
+    for _ in 0..runs.max(3) {
+        let t = Instant::now();
+        let l = pods_api.list(&ListParams::default()).await?;
+        list_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        count = l.items.len();
+    }
+    rows.push((format!("list {count} pods, typed kube-rs client incl. decoding, ms (median)"), format!("{:.1}", median(list_ms))));
+    let mut raw_ms = Vec::new();
+    for _ in 0..runs.max(3) {
+        let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
+        let t = Instant::now();
+        let text = client.request_text(req).await?;
+        raw_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(text.len() > count * 100, "short list");
+    }
+    rows.push((format!("list {count} pods, raw JSON over HTTPS, ms (median)"), format!("{:.1}", median(raw_ms))));
+    let _ = rss_before;
+    rows.push((format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"), format!("{:.0}", server_process_rss(pods).await?)));
+    // Watch fan-out: 100 watchers, 500 events each.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let rv = cms.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+    let mut watchers = Vec::new();
+    for _ in 0..100 {
+        let api = cms.clone();
+        let rv = rv.clone();
+        watchers.push(tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut s = api.watch(&WatchParams::default().timeout(60), &rv).await?.boxed();
+            let mut n = 0;
+            while n < 500 {
+                match s.next().await {
+                    Some(Ok(kube::api::WatchEvent::Added(_))) => n += 1,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(anyhow::anyhow!(e)),
+                    None => break,
+                }
+            }
+            Ok::<_, anyhow::Error>(n)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    creates(&client, 10, 500, "fan").await?;
+    let mut delivered = 0;
+    for w in watchers {
+        delivered += w.await??;
+    }
+    rows.push(("watch fan-out: 500 creates to 100 watchers, s until all delivered".into(), format!("{:.2} ({delivered} events)", t.elapsed().as_secs_f64())));
+    server.shutdown().await;
+    println!("| measure | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}
