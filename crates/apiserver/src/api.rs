@@ -551,8 +551,9 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             if res.group == "apiextensions.k8s.io" && gone && !opts.dry_run {
                 crate::crd::on_change(reg).await;
             }
-            let code = if gone { StatusCode::OK } else { StatusCode::OK };
-            Ok(encode(code, &obj, Output::Json, &warnings))
+            // Deleted or only marked (finalizers, grace period): either way 200 with the object.
+            let _ = gone;
+            Ok(encode(StatusCode::OK, &obj, Output::Json, &warnings))
         }
         (&Method::DELETE, None, None) => {
             let opts = delete_options(&q, &ctx.headers, &body)?;
@@ -631,19 +632,19 @@ fn delete_options(q: &HashMap<String, String>, headers: &HeaderMap, body: &[u8])
     if let Some(p) = q.get("propagationPolicy") {
         opts.propagation_policy = Some(p.clone());
     }
-    if let Some(p) = &opts.propagation_policy {
-        if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "DeleteOptions",
-                "",
-                vec![vkube_core::status::Cause::not_supported(
-                    "propagationPolicy",
-                    p,
-                    &["Foreground", "Background", "Orphan", "nil"],
-                )],
-            ));
-        }
+    if let Some(p) = &opts.propagation_policy
+        && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+    {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            vec![vkube_core::status::Cause::not_supported(
+                "propagationPolicy",
+                p,
+                &["Foreground", "Background", "Orphan", "nil"],
+            )],
+        ));
     }
     if q.get("dryRun").is_some_and(|d| d == "All") {
         opts.dry_run = true;

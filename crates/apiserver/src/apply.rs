@@ -204,10 +204,10 @@ fn remove_at(obj: &mut Value, path: &[String]) {
         if let (Ok(key), Some(a)) = (serde_json::from_str::<Map<String, Value>>(k), cur.as_array_mut()) {
             a.retain(|item| !key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
         }
-    } else if let Some(v) = last.strip_prefix("v:") {
-        if let (Ok(want), Some(a)) = (serde_json::from_str::<Value>(v), cur.as_array_mut()) {
-            a.retain(|x| *x != want);
-        }
+    } else if let Some(v) = last.strip_prefix("v:")
+        && let (Ok(want), Some(a)) = (serde_json::from_str::<Value>(v), cur.as_array_mut())
+    {
+        a.retain(|x| *x != want);
     }
 }
 
@@ -405,15 +405,14 @@ pub fn apply(
     let Some(live) = live else {
         let mut obj = applied.clone();
         store_entries(&mut obj, vec![]);
-        let mut list = vec![];
-        list.push(Entry {
+        let list = vec![Entry {
             manager: manager.into(),
             operation: "Apply".into(),
             api_version: api_version.into(),
             subresource: None,
             time: vkube_core::meta::now_rfc3339(),
             fields: applied_fields,
-        });
+        }];
         store_entries(&mut obj, list);
         return Ok(obj);
     };
@@ -466,7 +465,7 @@ pub fn apply(
         md.remove("resourceVersion");
     }
     for p in previous.difference(&applied_fields) {
-        if !others.contains(p) && !p.last().is_some_and(|l| l == ".") {
+        if !others.contains(p) && p.last().is_none_or(|l| l != ".") {
             remove_at(&mut obj, p);
         }
     }
@@ -552,10 +551,10 @@ pub async fn serve(
             let out = reg
                 .update_with(&res, &route.namespace, name, sub, &opts_apply, |cur| {
                     let mut next = apply(Some(cur), &applied, manager, force, &api_version, sub_name)?;
-                    if applied.pointer("/metadata/resourceVersion").is_none() {
-                        if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-                            m.remove("resourceVersion");
-                        }
+                    if applied.pointer("/metadata/resourceVersion").is_none()
+                        && let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
+                        m.remove("resourceVersion");
                     }
                     Ok(next)
                 })

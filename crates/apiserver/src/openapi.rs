@@ -149,12 +149,11 @@ fn build_v3(resources: &[Arc<Resource>]) -> Value {
 
 fn doc_for(key: &str, resources: &[Arc<Resource>]) -> (String, Arc<Vec<u8>>) {
     let sig = signature(resources);
-    if let Ok(c) = cache().lock() {
-        if let Some((s, bytes)) = c.get(key) {
-            if *s == sig {
-                return (hash(bytes), bytes.clone());
-            }
-        }
+    if let Ok(c) = cache().lock()
+        && let Some((s, bytes)) = c.get(key)
+        && *s == sig
+    {
+        return (hash(bytes), bytes.clone());
     }
     let bytes = Arc::new(serde_json::to_vec(&build_v3(resources)).unwrap_or_default());
     if let Ok(mut c) = cache().lock() {

@@ -289,10 +289,8 @@ pub async fn serve(
         let kind = res.kind.clone();
         return crate::subresources::update_scale(ctx, route, name, &opts, move |scale| {
             apply_patch(pt, &kind, true, scale, &body).map(|mut s| {
-                if !mentions_rv {
-                    if let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("resourceVersion");
-                    }
+                if !mentions_rv && let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
                 }
                 s
             })
@@ -314,10 +312,8 @@ pub async fn serve(
                 Some(v) if v.pointer("/metadata/resourceVersion") == cur.pointer("/metadata/resourceVersion") => v,
                 _ => apply_patch(pt, &kind, custom, cur, &body)?,
             };
-            if !mentions_rv {
-                if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
+            if !mentions_rv && let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
             }
             Ok(next)
         })

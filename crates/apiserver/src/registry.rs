@@ -478,12 +478,10 @@ impl Registry {
         let mut warnings = Vec::new();
         self.admit_body(res, &mut obj, opts, &mut warnings)?;
         let body_ns = meta::namespace(&obj).to_string();
-        if res.namespaced {
-            if !body_ns.is_empty() && body_ns != namespace {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
+        if res.namespaced && !body_ns.is_empty() && body_ns != namespace {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         {
             let md = meta::metadata_mut(&mut obj);
@@ -493,11 +491,11 @@ impl Registry {
                 md.remove("namespace");
             }
             let name = md.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            if name.is_empty() {
-                if let Some(prefix) = md.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                    let generated = format!("{prefix}{}", random_suffix());
-                    md.insert("name".into(), json!(generated));
-                }
+            if name.is_empty()
+                && let Some(prefix) = md.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty())
+            {
+                let generated = format!("{prefix}{}", random_suffix());
+                md.insert("name".into(), json!(generated));
             }
             md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             md.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
@@ -518,10 +516,11 @@ impl Registry {
                     res.kind
                 )));
         }
-        if res.has(Subresource::Status) && res.pruner.is_none() {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if res.has(Subresource::Status)
+            && res.pruner.is_none()
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         res.strategy.prepare_for_create(&mut obj);
         res.strategy.default(&mut obj);
@@ -749,17 +748,17 @@ impl Registry {
                     ));
                 }
             }
-            if let Some(rv) = &opts.precondition_resource_version {
-                if rv != &kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(
-                        res.group_resource(),
-                        name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            kv.mod_revision
-                        ),
-                    ));
-                }
+            if let Some(rv) = &opts.precondition_resource_version
+                && rv != &kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    res.group_resource(),
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                ));
             }
             let has_finalizers =
                 |o: &Value| o.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
@@ -790,10 +789,10 @@ impl Registry {
                 md.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if let Some(f) = extra_finalizer {
                     let list = md.entry("finalizers").or_insert_with(|| json!([]));
-                    if let Value::Array(a) = list {
-                        if !a.iter().any(|x| x == f) {
-                            a.push(json!(f));
-                        }
+                    if let Value::Array(a) = list
+                        && !a.iter().any(|x| x == f)
+                    {
+                        a.push(json!(f));
                     }
                 }
                 if res.group.is_empty() && res.kind == "Namespace" {
@@ -871,7 +870,7 @@ impl Registry {
                     vec![Cause::invalid(
                         "spec.clusterIPs",
                         &requested,
-                        &format!(
+                        format!(
                             "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}/{bits}",
                             Ipv4Addr::from(base)
                         ),
@@ -886,7 +885,7 @@ impl Registry {
                     vec![Cause::invalid(
                         "spec.clusterIPs",
                         &requested,
-                        &format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                        format!("failed to allocate IP {requested}: provided IP is already allocated"),
                     )],
                 ));
             }
@@ -910,23 +909,23 @@ impl Registry {
         };
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
-        if ip == "None" {
-            if let Some(m) = obj["spec"].as_object_mut() {
-                m.remove("ipFamilyPolicy");
-            }
+        if ip == "None"
+            && let Some(m) = obj["spec"].as_object_mut()
+        {
+            m.remove("ipFamilyPolicy");
         }
-        if ty == "NodePort" || ty == "LoadBalancer" {
-            if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-                let mut rng = rand::rng();
-                for p in ports {
-                    if p.get("nodePort").and_then(Value::as_i64).is_none() {
-                        let mut np = rng.random_range(30000..32768);
-                        while used_ports.contains(&np) {
-                            np = if np >= 32767 { 30000 } else { np + 1 };
-                        }
-                        used_ports.insert(np);
-                        p["nodePort"] = json!(np);
+        if (ty == "NodePort" || ty == "LoadBalancer")
+            && let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
+        {
+            let mut rng = rand::rng();
+            for p in ports {
+                if p.get("nodePort").and_then(Value::as_i64).is_none() {
+                    let mut np = rng.random_range(30000..32768);
+                    while used_ports.contains(&np) {
+                        np = if np >= 32767 { 30000 } else { np + 1 };
                     }
+                    used_ports.insert(np);
+                    p["nodePort"] = json!(np);
                 }
             }
         }

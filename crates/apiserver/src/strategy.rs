@@ -581,10 +581,10 @@ impl Strategy for WorkloadStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = vec![];
         validate_selector_and_template(obj, &mut causes);
-        if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
-            if r < 0 {
-                causes.push(Cause::invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0"));
-            }
+        if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64)
+            && r < 0
+        {
+            causes.push(Cause::invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0"));
         }
         if let Some(spec) = obj.pointer("/spec/template/spec") {
             validate_pod_spec(spec, "spec.template.spec", &mut causes);

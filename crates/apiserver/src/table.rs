@@ -475,7 +475,7 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
         ("", "Event") | ("events.k8s.io", "Event") => {
             let core = res.group.is_empty();
             let last = if core { s(o, "/lastTimestamp") } else { s(o, "/deprecatedLastTimestamp") };
-            let last = if last.is_empty() { if core { s(o, "/eventTime") } else { s(o, "/eventTime") } } else { last };
+            let last = if last.is_empty() { s(o, "/eventTime") } else { last };
             let last = if last.is_empty() { s(o, "/metadata/creationTimestamp") } else { last };
             let first = if core { s(o, "/firstTimestamp") } else { s(o, "/deprecatedFirstTimestamp") };
             let obj = if core { o.get("involvedObject") } else { o.get("regarding") };
@@ -748,11 +748,9 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
                 json!(age(o)),
             ]
         }
-        ("networking.k8s.io", "NetworkPolicy") => vec![
-            name,
-            json!(selector_string(o.pointer("/spec/podSelector")).replace("<none>", "<none>")),
-            json!(age(o)),
-        ],
+        ("networking.k8s.io", "NetworkPolicy") => {
+            vec![name, json!(selector_string(o.pointer("/spec/podSelector"))), json!(age(o))]
+        }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             let subj = |kind: &str| {
                 arr(o, "/subjects")

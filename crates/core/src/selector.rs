@@ -86,10 +86,10 @@ pub fn valid_label_key(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 || !crate::meta::is_dns1123_subdomain(p) {
-            return false;
-        }
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || !crate::meta::is_dns1123_subdomain(p))
+    {
+        return false;
     }
     !name.is_empty() && valid_label_value(name)
 }
@@ -211,9 +211,7 @@ impl LabelSelector {
                                 rest(&lx)
                             )));
                         }
-                        if values.is_empty()
-                            || values.iter().all(String::is_empty) && values.len() == 1 && w == "in" && false
-                        {
+                        if values.is_empty() {
                             return Err(SelectorError("for 'in', 'notin' operators, values set can't be empty".into()));
                         }
                         let operator = if w == "in" { Operator::In } else { Operator::NotIn };

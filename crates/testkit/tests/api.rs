@@ -10,7 +10,8 @@ use std::time::Duration;
 use vkube_testkit::TestServer;
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).expect("configmap")
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}))
+        .expect("configmap")
 }
 
 async fn wait_until<F: FnMut() -> bool>(what: &str, mut f: F) {
@@ -56,11 +57,17 @@ async fn crud_conflicts_and_generate_name() -> anyhow::Result<()> {
     // Missing namespace: 404.
     let nowhere: Api<ConfigMap> = Api::namespaced(client.clone(), "nope");
     let err = nowhere.create(&PostParams::default(), &cm("x", json!({}))).await.expect_err("no namespace");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.message == "namespaces \"nope\" not found"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.message == "namespaces \"nope\" not found"),
+        "{err:?}"
+    );
     // Delete, then 404.
     cms.delete("a", &DeleteParams::default()).await?;
     let err = cms.get("a").await.expect_err("deleted");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.message == "configmaps \"a\" not found"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.message == "configmaps \"a\" not found"),
+        "{err:?}"
+    );
     server.stop().await;
     Ok(())
 }
@@ -72,7 +79,8 @@ async fn selectors_and_pagination() -> anyhow::Result<()> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..25 {
         let tier = if i % 2 == 0 { "even" } else { "odd" };
-        cms.create(&PostParams::default(), &cm(&format!("cm-{i:02}"), json!({"tier": tier, "n": i.to_string()}))).await?;
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i:02}"), json!({"tier": tier, "n": i.to_string()})))
+            .await?;
     }
     let even = cms.list(&ListParams::default().labels("tier=even")).await?;
     assert_eq!(even.items.len(), 13);
@@ -137,8 +145,13 @@ async fn reflector_survives_a_server_restart() -> anyhow::Result<()> {
     cms.create(&PostParams::default(), &cm("before", json!({}))).await?;
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().timeout(5);
-    let task = tokio::spawn(reflector(writer, watcher(cms.clone(), config).default_backoff()).applied_objects().for_each(|_| async {}));
-    wait_until("the reflector to see the first object", || reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("before"))).await;
+    let task = tokio::spawn(
+        reflector(writer, watcher(cms.clone(), config).default_backoff()).applied_objects().for_each(|_| async {}),
+    );
+    wait_until("the reflector to see the first object", || {
+        reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("before"))
+    })
+    .await;
     server.restart().await?;
     // Written after the restart, through the same client: the reflector resumes
     // (relisting after 410 Gone) and sees it.
@@ -151,7 +164,10 @@ async fn reflector_survives_a_server_restart() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "server did not come back");
-    wait_until("the reflector to see the object written after the restart", || reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("after"))).await;
+    wait_until("the reflector to see the object written after the restart", || {
+        reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("after"))
+    })
+    .await;
     assert!(reader.state().iter().any(|c| c.metadata.name.as_deref() == Some("before")), "restart kept the object");
     task.abort();
     server.stop().await;
@@ -184,7 +200,8 @@ async fn default_namespaces_and_kubernetes_service_exist() -> anyhow::Result<()>
     let server = TestServer::start().await?;
     let client = server.client().await?;
     let nss: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = nss.list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> =
+        nss.list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(names.contains(&n.to_string()), "{names:?}");
     }
@@ -200,7 +217,8 @@ async fn custom_resources_are_served_once_established() -> anyhow::Result<()> {
     use kube::core::{DynamicObject, GroupVersionKind};
     let server = TestServer::start().await?;
     let client = server.client().await?;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
     let crd = serde_json::from_value(json!({
         "metadata": {"name": "widgets.example.com"},
         "spec": {"group": "example.com", "scope": "Namespaced",
@@ -210,12 +228,19 @@ async fn custom_resources_are_served_once_established() -> anyhow::Result<()> {
     }))?;
     crds.create(&PostParams::default(), &crd).await?;
     let got = crds.get("widgets.example.com").await?;
-    let established = got.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True");
+    let established = got
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True");
     assert!(established);
     let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
     let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await?;
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
-    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3, "unknown": true}}))?;
+    let w: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3, "unknown": true}}),
+    )?;
     let created = widgets.create(&PostParams::default(), &w).await?;
     assert_eq!(created.data["spec"]["size"], 3);
     assert!(created.data["spec"].get("unknown").is_none(), "pruned by the schema");

@@ -22,7 +22,12 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -57,7 +62,9 @@ async fn creates(client: &kube::Client, clients: usize, total: usize, tag: &str)
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             for i in 0..total / clients {
-                let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("{tag}-{c}-{i}")}, "data": {"k": "v"}}))?;
+                let cm: ConfigMap = serde_json::from_value(
+                    serde_json::json!({"metadata": {"name": format!("{tag}-{c}-{i}")}, "data": {"k": "v"}}),
+                )?;
                 let t = Instant::now();
                 api.create(&PostParams::default(), &cm).await?;
                 lat.push(t.elapsed());
@@ -81,7 +88,12 @@ async fn creates(client: &kube::Client, clients: usize, total: usize, tag: &str)
 fn rss_of(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -182,7 +194,10 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
         list_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         count = l.items.len();
     }
-    rows.push((format!("list {count} pods, typed kube-rs client incl. decoding, ms (median)"), format!("{:.1}", median(list_ms))));
+    rows.push((
+        format!("list {count} pods, typed kube-rs client incl. decoding, ms (median)"),
+        format!("{:.1}", median(list_ms)),
+    ));
     let mut raw_ms = Vec::new();
     for _ in 0..runs.max(3) {
         let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
@@ -193,7 +208,10 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
     }
     rows.push((format!("list {count} pods, raw JSON over HTTPS, ms (median)"), format!("{:.1}", median(raw_ms))));
     let _ = rss_before;
-    rows.push((format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"), format!("{:.0}", server_process_rss(pods).await?)));
+    rows.push((
+        format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"),
+        format!("{:.0}", server_process_rss(pods).await?),
+    ));
     // Watch fan-out: 100 watchers, 500 events each.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let rv = cms.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
@@ -223,7 +241,10 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
     for w in watchers {
         delivered += w.await??;
     }
-    rows.push(("watch fan-out: 500 creates to 100 watchers, s until all delivered".into(), format!("{:.2} ({delivered} events)", t.elapsed().as_secs_f64())));
+    rows.push((
+        "watch fan-out: 500 creates to 100 watchers, s until all delivered".into(),
+        format!("{:.2} ({delivered} events)", t.elapsed().as_secs_f64()),
+    ));
     server.shutdown().await;
     println!("| measure | value |\n|---|---|");
     for (k, v) in rows {

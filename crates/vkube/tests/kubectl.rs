@@ -44,14 +44,22 @@ impl Vkube {
 
     fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = Command::new("kubectl");
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl");
         if let Some(input) = stdin {
             child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("kubectl output");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Run kubectl and require success; returns stdout.
@@ -106,7 +114,10 @@ spec:
 #[test]
 fn crud_and_every_output_format() {
     let vk = start();
-    let (ok, out, err) = vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, labels: {app: demo}}\ndata: {a: \"1\"}\n");
+    let (ok, out, err) = vk.apply(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, labels: {app: demo}}\ndata: {a: \"1\"}\n",
+    );
     assert!(ok, "{err}");
     assert!(out.contains("configmap/cfg created"), "{out}");
     assert!(vk.ok(&["get", "configmaps"]).contains("cfg    1      "));
@@ -144,11 +155,22 @@ fn patch_apply_and_server_side_apply() {
     assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]), "5 4");
     // Server-side apply conflicts with the manager that set replicas, until forced.
     let (ok, _, err) = vk.apply(&["apply", "--server-side", "-f", "-"], DEPLOYMENT);
-    assert!(!ok && err.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"), "{err}");
+    assert!(
+        !ok && err
+            .contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"),
+        "{err}"
+    );
     let (ok, out, err) = vk.apply(&["apply", "--server-side", "--force-conflicts", "-f", "-"], DEPLOYMENT);
     assert!(ok && out.contains("serverside-applied"), "{out}{err}");
     assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
-    let managers = vk.ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers = vk.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert!(managers.contains("kubectl"), "{managers}");
     let (ok, out, err) = vk.apply(&["replace", "-f", "-"], DEPLOYMENT);
     assert!(ok && out.contains("replaced"), "{out}{err}");
@@ -185,17 +207,26 @@ fn errors_come_back_as_status() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("bad.json");
     std::fs::write(&f, "{not json").expect("write");
-    let (ok, _, err) = vk.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", f.to_str().unwrap_or_default()]);
+    let (ok, _, err) =
+        vk.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", f.to_str().unwrap_or_default()]);
     assert!(!ok && err.contains("json parse error"), "{err}");
     // Over 3 MiB: 413.
     let big = dir.path().join("big.json");
     std::fs::write(&big, format!("{{\"data\":\"{}\"}}", "x".repeat(3 * 1024 * 1024 + 10))).expect("write");
-    let (ok, _, err) = vk.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", big.to_str().unwrap_or_default()]);
+    let (ok, _, err) = vk.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        big.to_str().unwrap_or_default(),
+    ]);
     assert!(!ok && err.contains("Request entity too large"), "{err}");
     // Without credentials: 401.
     let admin = std::fs::read_to_string(&vk.kubeconfig).expect("kubeconfig");
     let cluster: String = admin.lines().take_while(|l| !l.starts_with("users:")).collect::<Vec<_>>().join("\n");
-    let anonymous = format!("{cluster}\nusers:\n- name: vkube\n  user:\n    token: wrong\ncontexts:\n- name: vkube\n  context: {{cluster: vkube, user: vkube}}\ncurrent-context: vkube\n");
+    let anonymous = format!(
+        "{cluster}\nusers:\n- name: vkube\n  user:\n    token: wrong\ncontexts:\n- name: vkube\n  context: {{cluster: vkube, user: vkube}}\ncurrent-context: vkube\n"
+    );
     let anon_path = dir.path().join("anon.kubeconfig");
     std::fs::write(&anon_path, anonymous).expect("write");
     let (ok, _, err) = vk.kubectl(&["get", "pods", "--kubeconfig", anon_path.to_str().unwrap_or_default()]);
@@ -229,7 +260,10 @@ fn get_watch_prints_changes() {
     let mut seen = false;
     let mut i = 0;
     while !seen && Instant::now() < deadline {
-        let (ok, _, err) = vk.apply(&["create", "-f", "-"], &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: watched-{i}}}\n"));
+        let (ok, _, err) = vk.apply(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: watched-{i}}}\n"),
+        );
         assert!(ok, "{err}");
         i += 1;
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
@@ -264,7 +298,8 @@ fn deleting_a_namespace_keeps_track_of_its_objects() {
     vk.ok(&["delete", "namespace", "team", "--wait=false"]);
     assert!(vk.ok(&["get", "ns", "team"]).contains("Terminating"));
     assert!(vk.ok(&["get", "cm", "-n", "team"]).contains("c "), "objects stay listed while terminating");
-    let (ok, _, err) = vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: team}\n");
+    let (ok, _, err) =
+        vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: team}\n");
     assert!(!ok && err.contains("because it is being terminated"), "{err}");
 }
 
