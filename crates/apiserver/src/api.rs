@@ -392,6 +392,7 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
                 std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("yaml: invalid UTF-8: {e}")))?;
             serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("yaml: {e}")))
         }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

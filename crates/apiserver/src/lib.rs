@@ -19,6 +19,7 @@ pub mod namespaces;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod resources;
 pub mod server;

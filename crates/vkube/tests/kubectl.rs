@@ -305,3 +305,31 @@ fn deleting_a_namespace_keeps_track_of_its_objects() {
 
 #[allow(dead_code)]
 fn _unused(_: &Path) {}
+
+#[test]
+fn typed_client_commands_send_protobuf_and_work() {
+    let vk = start();
+    vk.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"]);
+    assert_eq!(
+        vk.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.restartPolicy} {.spec.strategy.rollingUpdate.maxSurge}"
+        ]),
+        "3 Always 25%"
+    );
+    vk.ok(&["create", "configmap", "cm", "--from-literal=a=b"]);
+    vk.ok(&["create", "secret", "generic", "s", "--from-literal=pw=x"]);
+    assert_eq!(vk.ok(&["get", "secret", "s", "-o", "jsonpath={.data.pw}"]), "eA==");
+    vk.ok(&["create", "job", "j", "--image=busybox", "--", "echo", "hi"]);
+    assert!(vk.ok(&["get", "job", "j", "-o", "jsonpath={.spec.selector.matchLabels}"]).contains("controller-uid"));
+    vk.ok(&["scale", "deploy", "web", "--replicas=0"]);
+    assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "0");
+    vk.ok(&["expose", "deploy", "web", "--port=80"]);
+    let svc = vk.ok(&["get", "svc", "web", "-o", "wide"]);
+    assert!(svc.contains("app=web") && svc.contains("80/TCP"), "{svc}");
+    vk.ok(&["set", "image", "deploy/web", "nginx=nginx:1.26"]);
+    assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]), "3");
+}
