@@ -562,7 +562,7 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             let page = reg.list(&res, &route.namespace, &ListParams { limit: 0, continue_token: None, ..p }).await?;
             let mut items = Vec::new();
             for kv in &page.items {
-                let obj = Registry::decode(kv)?;
+                let obj = Registry::decode_as(&res, kv)?;
                 let ns = vkube_core::meta::namespace(&obj).to_string();
                 let name = vkube_core::meta::name(&obj).to_string();
                 match reg.delete(&res, &ns, &name, &opts).await {

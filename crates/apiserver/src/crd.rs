@@ -101,6 +101,7 @@ fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns: v.get("additionalPrinterColumns").and_then(Value::as_array).cloned().unwrap_or_default(),
             openapi: None,
+            conversion: None,
         }));
     }
     out

@@ -13,6 +13,7 @@ pub mod api;
 pub mod apply;
 pub mod auth;
 pub mod bootstrap;
+pub mod conversion;
 pub mod crd;
 pub mod discovery;
 pub mod namespaces;

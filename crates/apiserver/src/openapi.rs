@@ -112,6 +112,7 @@ fn build_v3(resources: &[Arc<Resource>]) -> Value {
         generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
     }
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    annotate_patch_strategies(&mut schemas);
     schemas.extend(custom);
     let mut paths = Map::new();
     for (r, reference) in &roots {
@@ -145,6 +146,54 @@ fn build_v3(resources: &[Arc<Resource>]) -> Value {
         "paths": paths,
         "components": {"schemas": schemas},
     })
+}
+
+/// The strategic-merge-patch merge key of a list property of a definition, as
+/// Kubernetes' `patchMergeKey` tags have them (k8s-openapi's schemas lack them).
+fn patch_merge_key(definition: &str, property: &str) -> Option<&'static str> {
+    let ty = definition.rsplit('.').next().unwrap_or_default();
+    match (ty, property) {
+        (
+            "PodSpec",
+            "containers"
+            | "initContainers"
+            | "ephemeralContainers"
+            | "volumes"
+            | "imagePullSecrets"
+            | "resourceClaims"
+            | "schedulingGates",
+        ) => Some("name"),
+        ("PodSpec", "hostAliases") => Some("ip"),
+        ("PodSpec", "topologySpreadConstraints") => Some("topologyKey"),
+        ("Container" | "EphemeralContainer", "env") => Some("name"),
+        ("Container" | "EphemeralContainer", "ports") => Some("containerPort"),
+        ("Container" | "EphemeralContainer", "volumeMounts") => Some("mountPath"),
+        ("Container" | "EphemeralContainer", "volumeDevices") => Some("devicePath"),
+        ("ServiceSpec", "ports") => Some("port"),
+        ("ServiceAccount", "secrets") => Some("name"),
+        ("NodeStatus", "addresses") => Some("type"),
+        ("ObjectMeta", "ownerReferences") => Some("uid"),
+        (t, "conditions") if t.ends_with("Status") && t != "JobStatus" => Some("type"),
+        _ => None,
+    }
+}
+
+fn annotate_patch_strategies(schemas: &mut Map<String, Value>) {
+    for (name, def) in schemas.iter_mut() {
+        let Some(props) = def.get_mut("properties").and_then(Value::as_object_mut) else { continue };
+        for (prop, schema) in props.iter_mut() {
+            let Some(obj) = schema.as_object_mut() else { continue };
+            if let Some(key) = patch_merge_key(name, prop) {
+                obj.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+                obj.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+                obj.insert("x-kubernetes-list-type".into(), json!("map"));
+                obj.insert("x-kubernetes-list-map-keys".into(), json!([key]));
+            } else if name.ends_with(".ObjectMeta") && prop == "finalizers" {
+                obj.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+                obj.insert("x-kubernetes-list-type".into(), json!("set"));
+            }
+        }
+    }
 }
 
 fn doc_for(key: &str, resources: &[Arc<Resource>]) -> (String, Arc<Vec<u8>>) {

@@ -242,12 +242,28 @@ impl Registry {
         serde_json::to_vec(&canonical(obj)).map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
     }
 
+    /// Parse a stored value into the form `res` serves.
+    pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
+        let v = Self::decode(kv)?;
+        Ok(match res.conversion {
+            Some(c) => (c.from_storage)(v),
+            None => v,
+        })
+    }
+
+    fn encode_as(res: &Resource, obj: &Value) -> Result<Bytes, ApiError> {
+        match res.conversion {
+            Some(c) => Self::encode(&(c.to_storage)(obj.clone())),
+            None => Self::encode(obj),
+        }
+    }
+
     /// Read one object.
     ///
     /// # Errors
     /// 404 if absent.
     pub async fn get(&self, res: &Resource, namespace: &str, name: &str) -> Result<Value, ApiError> {
-        self.get_kv(res, namespace, name).await.and_then(|kv| Self::decode(&kv))
+        self.get_kv(res, namespace, name).await.and_then(|kv| Self::decode_as(res, &kv))
     }
 
     async fn get_kv(&self, res: &Resource, namespace: &str, name: &str) -> Result<KeyValue, ApiError> {
@@ -337,7 +353,7 @@ impl Registry {
         let mut items = Vec::new();
         let mut continue_token = None;
         for kv in result.items {
-            let obj = Self::decode(&kv)?;
+            let obj = Self::decode_as(res, &kv)?;
             if Self::matches(&obj, &p.label_selector, &p.field_selector) {
                 if p.limit > 0 && items.len() == p.limit {
                     let last: &KeyValue = items.last().unwrap_or(&kv);
@@ -549,7 +565,7 @@ impl Registry {
             }
             return Ok(WriteOutcome { object: obj, warnings });
         }
-        let bytes = Self::encode(&obj)?;
+        let bytes = Self::encode_as(res, &obj)?;
         let rev =
             self.store.create(&res.key(namespace, &name), bytes).await.map_err(|e| Self::store_error(res, &name, e))?;
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
@@ -576,7 +592,7 @@ impl Registry {
     {
         for _attempt in 0..16 {
             let kv = self.get_kv(res, namespace, name).await?;
-            let old = Self::decode(&kv)?;
+            let old = Self::decode_as(res, &kv)?;
             let mut obj = mutate(&old)?;
             let mut warnings = Vec::new();
             if sub.is_none() || res.pruner.is_some() {
@@ -639,7 +655,7 @@ impl Registry {
                     Err(e) => return Err(Self::store_error(res, name, e)),
                 }
             }
-            let bytes = Self::encode(&obj)?;
+            let bytes = Self::encode_as(res, &obj)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
                 Ok(rev) => return Ok(WriteOutcome { object: canonical_with_rv(&obj, rev), warnings }),
                 Err(StoreError::Conflict { .. }) if !has_rv => continue,
@@ -737,7 +753,7 @@ impl Registry {
     ) -> Result<(Value, bool), ApiError> {
         for _attempt in 0..16 {
             let kv = self.get_kv(res, namespace, name).await?;
-            let mut obj = Self::decode(&kv)?;
+            let mut obj = Self::decode_as(res, &kv)?;
             if let Some(uid) = &opts.precondition_uid {
                 let actual = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
                 if uid != actual {
@@ -801,7 +817,7 @@ impl Registry {
                 if opts.dry_run {
                     return Ok((obj, false));
                 }
-                let bytes = Self::encode(&obj)?;
+                let bytes = Self::encode_as(res, &obj)?;
                 match self.store.update(&kv.key, bytes, kv.mod_revision).await {
                     Ok(rev) => return Ok((canonical_with_rv(&obj, rev), false)),
                     Err(StoreError::Conflict { .. }) => continue,

@@ -80,6 +80,8 @@ pub struct Resource {
     /// For built-in resources: the OpenAPI schema (a `$ref` into the generator's
     /// definitions).
     pub openapi: Option<OpenApiSchema>,
+    /// Served in one form, stored in another (None: stored as served).
+    pub conversion: Option<crate::conversion::Conversion>,
 }
 
 /// Adds a kind's schema to a generator and returns a reference to it.
@@ -506,10 +508,15 @@ impl Catalog {
                     subresources: b.subs.to_vec(),
                     strategy: strategy::for_kind(b.group, b.kind),
                     pruner: Some(b.pruner),
-                    storage_group: if b.group.is_empty() { "core".into() } else { b.group.into() },
+                    storage_group: if b.group.is_empty() || b.group == "events.k8s.io" {
+                        "core".into()
+                    } else {
+                        b.group.into()
+                    },
                     schema: None,
                     printer_columns: vec![],
                     openapi: Some(b.schema),
+                    conversion: (b.group == "events.k8s.io").then_some(crate::conversion::EVENTS_V1),
                 })
             })
             .collect();

@@ -62,6 +62,7 @@ pub fn for_kind(group: &str, kind: &str) -> Arc<dyn Strategy> {
         ("", "Secret") => Arc::new(SecretStrategy),
         ("", "ConfigMap") => Arc::new(ConfigMapStrategy),
         ("", "Event") => Arc::new(EventStrategy),
+        ("events.k8s.io", "Event") => Arc::new(EventsV1Strategy),
         ("", "PersistentVolumeClaim") => Arc::new(PvcStrategy),
         ("", "PersistentVolume") => Arc::new(PvStrategy),
         ("", "ServiceAccount") => Arc::new(Plain),
@@ -492,6 +493,23 @@ impl Strategy for EventStrategy {
             "reason",
             "reportingComponent",
             "source",
+            "type",
+        ]
+    }
+}
+
+/// events.k8s.io/v1 Events.
+pub struct EventsV1Strategy;
+impl Strategy for EventsV1Strategy {
+    fn field_labels(&self) -> &'static [&'static str] {
+        &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "reason",
+            "reportingController",
             "type",
         ]
     }

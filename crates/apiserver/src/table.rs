@@ -863,7 +863,7 @@ fn list_metadata(page: &ListPage) -> Value {
 /// Encode a list page in the negotiated form.
 pub fn list_response(res: &Resource, page: ListPage, output: Output, q: &HashMap<String, String>) -> Response<Body> {
     match output {
-        Output::Json => {
+        Output::Json if res.conversion.is_none() => {
             let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": list_metadata(&page)});
             let mut out = serde_json::to_vec(&head).unwrap_or_default();
             out.pop();
@@ -877,8 +877,8 @@ pub fn list_response(res: &Resource, page: ListPage, output: Output, q: &HashMap
             out.extend_from_slice(b"]}");
             respond(out, "application/json")
         }
-        Output::Yaml | Output::Metadata | Output::Table => {
-            let items: Vec<Value> = page.items.iter().filter_map(|kv| Registry::decode(kv).ok()).collect();
+        _ => {
+            let items: Vec<Value> = page.items.iter().filter_map(|kv| Registry::decode_as(res, kv).ok()).collect();
             let body = match output {
                 Output::Table => {
                     let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");

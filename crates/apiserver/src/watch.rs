@@ -117,7 +117,7 @@ pub async fn serve(
                 };
                 if initial {
                     for kv in &list.items {
-                        let Ok(obj) = Registry::decode(kv) else { continue };
+                        let Ok(obj) = Registry::decode_as(&res, kv) else { continue };
                         if Registry::matches(&obj, &labels, &fields)
                             && tx.send(Ok(enc.line("ADDED", &obj))).await.is_err()
                         {
@@ -156,8 +156,8 @@ pub async fn serve(
                         None => return,
                     };
                     from = ev.revision();
-                    let Ok(cur) = Registry::decode(&ev.kv) else { continue };
-                    let prev = ev.prev.as_ref().and_then(|p| Registry::decode(p).ok());
+                    let Ok(cur) = Registry::decode_as(&res, &ev.kv) else { continue };
+                    let prev = ev.prev.as_ref().and_then(|p| Registry::decode_as(&res, p).ok());
                     let cur_m = Registry::matches(&cur, &labels, &fields);
                     let prev_m = prev.as_ref().is_some_and(|p| Registry::matches(p, &labels, &fields));
                     let ty = match ev.kind {

@@ -248,3 +248,73 @@ async fn custom_resources_are_served_once_established() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn events_written_through_events_v1_are_core_events_too() -> anyhow::Result<()> {
+    use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let target = cms.create(&PostParams::default(), &cm("target", json!({}))).await?;
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "vkube-test".into(), instance: None });
+    let reference = kube::Resource::object_ref(&target, &());
+    recorder
+        .publish(
+            &RecordedEvent {
+                type_: EventType::Normal,
+                reason: "Tested".into(),
+                note: Some("it works".into()),
+                action: "Test".into(),
+                secondary: None,
+            },
+            &reference,
+        )
+        .await?;
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let found =
+        core.list(&ListParams::default().fields("involvedObject.name=target,involvedObject.kind=ConfigMap")).await?;
+    assert_eq!(found.items.len(), 1, "{found:?}");
+    assert_eq!(found.items[0].message.as_deref(), Some("it works"));
+    assert_eq!(found.items[0].reason.as_deref(), Some("Tested"));
+    let v1: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    let again = v1.list(&ListParams::default().fields("regarding.name=target")).await?;
+    assert_eq!(again.items.len(), 1);
+    assert_eq!(again.items[0].note.as_deref(), Some("it works"));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_subresource_finalizers_and_dry_run() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p", "finalizers": ["example.com/hold"]}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )?;
+    // Dry run stores nothing.
+    pods.create(&PostParams { dry_run: true, ..Default::default() }, &pod).await?;
+    assert!(pods.get_opt("p").await?.is_none());
+    let created = pods.create(&PostParams::default(), &pod).await?;
+    assert_eq!(created.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+    // The main resource ignores status; /status ignores spec.
+    pods.patch("p", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running"}}))).await?;
+    assert_eq!(pods.get("p").await?.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+    pods.patch_status(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}, "metadata": {"labels": {"x": "y"}}})),
+    )
+    .await?;
+    let now = pods.get("p").await?;
+    assert_eq!(now.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+    assert!(now.metadata.labels.is_none(), "status writes do not change metadata");
+    // A finalizer holds deletion: deletionTimestamp is set, the pod stays until it goes.
+    pods.delete("p", &DeleteParams::default()).await?;
+    let held = pods.get("p").await?;
+    assert!(held.metadata.deletion_timestamp.is_some());
+    pods.patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await?;
+    assert!(pods.get_opt("p").await?.is_none(), "removing the last finalizer deletes");
+    server.stop().await;
+    Ok(())
+}

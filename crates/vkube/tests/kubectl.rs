@@ -146,7 +146,7 @@ fn patch_apply_and_server_side_apply() {
     let (ok, out, err) = vk.apply(&["apply", "-f", "-"], DEPLOYMENT);
     assert!(ok && out.contains("deployment.apps/web created"), "{out}{err}");
     let (ok, out, err) = vk.apply(&["apply", "-f", "-"], DEPLOYMENT);
-    assert!(ok, "{out}{err}");
+    assert!(ok && out.contains("deployment.apps/web unchanged"), "{out}{err}");
     vk.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":3}}"#]);
     assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
     vk.ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"replicas":4}}"#]);
