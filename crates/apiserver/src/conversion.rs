@@ -50,10 +50,10 @@ fn rename(obj: Value, api_version: &str, pairs: impl Iterator<Item = (&'static s
 fn events_v1_to_core(obj: Value) -> Value {
     let mut core = rename(obj, "v1", EVENT_FIELDS.iter().map(|(c, e)| (*e, *c)));
     // Core events name their source; fill it from the reporting controller.
-    if core.get("source").is_none() {
-        if let Some(rc) = core.get("reportingComponent").cloned() {
-            core["source"] = json!({"component": rc});
-        }
+    if core.get("source").is_none()
+        && let Some(rc) = core.get("reportingComponent").cloned()
+    {
+        core["source"] = json!({"component": rc});
     }
     core
 }
