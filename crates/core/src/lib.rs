@@ -6,6 +6,7 @@
 //! for `metadata` of objects held as `serde_json::Value`).
 
 pub mod meta;
+pub mod quantity;
 pub mod selector;
 pub mod status;
 

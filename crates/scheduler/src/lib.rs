@@ -1,0 +1,320 @@
+//! vkube-scheduler: a kube-scheduler subset, as a client of the Kubernetes API.
+//!
+//! Start with [`Scheduler::run`]. One loop owns the state: it watches nodes and pods,
+//! keeps what is placed on each node (bound pods plus pods it has just bound but not
+//! yet seen back — kube-scheduler's "assumed" pods), and schedules pending pods whose
+//! `spec.schedulerName` is its own: filter ([`plugins::filter`]), score
+//! ([`plugins::score`]), bind through `pods/binding`, record a `Scheduled` event. A pod
+//! that fits nowhere gets `PodScheduled=False`, reason `Unschedulable`, with
+//! kube-scheduler's message, and a `FailedScheduling` event; it is retried when a node
+//! or a pod changes, never by polling.
+
+pub mod plugins;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use plugins::{NodeInfo, PlacedPod};
+use rand::Rng;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Pods with this `spec.schedulerName` are ours.
+    pub scheduler_name: String,
+    /// Bindings in flight at once.
+    pub parallel_binds: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { scheduler_name: "default-scheduler".into(), parallel_binds: 32 }
+    }
+}
+
+enum Input {
+    Node(watcher::Event<Node>),
+    Pod(watcher::Event<Pod>),
+    BindFailed(String),
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, Node>,
+    /// pod uid → (node, what it uses).
+    placed: HashMap<String, (String, PlacedPod)>,
+    /// Pending pods by uid.
+    pending: HashMap<String, Pod>,
+    queue: VecDeque<String>,
+    unschedulable: HashSet<String>,
+    /// Pods bound by us and not yet seen bound (uid → node).
+    assumed: HashMap<String, String>,
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+/// The scheduler.
+pub struct Scheduler;
+
+impl Scheduler {
+    /// Run until the task is aborted.
+    ///
+    /// # Errors
+    /// Never returns under normal operation.
+    pub async fn run(client: kube::Client, cfg: SchedulerConfig) -> anyhow::Result<()> {
+        let (tx, mut rx) = mpsc::channel::<Input>(4096);
+        let nodes: Api<Node> = Api::all(client.clone());
+        let pods: Api<Pod> = Api::all(client.clone());
+        let ntx = tx.clone();
+        tokio::spawn(async move {
+            let mut s = watcher(nodes, watcher::Config::default()).default_backoff().boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(ev) = ev {
+                    if ntx.send(Input::Node(ev)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let ptx = tx.clone();
+        tokio::spawn(async move {
+            let mut s = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(ev) = ev {
+                    if ptx.send(Input::Pod(ev)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let binds = Arc::new(Semaphore::new(cfg.parallel_binds.max(1)));
+        let mut st = State::default();
+        let mut retry = false;
+        loop {
+            // Drain every input that is ready, then schedule.
+            let first = match tokio::time::timeout(Duration::from_millis(if st.queue.is_empty() { 1000 } else { 0 }), rx.recv()).await {
+                Ok(Some(i)) => Some(i),
+                Ok(None) => return Ok(()),
+                Err(_) => None,
+            };
+            let mut inputs: Vec<Input> = first.into_iter().collect();
+            while let Ok(i) = rx.try_recv() {
+                inputs.push(i);
+                if inputs.len() > 4096 {
+                    break;
+                }
+            }
+            for input in inputs {
+                retry |= apply_input(&mut st, &cfg, input);
+            }
+            if retry {
+                let uids: Vec<String> = st.unschedulable.drain().collect();
+                st.queue.extend(uids);
+                retry = false;
+            }
+            let mut batch = 0;
+            while let Some(uid) = st.queue.pop_front() {
+                let Some(pod) = st.pending.get(&uid).cloned() else { continue };
+                schedule_one(&client, &mut st, &pod, &binds, &tx);
+                batch += 1;
+                if batch >= 256 {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Fold an input into the state; returns whether unschedulable pods should be retried.
+fn apply_input(st: &mut State, cfg: &SchedulerConfig, input: Input) -> bool {
+    match input {
+        Input::Node(ev) => {
+            match ev {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                    st.nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                }
+                watcher::Event::Delete(n) => {
+                    st.nodes.remove(n.metadata.name.as_deref().unwrap_or_default());
+                }
+                watcher::Event::Init => st.nodes.clear(),
+                watcher::Event::InitDone => {}
+            }
+            true
+        }
+        Input::Pod(ev) => match ev {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => observe_pod(st, cfg, p),
+            watcher::Event::Delete(p) => {
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                st.pending.remove(&uid);
+                st.unschedulable.remove(&uid);
+                st.assumed.remove(&uid);
+                st.placed.remove(&uid).is_some()
+            }
+            watcher::Event::Init => {
+                st.placed.retain(|uid, _| st.assumed.contains_key(uid));
+                false
+            }
+            watcher::Event::InitDone => true,
+        },
+        Input::BindFailed(uid) => {
+            st.assumed.remove(&uid);
+            st.placed.remove(&uid);
+            if st.pending.contains_key(&uid) {
+                st.queue.push_back(uid);
+            }
+            false
+        }
+    }
+}
+
+fn observe_pod(st: &mut State, cfg: &SchedulerConfig, p: Pod) -> bool {
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    if !node.is_empty() {
+        st.pending.remove(&uid);
+        st.unschedulable.remove(&uid);
+        st.assumed.remove(&uid);
+        if terminal(&p) {
+            return st.placed.remove(&uid).is_some();
+        }
+        st.placed.insert(uid, (node, plugins::placed(&p)));
+        return false;
+    }
+    let ours = p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == cfg.scheduler_name;
+    if !ours || p.metadata.deletion_timestamp.is_some() || terminal(&p) || st.assumed.contains_key(&uid) {
+        return false;
+    }
+    let known = st.pending.insert(uid.clone(), p).is_some();
+    if !known && !st.unschedulable.contains(&uid) {
+        st.queue.push_back(uid);
+    }
+    false
+}
+
+fn snapshot(st: &State) -> Vec<NodeInfo> {
+    let mut per_node: HashMap<&str, Vec<PlacedPod>> = HashMap::new();
+    for (node, p) in st.placed.values() {
+        per_node.entry(node.as_str()).or_default().push(p.clone());
+    }
+    st.nodes
+        .iter()
+        .map(|(name, n)| NodeInfo { node: n.clone(), pods: per_node.remove(name.as_str()).unwrap_or_default() })
+        .collect()
+}
+
+fn schedule_one(client: &kube::Client, st: &mut State, pod: &Pod, binds: &Arc<Semaphore>, tx: &mpsc::Sender<Input>) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let nodes = snapshot(st);
+    let mut reasons: HashMap<String, usize> = HashMap::new();
+    let mut best: Vec<(i64, usize)> = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let r = plugins::filter(pod, n, &nodes);
+        if r.is_empty() {
+            best.push((plugins::score(pod, n), i));
+        } else {
+            for reason in r {
+                *reasons.entry(reason).or_default() += 1;
+            }
+        }
+    }
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if best.is_empty() {
+        let message = plugins::failure_message(nodes.len(), &reasons);
+        st.unschedulable.insert(uid);
+        let client = client.clone();
+        let pod = pod.clone();
+        tokio::spawn(async move { report_unschedulable(client, pod, message).await });
+        return;
+    }
+    let top = best.iter().map(|b| b.0).max().unwrap_or(0);
+    let candidates: Vec<usize> = best.iter().filter(|b| b.0 == top).map(|b| b.1).collect();
+    let pick = candidates[rand::rng().random_range(0..candidates.len())];
+    let node = nodes[pick].name().to_string();
+    st.pending.remove(&uid);
+    st.assumed.insert(uid.clone(), node.clone());
+    st.placed.insert(uid.clone(), (node.clone(), plugins::placed(pod)));
+    let client = client.clone();
+    let binds = binds.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let Ok(_permit) = binds.acquire().await else { return };
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        match pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
+            Ok(_) => {
+                event(&client, &ns, &name, &uid, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}")).await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+                // Gone or bound by someone else: forget the assumption.
+                let _ = tx.send(Input::BindFailed(uid)).await;
+            }
+            Err(e) => {
+                tracing::warn!("binding {ns}/{name} to {node}: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = tx.send(Input::BindFailed(uid)).await;
+            }
+        }
+    });
+}
+
+async fn report_unschedulable(client: kube::Client, pod: Pod, message: String) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let already = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message.as_str()));
+    if already {
+        return;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut conditions: Vec<serde_json::Value> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "PodScheduled")
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": vkube_core::meta::now_rfc3339()}));
+    let pp = PatchParams { field_manager: Some("default-scheduler".into()), ..Default::default() };
+    let _ = pods.patch_status(&name, &pp, &Patch::Merge(json!({"status": {"conditions": conditions}}))).await;
+    event(&client, &ns, &name, &uid, "Warning", "FailedScheduling", &message).await;
+}
+
+async fn event(client: &kube::Client, ns: &str, pod: &str, uid: &str, ty: &str, reason: &str, message: &str) {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let now = vkube_core::meta::now_rfc3339();
+    let micro = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+    let ev = json!({
+        "metadata": {"generateName": format!("{pod}."), "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns, "uid": uid},
+        "reason": reason,
+        "message": message,
+        "type": ty,
+        "source": {"component": "default-scheduler"},
+        "reportingComponent": "default-scheduler",
+        "reportingInstance": "default-scheduler",
+        "action": if reason == "Scheduled" { "Binding" } else { "Scheduling" },
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "eventTime": micro,
+        "count": 1,
+    });
+    if let Ok(e) = serde_json::from_value(ev) {
+        let _ = events.create(&PostParams::default(), &e).await;
+    }
+}
