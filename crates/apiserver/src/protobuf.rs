@@ -17,6 +17,31 @@ fn bad(msg: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("protobuf body: {msg}"))
 }
 
+/// Boolean fields that are pointers in Go, so an explicit false differs from unset.
+const POINTER_BOOLS: &[&str] = &[
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "allowPrivilegeEscalation",
+    "readOnlyRootFilesystem",
+    "runAsNonRoot",
+    "privileged",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "hostUsers",
+    "optional",
+    "suspend",
+    "immutable",
+    "allowVolumeExpansion",
+    "manualSelector",
+    "ready",
+    "serving",
+    "terminating",
+    "controller",
+    "blockOwnerDeletion",
+    "unschedulable",
+    "allocateLoadBalancerNodePorts",
+];
+
 /// A tree parsed from a `Debug` rendering.
 #[derive(Debug, Clone, PartialEq)]
 enum Dbg {
@@ -241,6 +266,10 @@ fn to_json(d: &Dbg, schema: &Value, sc: &Schemas) -> Option<Value> {
                 Some(Dbg::Num(n)) => n.parse::<i32>().ok().unwrap_or(0),
                 _ => 0,
             };
+            // Go's zero time (year 1, or the epoch from an unset field) is JSON null.
+            if (secs == 0 || secs == -62_135_596_800) && nanos == 0 {
+                return None;
+            }
             let ts = jiff::Timestamp::new(secs, nanos).ok()?;
             let fmt = if name.ends_with("MicroTime") { "%Y-%m-%dT%H:%M:%S.%6fZ" } else { "%Y-%m-%dT%H:%M:%SZ" };
             return Some(json!(ts.strftime(fmt).to_string()));
@@ -326,6 +355,14 @@ fn to_json(d: &Dbg, schema: &Value, sc: &Schemas) -> Option<Value> {
                 // Go writes unset string fields as "" in protobuf; JSON's omitempty
                 // (and defaulting) treat them as absent.
                 if matches!(v, Dbg::Str(s) if s.is_empty()) {
+                    continue;
+                }
+                // Likewise false for non-pointer booleans and the zero generation; pointer
+                // booleans where false means something are kept.
+                if matches!(v, Dbg::Bool(false)) && !POINTER_BOOLS.contains(&json_name.as_str()) {
+                    continue;
+                }
+                if json_name == "generation" && matches!(v, Dbg::Num(n) if n == "0") {
                     continue;
                 }
                 if let Some(v) = to_json(v, prop, sc) {

@@ -117,7 +117,8 @@ fn node_object(cfg: &NodeConfig, i: usize, name: &str) -> Value {
 
 fn node_status(cfg: &NodeConfig, i: usize, name: &str, ready: bool) -> Value {
     let t = now();
-    let resources = json!({"cpu": cfg.cpu, "memory": cfg.memory, "pods": cfg.pods.to_string(), "ephemeral-storage": "100Gi"});
+    let resources =
+        json!({"cpu": cfg.cpu, "memory": cfg.memory, "pods": cfg.pods.to_string(), "ephemeral-storage": "100Gi"});
     let (status, reason, message) = if ready {
         ("True", "KubeletReady", "kubelet is posting ready status")
     } else {
@@ -184,13 +185,20 @@ impl SimulatedNodes {
         });
         let nodes: Api<Node> = Api::all(client.clone());
         for (i, name) in names.iter().enumerate() {
-            match nodes.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &serde_json::from_value(node_object(&cfg, i, name))?).await {
+            match nodes
+                .create(
+                    &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+                    &serde_json::from_value(node_object(&cfg, i, name))?,
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
             let current = nodes.get(name).await?;
-            let ready = !current.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
+            let ready =
+                !current.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
             nodes.patch_status(name, &mp(), &Patch::Merge(node_status(&cfg, i, name, ready))).await?;
         }
         let mut tasks = Vec::new();
@@ -220,7 +228,8 @@ async fn heartbeats(shared: Arc<Shared>) {
     loop {
         for (i, name) in shared.names.iter().enumerate() {
             let Ok(node) = nodes.get(name).await else { continue };
-            let not_ready = node.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
+            let not_ready =
+                node.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
             if not_ready {
                 continue;
             }
@@ -244,7 +253,8 @@ async fn watch_nodes(shared: Arc<Shared>) {
         let Ok(node) = ev else { continue };
         let name = node.metadata.name.clone().unwrap_or_default();
         let Some(&i) = shared.index.get(&name) else { continue };
-        let not_ready = node.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
+        let not_ready =
+            node.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
         let ready_now = node
             .status
             .as_ref()
@@ -272,7 +282,10 @@ fn allocate_ip(shared: &Shared, node: &str) -> String {
 }
 
 fn container_names(pod: &Pod) -> Vec<(String, String)> {
-    pod.spec.as_ref().map(|s| s.containers.iter().map(|c| (c.name.clone(), c.image.clone().unwrap_or_default())).collect()).unwrap_or_default()
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| (c.name.clone(), c.image.clone().unwrap_or_default())).collect())
+        .unwrap_or_default()
 }
 
 fn running_status(pod: &Pod, node_ip: &str, pod_ip: &str) -> Value {
@@ -336,7 +349,11 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
             return;
         }
         // Simulated containers stop at once on SIGTERM; then the pod object goes.
-        let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }), ..Default::default() };
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
         let _ = pods.delete(&name, &dp).await;
         return;
     }
@@ -371,7 +388,8 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
 
 async fn run_pods(shared: Arc<Shared>) {
     let pods: Api<Pod> = Api::all(shared.client.clone());
-    let stream = watcher(pods, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().applied_objects();
+    let stream =
+        watcher(pods, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().applied_objects();
     stream
         .for_each_concurrent(64, |ev| {
             let shared = shared.clone();
@@ -397,7 +415,9 @@ pub fn simulated_logs(pod: &Value, container: &str, tail: Option<i64>) -> String
         .unwrap_or_default();
     let started = pod.pointer("/status/startTime").and_then(Value::as_str).unwrap_or_default();
     let mut lines = vec![
-        format!("{started} [vkube-sim] starting container {container} (image {image}) of pod {ns}/{name} on node {node}"),
+        format!(
+            "{started} [vkube-sim] starting container {container} (image {image}) of pod {ns}/{name} on node {node}"
+        ),
         format!("{started} [vkube-sim] container {container} is running"),
     ];
     if let Some(args) = pod
@@ -410,7 +430,9 @@ pub fn simulated_logs(pod: &Value, container: &str, tail: Option<i64>) -> String
         let cmd: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
         lines.push(format!("{started} [vkube-sim] simulated command: {}", cmd.join(" ")));
     }
-    if let Some(phase) = pod.pointer("/status/phase").and_then(Value::as_str).filter(|p| *p == "Succeeded" || *p == "Failed") {
+    if let Some(phase) =
+        pod.pointer("/status/phase").and_then(Value::as_str).filter(|p| *p == "Succeeded" || *p == "Failed")
+    {
         lines.push(format!("[vkube-sim] container {container} exited ({phase})"));
     }
     let skip = tail.map(|t| lines.len().saturating_sub(t.max(0) as usize)).unwrap_or(0);

@@ -100,7 +100,12 @@ impl Scheduler {
         let mut retry = false;
         loop {
             // Drain every input that is ready, then schedule.
-            let first = match tokio::time::timeout(Duration::from_millis(if st.queue.is_empty() { 1000 } else { 0 }), rx.recv()).await {
+            let first = match tokio::time::timeout(
+                Duration::from_millis(if st.queue.is_empty() { 1000 } else { 0 }),
+                rx.recv(),
+            )
+            .await
+            {
                 Ok(Some(i)) => Some(i),
                 Ok(None) => return Ok(()),
                 Err(_) => None,
@@ -188,7 +193,8 @@ fn observe_pod(st: &mut State, cfg: &SchedulerConfig, p: Pod) -> bool {
         st.placed.insert(uid, (node, plugins::placed(&p)));
         return false;
     }
-    let ours = p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == cfg.scheduler_name;
+    let ours =
+        p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == cfg.scheduler_name;
     if !ours || p.metadata.deletion_timestamp.is_some() || terminal(&p) || st.assumed.contains_key(&uid) {
         return false;
     }
@@ -249,9 +255,19 @@ fn schedule_one(client: &kube::Client, st: &mut State, pod: &Pod, binds: &Arc<Se
         let Ok(_permit) = binds.acquire().await else { return };
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-        match pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
+        match pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await
+        {
             Ok(_) => {
-                event(&client, &ns, &name, &uid, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}")).await;
+                event(
+                    &client,
+                    &ns,
+                    &name,
+                    &uid,
+                    "Normal",
+                    "Scheduled",
+                    &format!("Successfully assigned {ns}/{name} to {node}"),
+                )
+                .await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
                 // Gone or bound by someone else: forget the assumption.

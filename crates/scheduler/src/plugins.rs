@@ -59,7 +59,13 @@ impl NodeInfo {
 pub fn requests(pod: &Pod) -> (i128, i128) {
     let Some(spec) = pod.spec.as_ref() else { return (0, 0) };
     let get = |c: &k8s_openapi::api::core::v1::Container, r: &str| {
-        c.resources.as_ref().and_then(|res| res.requests.as_ref().and_then(|m| m.get(r)).or_else(|| res.limits.as_ref().and_then(|m| m.get(r)))).and_then(|q| parse_milli(&q.0)).unwrap_or(0)
+        c.resources
+            .as_ref()
+            .and_then(|res| {
+                res.requests.as_ref().and_then(|m| m.get(r)).or_else(|| res.limits.as_ref().and_then(|m| m.get(r)))
+            })
+            .and_then(|q| parse_milli(&q.0))
+            .unwrap_or(0)
     };
     let mut cpu: i128 = spec.containers.iter().map(|c| get(c, "cpu")).sum();
     let mut mem: i128 = spec.containers.iter().map(|c| get(c, "memory")).sum();
@@ -81,7 +87,9 @@ fn host_ports(pod: &Pod) -> Vec<(String, i32)> {
             s.containers
                 .iter()
                 .flat_map(|c| c.ports.iter().flatten())
-                .filter_map(|p| p.host_port.filter(|hp| *hp > 0).map(|hp| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp)))
+                .filter_map(|p| {
+                    p.host_port.filter(|hp| *hp > 0).map(|hp| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -106,9 +114,28 @@ pub fn placed(pod: &Pod) -> PlacedPod {
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.pod_anti_affinity.as_ref())
         .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-        .map(|terms| terms.iter().map(|t| (t.topology_key.clone(), term_selector(t), t.namespaces.clone().unwrap_or_else(|| vec![namespace.clone()]))).collect())
+        .map(|terms| {
+            terms
+                .iter()
+                .map(|t| {
+                    (
+                        t.topology_key.clone(),
+                        term_selector(t),
+                        t.namespaces.clone().unwrap_or_else(|| vec![namespace.clone()]),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    PlacedPod { namespace, labels: pod.metadata.labels.clone().unwrap_or_default(), cpu, memory, host_ports: host_ports(pod), anti_affinity, owner: controller_uid(pod) }
+    PlacedPod {
+        namespace,
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        cpu,
+        memory,
+        host_ports: host_ports(pod),
+        anti_affinity,
+        owner: controller_uid(pod),
+    }
 }
 
 fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
@@ -117,7 +144,10 @@ fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
         let key_ok = t.key.as_deref().is_none_or(|k| k.is_empty()) || t.key.as_deref() == Some(taint.key.as_str());
         let value_ok = match t.operator.as_deref() {
             Some("Exists") => true,
-            _ => t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default() && t.key.as_deref().is_some_and(|k| !k.is_empty()),
+            _ => {
+                t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+                    && t.key.as_deref().is_some_and(|k| !k.is_empty())
+            }
         };
         effect_ok && key_ok && value_ok
     })
@@ -176,7 +206,8 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     let labels = node.labels();
     // NodeUnschedulable.
     if node.node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        let t = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+        let t =
+            Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
         if !tolerates(&tolerations, &t) {
             reasons.push("node(s) were unschedulable".to_string());
         }
@@ -193,7 +224,10 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_string());
     }
     // TaintToleration.
-    if let Some(t) = node_taints(&node.node).into_iter().find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t)) {
+    if let Some(t) = node_taints(&node.node)
+        .into_iter()
+        .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t))
+    {
         reasons.push(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.unwrap_or_default()));
     }
     // NodeResourcesFit.
@@ -218,29 +252,44 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
     let domain_of = |n: &NodeInfo, key: &str| n.labels().get(key).cloned();
-    if let Some(pa) = spec.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref()).and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()) {
+    if let Some(pa) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+    {
         let ok = pa.iter().all(|term| {
             let sel = term_selector(term);
             let namespaces = term.namespaces.clone().unwrap_or_else(|| vec![ns.clone()]);
             let Some(domain) = domain_of(node, &term.topology_key) else { return false };
-            let any_match_anywhere = all.iter().any(|n| n.pods.iter().any(|p| namespaces.contains(&p.namespace) && sel.matches(&p.labels)));
+            let any_match_anywhere =
+                all.iter().any(|n| n.pods.iter().any(|p| namespaces.contains(&p.namespace) && sel.matches(&p.labels)));
             // The first pod of a group may land anywhere its own labels match the term.
             if !any_match_anywhere && sel.matches(&pod_labels) {
                 return true;
             }
-            all.iter().filter(|n| domain_of(n, &term.topology_key).as_deref() == Some(domain.as_str())).any(|n| n.pods.iter().any(|p| namespaces.contains(&p.namespace) && sel.matches(&p.labels)))
+            all.iter()
+                .filter(|n| domain_of(n, &term.topology_key).as_deref() == Some(domain.as_str()))
+                .any(|n| n.pods.iter().any(|p| namespaces.contains(&p.namespace) && sel.matches(&p.labels)))
         });
         if !ok {
             reasons.push("node(s) didn't match pod affinity rules".to_string());
         }
     }
     let mut anti_ok = true;
-    if let Some(anti) = spec.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()) {
+    if let Some(anti) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+    {
         anti_ok = anti.iter().all(|term| {
             let sel = term_selector(term);
             let namespaces = term.namespaces.clone().unwrap_or_else(|| vec![ns.clone()]);
             let Some(domain) = domain_of(node, &term.topology_key) else { return true };
-            !all.iter().filter(|n| domain_of(n, &term.topology_key).as_deref() == Some(domain.as_str())).any(|n| n.pods.iter().any(|p| namespaces.contains(&p.namespace) && sel.matches(&p.labels)))
+            !all.iter()
+                .filter(|n| domain_of(n, &term.topology_key).as_deref() == Some(domain.as_str()))
+                .any(|n| n.pods.iter().any(|p| namespaces.contains(&p.namespace) && sel.matches(&p.labels)))
         });
     }
     // Existing pods' anti-affinity against this one.
@@ -260,7 +309,9 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
         if c.when_unsatisfiable != "DoNotSchedule" {
             continue;
         }
-        let sel = LabelSelector::from_object(c.label_selector.as_ref().and_then(|s| serde_json::to_value(s).ok()).as_ref()).unwrap_or_default();
+        let sel =
+            LabelSelector::from_object(c.label_selector.as_ref().and_then(|s| serde_json::to_value(s).ok()).as_ref())
+                .unwrap_or_default();
         let mut counts: HashMap<String, i32> = HashMap::new();
         for n in all {
             if let Some(d) = domain_of(n, &c.topology_key) {
@@ -292,7 +343,8 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
         mem = 200 * 1024 * 1024 * 1000;
     }
     let used_cpu: i128 = node.pods.iter().map(|p| if p.cpu == 0 { 100 } else { p.cpu }).sum::<i128>() + cpu;
-    let used_mem: i128 = node.pods.iter().map(|p| if p.memory == 0 { 200 * 1024 * 1024 * 1000 } else { p.memory }).sum::<i128>() + mem;
+    let used_mem: i128 =
+        node.pods.iter().map(|p| if p.memory == 0 { 200 * 1024 * 1024 * 1000 } else { p.memory }).sum::<i128>() + mem;
     let alloc_cpu = node.allocatable("cpu").max(1);
     let alloc_mem = node.allocatable("memory").max(1);
     let cpu_frac = (used_cpu as f64 / alloc_cpu as f64).min(1.0);
@@ -301,7 +353,13 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
     let balanced = (1.0 - (cpu_frac - mem_frac).abs()) * 100.0;
     let labels = node.labels();
     let mut affinity = 0i64;
-    if let Some(prefs) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref()).and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref()) {
+    if let Some(prefs) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+    {
         for p in prefs {
             if term_matches(&p.preference, &labels, node.name()) {
                 affinity += i64::from(p.weight);
@@ -309,10 +367,14 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
         }
     }
     let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-    let prefer_no = node_taints(&node.node).iter().filter(|t| t.effect == "PreferNoSchedule" && !tolerates(&tolerations, t)).count() as i64;
+    let prefer_no = node_taints(&node.node)
+        .iter()
+        .filter(|t| t.effect == "PreferNoSchedule" && !tolerates(&tolerations, t))
+        .count() as i64;
     // Spread pods of one controller over nodes.
     let owner = controller_uid(pod);
-    let siblings = owner.as_ref().map(|o| node.pods.iter().filter(|p| p.owner.as_ref() == Some(o)).count() as i64).unwrap_or(0);
+    let siblings =
+        owner.as_ref().map(|o| node.pods.iter().filter(|p| p.owner.as_ref() == Some(o)).count() as i64).unwrap_or(0);
     least_allocated as i64 + balanced as i64 / 2 + affinity - prefer_no * 50 - siblings * 30
 }
 
@@ -370,8 +432,13 @@ mod tests {
                 *reasons.entry(r).or_default() += 1;
             }
         }
-        assert_eq!(failure_message(3, &reasons), "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}.");
-        let tolerating = pod(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}));
+        assert_eq!(
+            failure_message(3, &reasons),
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}."
+        );
+        let tolerating = pod(
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
+        );
         assert!(filter(&tolerating, &nodes[1], &nodes).is_empty());
     }
 
@@ -382,11 +449,17 @@ mod tests {
         assert_eq!(filter(&big, &n, &[]), vec!["Insufficient cpu"]);
         let sel = pod(json!({"nodeSelector": {"zone": "b"}}));
         assert_eq!(filter(&sel, &n, &[]), vec!["node(s) didn't match Pod's node affinity/selector"]);
-        let aff = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}));
+        let aff = pod(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}),
+        );
         assert_eq!(filter(&aff, &n, &[]).len(), 1);
-        let fields = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}]}}}}));
+        let fields = pod(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}]}}}}),
+        );
         assert!(filter(&fields, &n, &[]).is_empty());
-        let hp = pod(json!({"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}));
+        let hp = pod(
+            json!({"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+        );
         n.pods.push(placed(&hp));
         assert_eq!(filter(&hp, &n, &[]), vec!["node(s) didn't have free ports for the requested pod ports"]);
         n.pods.push(placed(&pod(json!({}))));
@@ -397,19 +470,26 @@ mod tests {
     #[test]
     fn not_ready_nodes_are_tainted() {
         let n = node("a", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
-        assert_eq!(filter(&pod(json!({})), &n, &[]), vec!["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]);
+        assert_eq!(
+            filter(&pod(json!({})), &n, &[]),
+            vec!["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
+        );
     }
 
     #[test]
     fn anti_affinity_and_spread() {
         let mut a = node("a", json!({}));
         let b = node("b", json!({}));
-        let anti = pod(json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "x"}}}]}}}));
+        let anti = pod(
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "x"}}}]}}}),
+        );
         a.pods.push(placed(&anti));
         let all = vec![a.clone(), b.clone()];
         assert_eq!(filter(&anti, &a, &all), vec!["node(s) didn't match pod anti-affinity rules"]);
         assert!(filter(&anti, &b, &all).is_empty());
-        let spread = pod(json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "x"}}}]}));
+        let spread = pod(
+            json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "x"}}}]}),
+        );
         let mut a = node("a", json!({}));
         a.pods.push(placed(&pod(json!({}))));
         let all = vec![a.clone(), b.clone()];

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod bench;
+mod host;
 
 #[derive(Parser)]
 #[command(name = "vkube", version, about = "Virtual Kubernetes clusters")]
@@ -28,6 +29,18 @@ enum Command {
         /// Static token file (token,user,uid,"groups").
         #[arg(long)]
         token_auth_file: Option<PathBuf>,
+    },
+    /// Run a simulated host cluster: API server, scheduler, controllers and simulated nodes.
+    Host {
+        /// Data directory (state, certificates, host.kubeconfig).
+        #[arg(long, default_value = ".vkube/host")]
+        data_dir: PathBuf,
+        /// Number of simulated nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
     },
     /// Benchmark the API server (durable SQLite against the in-memory baseline).
     Bench {
@@ -65,6 +78,19 @@ async fn main() -> anyhow::Result<()> {
             );
             wait_for_signal().await;
             server.shutdown().await;
+            Ok(())
+        }
+        Command::Host { data_dir, nodes, listen } => {
+            let started = std::time::Instant::now();
+            let host = host::start(host::HostConfig { data_dir, nodes, listen }).await?;
+            println!(
+                "vkube host ready at {} with {nodes} nodes in {} ms; kubeconfig: {}",
+                host.server.url,
+                started.elapsed().as_millis(),
+                host.kubeconfig.display()
+            );
+            wait_for_signal().await;
+            host.stop().await;
             Ok(())
         }
         Command::Bench { runs, pods } => bench::run(runs, pods).await,

@@ -1,0 +1,82 @@
+//! vkube-controllers: the in-cluster controllers, as clients of the Kubernetes API
+//! (kube-runtime), so they run unchanged in the simulated host and in virtual clusters.
+//!
+//! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
+//! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
+//! [`replicaset`], [`job`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
+//! [`pdb`], [`nodelifecycle`].
+
+pub mod deployment;
+pub mod endpoints;
+pub mod gc;
+pub mod job;
+pub mod leader;
+pub mod namespace;
+pub mod nodelifecycle;
+pub mod pdb;
+pub mod replicaset;
+pub mod serviceaccount;
+pub mod util;
+
+use std::time::Duration;
+
+/// Settings of the controller manager.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Identity for leader election.
+    pub identity: String,
+    /// Node lifecycle settings.
+    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+    /// How often the garbage collector sweeps.
+    pub gc_period: Duration,
+    /// Run the node lifecycle controller (off in virtual clusters whose nodes the syncer owns).
+    pub node_lifecycle_enabled: bool,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            identity: format!("vkube-{}", std::process::id()),
+            node_lifecycle: Default::default(),
+            gc_period: Duration::from_secs(2),
+            node_lifecycle_enabled: true,
+        }
+    }
+}
+
+/// All controllers under one leader election.
+pub struct ControllerManager;
+
+impl ControllerManager {
+    /// Run until aborted.
+    pub async fn run(client: kube::Client, cfg: ManagerConfig) {
+        let lease = leader::LeaderConfig {
+            namespace: "kube-system".into(),
+            name: "vkube-controller-manager".into(),
+            identity: cfg.identity.clone(),
+            lease_duration: Duration::from_secs(15),
+            retry_period: Duration::from_secs(2),
+        };
+        let c = client.clone();
+        leader::run_elected(client, lease, move || {
+            let client = c.clone();
+            let cfg = cfg.clone();
+            async move {
+                let mut set = tokio::task::JoinSet::new();
+                set.spawn(namespace::run(client.clone()));
+                set.spawn(gc::run(client.clone(), cfg.gc_period));
+                set.spawn(deployment::run(client.clone()));
+                set.spawn(replicaset::run(client.clone()));
+                set.spawn(job::run(client.clone()));
+                set.spawn(endpoints::run(client.clone()));
+                set.spawn(serviceaccount::run(client.clone()));
+                set.spawn(pdb::run(client.clone()));
+                if cfg.node_lifecycle_enabled {
+                    set.spawn(nodelifecycle::run(client.clone(), cfg.node_lifecycle.clone()));
+                }
+                while set.join_next().await.is_some() {}
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,93 @@
+//! `vkube host`: a whole simulated host cluster in one process — the API server, the
+//! scheduler, the controllers and N simulated nodes, the latter three as API clients.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use vkube_apiserver::admission::LogSource;
+use vkube_core::ApiError;
+
+/// What `vkube host` needs.
+pub struct HostConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Simulated nodes.
+    pub nodes: usize,
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// A running host cluster.
+pub struct Host {
+    /// The API server.
+    pub server: vkube_apiserver::RunningServer,
+    /// `DIR/host.kubeconfig`.
+    pub kubeconfig: PathBuf,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _nodes: vkube_kubelet_sim::SimulatedNodes,
+}
+
+impl Host {
+    /// Stop everything.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        drop(self._nodes);
+        self.server.shutdown().await;
+    }
+}
+
+struct SimulatedLogs;
+
+#[async_trait]
+impl LogSource for SimulatedLogs {
+    async fn logs(&self, pod: &Value, container: &str, tail_lines: Option<i64>) -> Result<String, ApiError> {
+        Ok(vkube_kubelet_sim::simulated_logs(pod, container, tail_lines))
+    }
+}
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Start a host cluster.
+///
+/// # Errors
+/// If the API server cannot start or the nodes cannot register.
+pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = vkube_store::SqliteStore::open(&cfg.data_dir.join("state.db")).context("opening the store")?;
+    let mut config = vkube_apiserver::ServerConfig::new(cfg.data_dir.clone(), Arc::new(store));
+    config.listen = cfg.listen;
+    config.cluster_name = "vkube-host".into();
+    let server = vkube_apiserver::start(config).await?;
+    if let Ok(mut logs) = server.state.logs.write() {
+        *logs = Some(Arc::new(SimulatedLogs));
+    }
+    let kubeconfig = cfg.data_dir.join("host.kubeconfig");
+    std::fs::copy(&server.kubeconfig_path, &kubeconfig).context("writing host.kubeconfig")?;
+    let client = client_from(&kubeconfig).await?;
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let client = client.clone();
+        async move {
+            if let Err(e) = vkube_scheduler::Scheduler::run(client, Default::default()).await {
+                tracing::error!("scheduler stopped: {e}");
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(client.clone(), Default::default())));
+    let nodes = vkube_kubelet_sim::SimulatedNodes::start(
+        client,
+        vkube_kubelet_sim::NodeConfig { count: cfg.nodes, ..Default::default() },
+    )
+    .await?;
+    Ok(Host { server, kubeconfig, tasks, _nodes: nodes })
+}
