@@ -25,16 +25,16 @@ pub async fn run(client: kube::Client, period: Duration) {
     let mut kinds: Vec<Kind> = Vec::new();
     let mut last_discovery = std::time::Instant::now() - Duration::from_secs(3600);
     loop {
-        if last_discovery.elapsed() > Duration::from_secs(15) {
-            if let Ok(d) = Discovery::new(client.clone()).run().await {
-                kinds = d
-                    .groups()
-                    .flat_map(|g| g.recommended_resources())
-                    .filter(|(_, caps)| caps.supports_operation(verbs::LIST) && caps.supports_operation(verbs::DELETE))
-                    .map(|(ar, caps)| Kind { ar, namespaced: caps.scope == Scope::Namespaced })
-                    .collect();
-                last_discovery = std::time::Instant::now();
-            }
+        if last_discovery.elapsed() > Duration::from_secs(15)
+            && let Ok(d) = Discovery::new(client.clone()).run().await
+        {
+            kinds = d
+                .groups()
+                .flat_map(|g| g.recommended_resources())
+                .filter(|(_, caps)| caps.supports_operation(verbs::LIST) && caps.supports_operation(verbs::DELETE))
+                .map(|(ar, caps)| Kind { ar, namespaced: caps.scope == Scope::Namespaced })
+                .collect();
+            last_discovery = std::time::Instant::now();
         }
         if let Err(e) = sweep(&client, &kinds).await {
             tracing::debug!("gc: {e}");

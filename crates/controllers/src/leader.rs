@@ -42,7 +42,7 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaderConfig) -> bool {
             let spec = lease.spec.clone().unwrap_or_default();
             let holder = spec.holder_identity.clone().unwrap_or_default();
             let expired = spec.renew_time.as_ref().is_none_or(|t| {
-                now.duration_since(t.0).as_secs() as i64 > i64::from(spec.lease_duration_seconds.unwrap_or(15))
+                now.duration_since(t.0).as_secs() > i64::from(spec.lease_duration_seconds.unwrap_or(15))
             });
             if holder != cfg.identity && !holder.is_empty() && !expired {
                 return false;

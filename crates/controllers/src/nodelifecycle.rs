@@ -26,7 +26,7 @@ pub struct NodeLifecycleConfig {
 
 impl Default for NodeLifecycleConfig {
     fn default() -> Self {
-        NodeLifecycleConfig { grace: Duration::from_secs(40), period: Duration::from_secs(2) }
+        NodeLifecycleConfig { grace: Duration::from_secs(40), period: Duration::from_secs(1) }
     }
 }
 
@@ -88,11 +88,17 @@ async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Er
     for node in nodes.list(&ListParams::default()).await?.items {
         let name = node.metadata.name.clone().unwrap_or_default();
         let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-        let mut ready = conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| c.status.clone())
-            .unwrap_or_else(|| "Unknown".into());
+        let reported = conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
+        let young = node
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| (now.duration_since(t.0).as_secs() as u64) < cfg.grace.as_secs());
+        if reported.is_none() && young {
+            // A node that has not reported yet is not unreachable (yet).
+            continue;
+        }
+        let mut ready = reported.unwrap_or_else(|| "Unknown".into());
         let renewed = lease_list
             .iter()
             .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))

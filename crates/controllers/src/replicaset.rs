@@ -94,10 +94,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         let dp = DeleteParams::default();
         let deletes = extra.iter().map(|p| pods.delete(p.metadata.name.as_deref().unwrap_or_default(), &dp));
         for r in futures::future::join_all(deletes).await {
-            if let Err(kube::Error::Api(e)) = &r {
-                if e.code == 404 {
-                    continue;
-                }
+            if let Err(kube::Error::Api(e)) = &r
+                && e.code == 404
+            {
+                continue;
             }
             r?;
         }

@@ -198,13 +198,14 @@ impl SimulatedNodes {
             }
             let current = nodes.get(name).await?;
             let ready =
-                !current.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
+                current.metadata.annotations.as_ref().is_none_or(|a| a.get(NOT_READY).is_none_or(|v| v != "true"));
             nodes.patch_status(name, &mp(), &Patch::Merge(node_status(&cfg, i, name, ready))).await?;
         }
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(heartbeats(shared.clone())));
-        tasks.push(tokio::spawn(run_pods(shared.clone())));
-        tasks.push(tokio::spawn(watch_nodes(shared.clone())));
+        let tasks = vec![
+            tokio::spawn(heartbeats(shared.clone())),
+            tokio::spawn(run_pods(shared.clone())),
+            tokio::spawn(watch_nodes(shared.clone())),
+        ];
         Ok(SimulatedNodes { tasks, names })
     }
 }
@@ -265,7 +266,7 @@ async fn watch_nodes(shared: Arc<Shared>) {
             continue;
         }
         last.insert(name.clone(), not_ready);
-        if not_ready == !ready_now {
+        if not_ready != ready_now {
             continue;
         }
         let _ = nodes.patch_status(&name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, &name, !not_ready))).await;
@@ -378,10 +379,11 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
         let code: i64 = annotation(&pod, EXIT_CODE).and_then(|s| s.parse().ok()).unwrap_or(0);
         tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
         let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        if let Ok(current) = pods.get(&name).await {
-            if current.metadata.uid.as_deref() == Some(uid.as_str()) && current.metadata.deletion_timestamp.is_none() {
-                let _ = pods.patch_status(&name, &pp, &Patch::Merge(finished_status(&current, code))).await;
-            }
+        if let Ok(current) = pods.get(&name).await
+            && current.metadata.uid.as_deref() == Some(uid.as_str())
+            && current.metadata.deletion_timestamp.is_none()
+        {
+            let _ = pods.patch_status(&name, &pp, &Patch::Merge(finished_status(&current, code))).await;
         }
     }
 }

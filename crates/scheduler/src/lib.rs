@@ -39,8 +39,8 @@ impl Default for SchedulerConfig {
 }
 
 enum Input {
-    Node(watcher::Event<Node>),
-    Pod(watcher::Event<Pod>),
+    Node(Box<watcher::Event<Node>>),
+    Pod(Box<watcher::Event<Pod>>),
     BindFailed(String),
 }
 
@@ -77,10 +77,10 @@ impl Scheduler {
         tokio::spawn(async move {
             let mut s = watcher(nodes, watcher::Config::default()).default_backoff().boxed();
             while let Some(ev) = s.next().await {
-                if let Ok(ev) = ev {
-                    if ntx.send(Input::Node(ev)).await.is_err() {
-                        return;
-                    }
+                if let Ok(ev) = ev
+                    && ntx.send(Input::Node(Box::new(ev))).await.is_err()
+                {
+                    return;
                 }
             }
         });
@@ -88,10 +88,10 @@ impl Scheduler {
         tokio::spawn(async move {
             let mut s = watcher(pods, watcher::Config::default()).default_backoff().boxed();
             while let Some(ev) = s.next().await {
-                if let Ok(ev) = ev {
-                    if ptx.send(Input::Pod(ev)).await.is_err() {
-                        return;
-                    }
+                if let Ok(ev) = ev
+                    && ptx.send(Input::Pod(Box::new(ev))).await.is_err()
+                {
+                    return;
                 }
             }
         });
@@ -142,7 +142,7 @@ impl Scheduler {
 fn apply_input(st: &mut State, cfg: &SchedulerConfig, input: Input) -> bool {
     match input {
         Input::Node(ev) => {
-            match ev {
+            match *ev {
                 watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
                     st.nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
                 }
@@ -154,7 +154,7 @@ fn apply_input(st: &mut State, cfg: &SchedulerConfig, input: Input) -> bool {
             }
             true
         }
-        Input::Pod(ev) => match ev {
+        Input::Pod(ev) => match *ev {
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) => observe_pod(st, cfg, p),
             watcher::Event::Delete(p) => {
                 let uid = p.metadata.uid.clone().unwrap_or_default();

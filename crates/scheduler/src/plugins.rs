@@ -166,10 +166,10 @@ fn node_taints(node: &Node) -> Vec<Taint> {
         Some("False") => Some("node.kubernetes.io/not-ready"),
         _ => Some("node.kubernetes.io/unreachable"),
     };
-    if let Some(k) = key {
-        if !taints.iter().any(|t| t.key == k && t.effect == "NoSchedule") {
-            taints.push(Taint { key: k.into(), effect: "NoSchedule".into(), ..Default::default() });
-        }
+    if let Some(k) = key
+        && !taints.iter().any(|t| t.key == k && t.effect == "NoSchedule")
+    {
+        taints.push(Taint { key: k.into(), effect: "NoSchedule".into(), ..Default::default() });
     }
     taints
 }
@@ -198,7 +198,9 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name
     label_sel.matches(labels) && field_sel.matches(&field_labels)
 }
 
-/// Reasons a node cannot take a pod (empty: it fits).
+/// Reasons a node cannot take a pod (empty: it fits). Like kube-scheduler, plugins run
+/// in its order (NodeUnschedulable, NodeAffinity, TaintToleration, NodeResourcesFit,
+/// NodePorts, InterPodAffinity, PodTopologySpread) and the first that fails decides.
 pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     let mut reasons = Vec::new();
     let Some(spec) = pod.spec.as_ref() else { return reasons };
@@ -210,6 +212,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
             Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
         if !tolerates(&tolerations, &t) {
             reasons.push("node(s) were unschedulable".to_string());
+            return reasons;
         }
     }
     // NodeAffinity (nodeSelector and required affinity).
@@ -222,6 +225,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
         .is_none_or(|req| req.node_selector_terms.iter().any(|t| term_matches(t, &labels, node.name())));
     if !(selector_ok && affinity_ok) {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_string());
+        return reasons;
     }
     // TaintToleration.
     if let Some(t) = node_taints(&node.node)
@@ -229,6 +233,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
         .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t))
     {
         reasons.push(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.unwrap_or_default()));
+        return reasons;
     }
     // NodeResourcesFit.
     let (cpu, mem) = requests(pod);
@@ -243,10 +248,14 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     if mem > 0 && used_mem + mem > node.allocatable("memory") {
         reasons.push("Insufficient memory".to_string());
     }
+    if !reasons.is_empty() {
+        return reasons;
+    }
     // NodePorts.
     let wanted = host_ports(pod);
     if wanted.iter().any(|w| node.pods.iter().any(|p| p.host_ports.contains(w))) {
         reasons.push("node(s) didn't have free ports for the requested pod ports".to_string());
+        return reasons;
     }
     // InterPodAffinity.
     let ns = pod.metadata.namespace.clone().unwrap_or_default();

@@ -1,98 +1,11 @@
 //! End-to-end: `kubectl` against the `vkube apiserver` binary.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{start, start_in};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Vkube {
-    child: Child,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn start_in(dir: tempfile::TempDir) -> Vkube {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
-        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn vkube");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(20)).expect("vkube printed nothing");
-    assert!(line.contains("ready"), "unexpected first line: {line}");
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    assert!(line.contains(&kubeconfig.display().to_string()), "{line}");
-    Vkube { child, dir, kubeconfig }
-}
-
-fn start() -> Vkube {
-    start_in(tempfile::tempdir().expect("tempdir"))
-}
-
-impl Vkube {
-    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        self.kubectl_stdin(args, None)
-    }
-
-    fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl");
-        if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl output");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Run kubectl and require success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args);
-        assert!(ok, "kubectl {args:?} failed: {err}{out}");
-        out
-    }
-
-    fn apply(&self, args: &[&str], manifest: &str) -> (bool, String, String) {
-        self.kubectl_stdin(args, Some(manifest))
-    }
-
-    fn stop(mut self) -> tempfile::TempDir {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "vkube did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
-    }
-}
-
-impl Drop for Vkube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -302,9 +215,6 @@ fn deleting_a_namespace_keeps_track_of_its_objects() {
         vk.apply(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: team}\n");
     assert!(!ok && err.contains("because it is being terminated"), "{err}");
 }
-
-#[allow(dead_code)]
-fn _unused(_: &Path) {}
 
 #[test]
 fn typed_client_commands_send_protobuf_and_work() {

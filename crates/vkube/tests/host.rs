@@ -1,0 +1,175 @@
+//! End-to-end: `kubectl` against `vkube host` (API server, scheduler, controllers and
+//! simulated nodes in one process).
+
+mod common;
+
+use common::{Vkube, start_host_in};
+
+fn host(nodes: usize) -> Vkube {
+    start_host_in(tempfile::tempdir().expect("tempdir"), nodes)
+}
+
+fn pod_nodes(vk: &Vkube, selector: &str) -> Vec<String> {
+    let out = vk.ok(&["get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}"]);
+    out.lines().map(String::from).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn deployment_spreads_rolls_scales_and_undoes() {
+    let vk = host(3);
+    assert_eq!(
+        vk.wait_for(&["get", "nodes", "--no-headers"], 10, |o| o.matches(" Ready ").count() == 3).lines().count(),
+        3
+    );
+    vk.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let ready = vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+    assert_eq!(ready, "3");
+    let mut nodes = pod_nodes(&vk, "app=web");
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "3 pods spread over 3 nodes: {nodes:?}");
+    vk.ok(&["set", "image", "deploy/web", "nginx=nginx:1.26"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.ok(&["rollout", "undo", "deploy/web"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    assert_eq!(
+        vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        "nginx:1.25"
+    );
+    let history = vk.ok(&["rollout", "history", "deploy/web"]);
+    assert!(history.contains("3 "), "{history}");
+    vk.ok(&["scale", "deploy/web", "--replicas=5"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.wait_for(&["get", "pods", "-l", "app=web", "--no-headers"], 20, |o| {
+        o.lines().filter(|l| l.contains("Running")).count() == 5
+    });
+    vk.ok(&["rollout", "restart", "deploy/web"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let logs = vk.ok(&["logs", "deploy/web"]);
+    assert!(logs.contains("[vkube-sim]"), "{logs}");
+}
+
+#[test]
+fn cordon_taints_and_unschedulable_message() {
+    let vk = host(3);
+    vk.wait_for(&["get", "nodes", "--no-headers"], 10, |o| o.matches(" Ready ").count() == 3);
+    vk.ok(&["cordon", "node-1"]);
+    vk.ok(&["taint", "node", "node-2", "dedicated=gpu:NoSchedule"]);
+    vk.ok(&["create", "deployment", "plain", "--image=nginx", "--replicas=4"]);
+    vk.ok(&["rollout", "status", "deploy/plain", "--timeout=30s"]);
+    assert!(pod_nodes(&vk, "app=plain").iter().all(|n| n == "node-3"), "cordoned and tainted nodes got no pods");
+    let tolerating = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: gpu-job, labels: {app: gpu}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: node-2}
+  tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]
+  containers: [{name: c, image: cuda}]
+"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], tolerating);
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "pod", "gpu-job", "-o", "jsonpath={.spec.nodeName}"], 10, |o| o == "node-2");
+    vk.ok(&["taint", "node", "node-3", "dedicated=gpu:NoSchedule"]);
+    vk.ok(&["run", "nowhere", "--image=nginx"]);
+    let described = vk.wait_for(&["describe", "pod", "nowhere"], 10, |o| o.contains("FailedScheduling"));
+    assert!(
+        described.contains(
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}."
+        ),
+        "{described}"
+    );
+    assert_eq!(
+        vk.ok(&["get", "pod", "nowhere", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}"]),
+        "Unschedulable"
+    );
+    // Retried when a node changes, not by polling.
+    vk.ok(&["uncordon", "node-1"]);
+    vk.wait_for(&["get", "pod", "nowhere", "-o", "jsonpath={.spec.nodeName}"], 10, |o| o == "node-1");
+}
+
+#[test]
+fn drain_evicts_and_pods_come_back_elsewhere() {
+    let vk = host(3);
+    vk.wait_for(&["get", "nodes", "--no-headers"], 10, |o| o.matches(" Ready ").count() == 3);
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let (ok, out, err) = vk.kubectl(&["drain", "node-1", "--ignore-daemonsets", "--timeout=30s"]);
+    assert!(ok && out.contains("node/node-1 drained"), "{out}{err}");
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.wait_for(&["get", "pods", "-l", "app=web", "--no-headers"], 20, |o| {
+        o.lines().filter(|l| l.contains("Running")).count() == 3
+    });
+    assert!(pod_nodes(&vk, "app=web").iter().all(|n| n != "node-1"), "no pod left on the drained node");
+}
+
+#[test]
+fn namespace_deletion_cascades_and_jobs_complete() {
+    let vk = host(2);
+    vk.ok(&["create", "namespace", "team"]);
+    vk.ok(&["create", "deployment", "w", "-n", "team", "--image=nginx", "--replicas=2"]);
+    vk.ok(&["create", "configmap", "c", "-n", "team", "--from-literal=a=b"]);
+    vk.ok(&["rollout", "status", "deploy/w", "-n", "team", "--timeout=30s"]);
+    vk.ok(&["delete", "namespace", "team", "--timeout=30s"]);
+    let (ok, _, err) = vk.kubectl(&["get", "namespace", "team"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    vk.ok(&["create", "namespace", "team"]);
+    let leftovers = vk.ok(&["get", "deploy,rs,pods,cm", "-n", "team", "-o", "name"]);
+    assert!(
+        !leftovers.contains("deployment") && !leftovers.contains("pod/") && !leftovers.contains("configmap/c"),
+        "{leftovers}"
+    );
+    vk.ok(&["create", "job", "once", "--image=busybox", "--", "echo", "hi"]);
+    vk.ok(&["wait", "--for=condition=complete", "job/once", "--timeout=30s"]);
+    assert!(vk.ok(&["get", "job", "once"]).contains("Complete"));
+    let failing = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: bad}\nspec:\n  backoffLimit: 1\n  template:\n    metadata: {annotations: {vkube.dev/exit-code: \"3\", vkube.dev/run-seconds: \"0.1\"}}\n    spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}\n";
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], failing);
+    assert!(ok, "{err}");
+    vk.ok(&["wait", "--for=condition=failed", "job/bad", "--timeout=30s"]);
+}
+
+#[test]
+fn garbage_collection_and_restart_resume() {
+    let vk = host(2);
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.ok(&["delete", "deployment", "web"]);
+    vk.wait_for(&["get", "rs,pods", "-l", "app=web", "-o", "name"], 20, |o| o.trim().is_empty());
+    vk.ok(&["create", "deployment", "keep", "--image=nginx", "--replicas=2"]);
+    vk.ok(&["rollout", "status", "deploy/keep", "--timeout=30s"]);
+    let dir = vk.stop();
+    let vk = start_host_in(dir, 2);
+    vk.ok(&["rollout", "status", "deploy/keep", "--timeout=30s"]);
+    assert_eq!(
+        vk.ok(&["get", "pods", "-l", "app=keep", "--no-headers"]).lines().count(),
+        2,
+        "no duplicate pods after a restart"
+    );
+}
+
+#[test]
+fn not_ready_node_gets_taints_once() {
+    let vk = host(2);
+    vk.wait_for(&["get", "nodes", "--no-headers"], 10, |o| o.matches(" Ready ").count() == 2);
+    vk.ok(&["annotate", "node", "node-1", "vkube.dev/sim-not-ready=true"]);
+    vk.wait_for(&["get", "node", "node-1", "--no-headers"], 10, |o| o.contains("NotReady"));
+    let taints = vk.wait_for(
+        &["get", "node", "node-1", "-o", "jsonpath={range .spec.taints[*]}{.key}:{.effect}{\"\\n\"}{end}"],
+        10,
+        |o| o.lines().count() == 2,
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/not-ready:NoSchedule")
+            && taints.contains("node.kubernetes.io/not-ready:NoExecute"),
+        "{taints}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let again =
+        vk.ok(&["get", "node", "node-1", "-o", "jsonpath={range .spec.taints[*]}{.key}:{.effect}{\"\\n\"}{end}"]);
+    assert_eq!(again.lines().count(), 2, "no duplicate taints: {again}");
+    vk.ok(&["annotate", "node", "node-1", "vkube.dev/sim-not-ready-"]);
+    vk.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.spec.taints}"], 15, |o| {
+        o.trim().is_empty() || o.trim() == "[]"
+    });
+}
