@@ -46,7 +46,7 @@ enum Input {
 
 #[derive(Default)]
 struct State {
-    nodes: BTreeMap<String, Node>,
+    nodes: BTreeMap<String, Arc<Node>>,
     /// pod uid → (node, what it uses).
     placed: HashMap<String, (String, PlacedPod)>,
     /// Pending pods by uid.
@@ -74,7 +74,8 @@ impl Scheduler {
         let nodes: Api<Node> = Api::all(client.clone());
         let pods: Api<Pod> = Api::all(client.clone());
         let ntx = tx.clone();
-        tokio::spawn(async move {
+        let mut watchers = tokio::task::JoinSet::new();
+        watchers.spawn(async move {
             let mut s = watcher(nodes, watcher::Config::default()).default_backoff().boxed();
             while let Some(ev) = s.next().await {
                 if let Ok(ev) = ev
@@ -85,7 +86,7 @@ impl Scheduler {
             }
         });
         let ptx = tx.clone();
-        tokio::spawn(async move {
+        watchers.spawn(async move {
             let mut s = watcher(pods, watcher::Config::default()).default_backoff().boxed();
             while let Some(ev) = s.next().await {
                 if let Ok(ev) = ev
@@ -125,12 +126,17 @@ impl Scheduler {
                 st.queue.extend(uids);
                 retry = false;
             }
+            if st.queue.is_empty() {
+                continue;
+            }
+            // One snapshot per batch, updated in place as pods are placed.
+            let mut nodes = snapshot(&st);
             let mut batch = 0;
             while let Some(uid) = st.queue.pop_front() {
                 let Some(pod) = st.pending.get(&uid).cloned() else { continue };
-                schedule_one(&client, &mut st, &pod, &binds, &tx);
+                schedule_one(&client, &mut st, &mut nodes, &pod, &binds, &tx);
                 batch += 1;
-                if batch >= 256 {
+                if batch >= 512 {
                     break;
                 }
             }
@@ -144,7 +150,7 @@ fn apply_input(st: &mut State, cfg: &SchedulerConfig, input: Input) -> bool {
         Input::Node(ev) => {
             match *ev {
                 watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                    st.nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                    st.nodes.insert(n.metadata.name.clone().unwrap_or_default(), Arc::new(n));
                 }
                 watcher::Event::Delete(n) => {
                     st.nodes.remove(n.metadata.name.as_deref().unwrap_or_default());
@@ -212,17 +218,24 @@ fn snapshot(st: &State) -> Vec<NodeInfo> {
     }
     st.nodes
         .iter()
-        .map(|(name, n)| NodeInfo { node: n.clone(), pods: per_node.remove(name.as_str()).unwrap_or_default() })
+        .map(|(name, n)| NodeInfo::new(n.clone(), per_node.remove(name.as_str()).unwrap_or_default()))
         .collect()
 }
 
-fn schedule_one(client: &kube::Client, st: &mut State, pod: &Pod, binds: &Arc<Semaphore>, tx: &mpsc::Sender<Input>) {
+fn schedule_one(
+    client: &kube::Client,
+    st: &mut State,
+    nodes: &mut [NodeInfo],
+    pod: &Pod,
+    binds: &Arc<Semaphore>,
+    tx: &mpsc::Sender<Input>,
+) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let nodes = snapshot(st);
     let mut reasons: HashMap<String, usize> = HashMap::new();
     let mut best: Vec<(i64, usize)> = Vec::new();
+    let cluster = plugins::Cluster::new(nodes);
     for (i, n) in nodes.iter().enumerate() {
-        let r = plugins::filter(pod, n, &nodes);
+        let r = plugins::filter(pod, n, &cluster);
         if r.is_empty() {
             best.push((plugins::score(pod, n), i));
         } else {
@@ -247,7 +260,9 @@ fn schedule_one(client: &kube::Client, st: &mut State, pod: &Pod, binds: &Arc<Se
     let node = nodes[pick].name().to_string();
     st.pending.remove(&uid);
     st.assumed.insert(uid.clone(), node.clone());
-    st.placed.insert(uid.clone(), (node.clone(), plugins::placed(pod)));
+    let placed = plugins::placed(pod);
+    nodes[pick].add(placed.clone());
+    st.placed.insert(uid.clone(), (node.clone(), placed));
     let client = client.clone();
     let binds = binds.clone();
     let tx = tx.clone();

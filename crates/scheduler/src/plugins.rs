@@ -26,31 +26,93 @@ pub struct PlacedPod {
     pub owner: Option<String>,
 }
 
-/// A node with what is placed on it.
+/// A node with what is placed on it, and what filters need of it precomputed.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     /// The node.
-    pub node: Node,
+    pub node: std::sync::Arc<Node>,
     /// Pods placed (bound or assumed).
     pub pods: Vec<PlacedPod>,
+    name: String,
+    labels: BTreeMap<String, String>,
+    taints: Vec<Taint>,
+    unschedulable: bool,
+    alloc_cpu: i128,
+    alloc_mem: i128,
+    alloc_pods: i128,
+    used_cpu: i128,
+    used_mem: i128,
+    has_anti_affinity: bool,
 }
 
 impl NodeInfo {
+    /// Wrap a node with the pods placed on it.
+    pub fn new(node: std::sync::Arc<Node>, pods: Vec<PlacedPod>) -> Self {
+        let alloc = |res: &str| {
+            node.status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+                .and_then(|a| a.get(res))
+                .and_then(|q| parse_milli(&q.0))
+                .unwrap_or(0)
+        };
+        let mut info = NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            taints: node_taints(&node),
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+            alloc_cpu: alloc("cpu"),
+            alloc_mem: alloc("memory"),
+            alloc_pods: alloc("pods") / 1000,
+            used_cpu: 0,
+            used_mem: 0,
+            has_anti_affinity: false,
+            pods: Vec::new(),
+            node,
+        };
+        for p in pods {
+            info.add(p);
+        }
+        info
+    }
+    /// Place a pod on the node.
+    pub fn add(&mut self, p: PlacedPod) {
+        self.used_cpu += p.cpu;
+        self.used_mem += p.memory;
+        self.has_anti_affinity |= !p.anti_affinity.is_empty();
+        self.pods.push(p);
+    }
     /// The node's name.
     pub fn name(&self) -> &str {
-        self.node.metadata.name.as_deref().unwrap_or_default()
+        &self.name
     }
-    fn labels(&self) -> BTreeMap<String, String> {
-        self.node.metadata.labels.clone().unwrap_or_default()
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
-    fn allocatable(&self, res: &str) -> i128 {
-        self.node
-            .status
-            .as_ref()
-            .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
-            .and_then(|a| a.get(res))
-            .and_then(|q| parse_milli(&q.0))
-            .unwrap_or(0)
+}
+
+/// The cluster a filter looks at: every node, and the required anti-affinity terms of
+/// pods already placed (domain value included), computed once per pod.
+pub struct Cluster<'a> {
+    /// All nodes.
+    pub nodes: &'a [NodeInfo],
+    anti: Vec<(String, String, LabelSelector, Vec<String>)>,
+}
+
+impl<'a> Cluster<'a> {
+    /// Index a set of nodes.
+    pub fn new(nodes: &'a [NodeInfo]) -> Self {
+        let mut anti = Vec::new();
+        for n in nodes.iter().filter(|n| n.has_anti_affinity) {
+            for p in &n.pods {
+                for (key, sel, namespaces) in &p.anti_affinity {
+                    if let Some(domain) = n.labels.get(key) {
+                        anti.push((key.clone(), domain.clone(), sel.clone(), namespaces.clone()));
+                    }
+                }
+            }
+        }
+        Cluster { nodes, anti }
     }
 }
 
@@ -201,13 +263,14 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name
 /// Reasons a node cannot take a pod (empty: it fits). Like kube-scheduler, plugins run
 /// in its order (NodeUnschedulable, NodeAffinity, TaintToleration, NodeResourcesFit,
 /// NodePorts, InterPodAffinity, PodTopologySpread) and the first that fails decides.
-pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
+pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> {
+    let all = cluster.nodes;
     let mut reasons = Vec::new();
     let Some(spec) = pod.spec.as_ref() else { return reasons };
     let tolerations = spec.tolerations.clone().unwrap_or_default();
     let labels = node.labels();
     // NodeUnschedulable.
-    if node.node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+    if node.unschedulable {
         let t =
             Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
         if !tolerates(&tolerations, &t) {
@@ -222,14 +285,16 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
-        .is_none_or(|req| req.node_selector_terms.iter().any(|t| term_matches(t, &labels, node.name())));
+        .is_none_or(|req| req.node_selector_terms.iter().any(|t| term_matches(t, labels, node.name())));
     if !(selector_ok && affinity_ok) {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_string());
         return reasons;
     }
     // TaintToleration.
-    if let Some(t) = node_taints(&node.node)
-        .into_iter()
+    if let Some(t) = node
+        .taints
+        .iter()
+        .cloned()
         .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t))
     {
         reasons.push(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.unwrap_or_default()));
@@ -237,15 +302,14 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     }
     // NodeResourcesFit.
     let (cpu, mem) = requests(pod);
-    let used_cpu: i128 = node.pods.iter().map(|p| p.cpu).sum();
-    let used_mem: i128 = node.pods.iter().map(|p| p.memory).sum();
-    if node.pods.len() as i128 + 1 > node.allocatable("pods") / 1000 {
+    let (used_cpu, used_mem) = (node.used_cpu, node.used_mem);
+    if node.pods.len() as i128 + 1 > node.alloc_pods {
         reasons.push("Too many pods".to_string());
     }
-    if cpu > 0 && used_cpu + cpu > node.allocatable("cpu") {
+    if cpu > 0 && used_cpu + cpu > node.alloc_cpu {
         reasons.push("Insufficient cpu".to_string());
     }
-    if mem > 0 && used_mem + mem > node.allocatable("memory") {
+    if mem > 0 && used_mem + mem > node.alloc_mem {
         reasons.push("Insufficient memory".to_string());
     }
     if !reasons.is_empty() {
@@ -302,13 +366,8 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
         });
     }
     // Existing pods' anti-affinity against this one.
-    let existing_ok = all.iter().all(|n| {
-        n.pods.iter().all(|p| {
-            p.anti_affinity.iter().all(|(key, sel, namespaces)| {
-                let same_domain = domain_of(n, key).is_some() && domain_of(n, key) == domain_of(node, key);
-                !(same_domain && namespaces.contains(&ns) && sel.matches(&pod_labels))
-            })
-        })
+    let existing_ok = cluster.anti.iter().all(|(key, domain, sel, namespaces)| {
+        !(node.labels.get(key) == Some(domain) && namespaces.contains(&ns) && sel.matches(&pod_labels))
     });
     if !(anti_ok && existing_ok) {
         reasons.push("node(s) didn't match pod anti-affinity rules".to_string());
@@ -354,8 +413,8 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
     let used_cpu: i128 = node.pods.iter().map(|p| if p.cpu == 0 { 100 } else { p.cpu }).sum::<i128>() + cpu;
     let used_mem: i128 =
         node.pods.iter().map(|p| if p.memory == 0 { 200 * 1024 * 1024 * 1000 } else { p.memory }).sum::<i128>() + mem;
-    let alloc_cpu = node.allocatable("cpu").max(1);
-    let alloc_mem = node.allocatable("memory").max(1);
+    let alloc_cpu = node.alloc_cpu.max(1);
+    let alloc_mem = node.alloc_mem.max(1);
     let cpu_frac = (used_cpu as f64 / alloc_cpu as f64).min(1.0);
     let mem_frac = (used_mem as f64 / alloc_mem as f64).min(1.0);
     let least_allocated = ((1.0 - cpu_frac) + (1.0 - mem_frac)) / 2.0 * 100.0;
@@ -370,16 +429,14 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
         .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
     {
         for p in prefs {
-            if term_matches(&p.preference, &labels, node.name()) {
+            if term_matches(&p.preference, labels, node.name()) {
                 affinity += i64::from(p.weight);
             }
         }
     }
     let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-    let prefer_no = node_taints(&node.node)
-        .iter()
-        .filter(|t| t.effect == "PreferNoSchedule" && !tolerates(&tolerations, t))
-        .count() as i64;
+    let prefer_no =
+        node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !tolerates(&tolerations, t)).count() as i64;
     // Spread pods of one controller over nodes.
     let owner = controller_uid(pod);
     let siblings =
@@ -405,7 +462,7 @@ mod tests {
     fn node(name: &str, extra: serde_json::Value) -> NodeInfo {
         let mut n = json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": "a"}}, "spec": {}, "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "3"}, "conditions": [{"type": "Ready", "status": "True"}]}});
         json_merge(&mut n, &extra);
-        NodeInfo { node: serde_json::from_value(n).expect("node"), pods: vec![] }
+        NodeInfo::new(std::sync::Arc::new(serde_json::from_value(n).expect("node")), vec![])
     }
 
     fn json_merge(a: &mut serde_json::Value, b: &serde_json::Value) {
@@ -437,7 +494,7 @@ mod tests {
         let p = pod(json!({}));
         let mut reasons: HashMap<String, usize> = HashMap::new();
         for n in &nodes {
-            for r in filter(&p, n, &nodes) {
+            for r in filter(&p, n, &Cluster::new(&nodes)) {
                 *reasons.entry(r).or_default() += 1;
             }
         }
@@ -448,39 +505,42 @@ mod tests {
         let tolerating = pod(
             json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
         );
-        assert!(filter(&tolerating, &nodes[1], &nodes).is_empty());
+        assert!(filter(&tolerating, &nodes[1], &Cluster::new(&nodes)).is_empty());
     }
 
     #[test]
     fn resources_selector_affinity_and_ports() {
         let mut n = node("a", json!({}));
         let big = pod(json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "3"}}}]}));
-        assert_eq!(filter(&big, &n, &[]), vec!["Insufficient cpu"]);
+        assert_eq!(filter(&big, &n, &Cluster::new(&[])), vec!["Insufficient cpu"]);
         let sel = pod(json!({"nodeSelector": {"zone": "b"}}));
-        assert_eq!(filter(&sel, &n, &[]), vec!["node(s) didn't match Pod's node affinity/selector"]);
+        assert_eq!(filter(&sel, &n, &Cluster::new(&[])), vec!["node(s) didn't match Pod's node affinity/selector"]);
         let aff = pod(
             json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}),
         );
-        assert_eq!(filter(&aff, &n, &[]).len(), 1);
+        assert_eq!(filter(&aff, &n, &Cluster::new(&[])).len(), 1);
         let fields = pod(
             json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}]}}}}),
         );
-        assert!(filter(&fields, &n, &[]).is_empty());
+        assert!(filter(&fields, &n, &Cluster::new(&[])).is_empty());
         let hp = pod(
             json!({"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
         );
-        n.pods.push(placed(&hp));
-        assert_eq!(filter(&hp, &n, &[]), vec!["node(s) didn't have free ports for the requested pod ports"]);
-        n.pods.push(placed(&pod(json!({}))));
-        n.pods.push(placed(&pod(json!({}))));
-        assert!(filter(&pod(json!({})), &n, &[]).contains(&"Too many pods".to_string()));
+        n.add(placed(&hp));
+        assert_eq!(
+            filter(&hp, &n, &Cluster::new(&[])),
+            vec!["node(s) didn't have free ports for the requested pod ports"]
+        );
+        n.add(placed(&pod(json!({}))));
+        n.add(placed(&pod(json!({}))));
+        assert!(filter(&pod(json!({})), &n, &Cluster::new(&[])).contains(&"Too many pods".to_string()));
     }
 
     #[test]
     fn not_ready_nodes_are_tainted() {
         let n = node("a", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
         assert_eq!(
-            filter(&pod(json!({})), &n, &[]),
+            filter(&pod(json!({})), &n, &Cluster::new(&[])),
             vec!["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
         );
     }
@@ -492,18 +552,21 @@ mod tests {
         let anti = pod(
             json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "x"}}}]}}}),
         );
-        a.pods.push(placed(&anti));
+        a.add(placed(&anti));
         let all = vec![a.clone(), b.clone()];
-        assert_eq!(filter(&anti, &a, &all), vec!["node(s) didn't match pod anti-affinity rules"]);
-        assert!(filter(&anti, &b, &all).is_empty());
+        assert_eq!(filter(&anti, &a, &Cluster::new(&all)), vec!["node(s) didn't match pod anti-affinity rules"]);
+        assert!(filter(&anti, &b, &Cluster::new(&all)).is_empty());
         let spread = pod(
             json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "x"}}}]}),
         );
         let mut a = node("a", json!({}));
-        a.pods.push(placed(&pod(json!({}))));
+        a.add(placed(&pod(json!({}))));
         let all = vec![a.clone(), b.clone()];
-        assert_eq!(filter(&spread, &a, &all), vec!["node(s) didn't match pod topology spread constraints"]);
-        assert!(filter(&spread, &b, &all).is_empty());
+        assert_eq!(
+            filter(&spread, &a, &Cluster::new(&all)),
+            vec!["node(s) didn't match pod topology spread constraints"]
+        );
+        assert!(filter(&spread, &b, &Cluster::new(&all)).is_empty());
         assert!(score(&pod(json!({})), &b) > score(&pod(json!({})), &a), "emptier node scores higher");
     }
 }

@@ -135,6 +135,77 @@ async fn server_process_rss(pods: usize) -> anyhow::Result<f64> {
     Ok(rss)
 }
 
+/// Scheduler throughput: `pods` pending pods onto `nodes` Ready nodes, from scheduler
+/// start until every pod is bound (median of `runs`), beside the time the API took to
+/// accept the same pods (the baseline of the same run).
+pub async fn scheduler(runs: usize, nodes: usize, pods: usize) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::Patch;
+    let mut sched = Vec::new();
+    let mut create = Vec::new();
+    for r in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let server = boot(true, dir.path()).await?;
+        let client = client_for(&server).await?;
+        let node_api: Api<Node> = Api::all(client.clone());
+        let mut tasks = Vec::new();
+        for c in 0..16 {
+            let api = node_api.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (c..nodes).step_by(16) {
+                    let name = format!("n-{i}");
+                    let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": format!("z{}", i % 3)}}}))?;
+                    api.create(&PostParams::default(), &node).await?;
+                    let status = serde_json::json!({"status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"}, "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]}});
+                    api.patch_status(&name, &kube::api::PatchParams::default(), &Patch::Merge(status)).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..32 {
+            let api = pod_api.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (c..pods).step_by(32) {
+                    let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p-{r}-{i}")}, "spec": {"containers": [{"name": "c", "image": "app", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}))?;
+                    api.create(&PostParams::default(), &pod).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        create.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let task = tokio::spawn(vkube_scheduler::Scheduler::run(client.clone(), Default::default()));
+        loop {
+            let pending = pod_api.list(&ListParams::default().fields("spec.nodeName=")).await?.items.len();
+            if pending == 0 {
+                break;
+            }
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "{pending} pods still pending");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sched.push(t.elapsed().as_secs_f64());
+        task.abort();
+        server.shutdown().await;
+    }
+    println!("| measure | value |\n|---|---|");
+    println!(
+        "| scheduler: {pods} pods onto {nodes} nodes, s until all bound (median of {runs}) | {:.2} |",
+        median(sched.clone())
+    );
+    println!("| baseline: API accepting the same {pods} pods from 32 clients, s | {:.2} |", median(create.clone()));
+    println!("| ratio scheduling / creating | {:.2} |", median(sched) / median(create).max(1e-9));
+    Ok(())
+}
+
 /// Run the benchmarks and print a Markdown table.
 ///
 /// # Errors

@@ -50,6 +50,12 @@ enum Command {
         /// Pods to store for the list and RSS measures.
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
+        /// Which benchmark: `api` or `scheduler`.
+        #[arg(long, default_value = "api")]
+        suite: String,
+        /// Nodes for the scheduler benchmark.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
     },
 }
 
@@ -93,7 +99,10 @@ async fn main() -> anyhow::Result<()> {
             host.stop().await;
             Ok(())
         }
-        Command::Bench { runs, pods } => bench::run(runs, pods).await,
+        Command::Bench { runs, pods, suite, nodes } => match suite.as_str() {
+            "scheduler" => bench::scheduler(runs, nodes, pods).await,
+            _ => bench::run(runs, pods).await,
+        },
     }
 }
 
