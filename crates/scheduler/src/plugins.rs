@@ -294,10 +294,13 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> 
     if let Some(t) = node
         .taints
         .iter()
-        .cloned()
         .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t))
     {
-        reasons.push(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.unwrap_or_default()));
+        reasons.push(format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            t.key,
+            t.value.as_deref().unwrap_or_default()
+        ));
         return reasons;
     }
     // NodeResourcesFit.
