@@ -3,9 +3,10 @@
 //!
 //! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
 //! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
-//! [`replicaset`], [`job`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
+//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
 //! [`pdb`], [`nodelifecycle`].
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
@@ -16,6 +17,7 @@ pub mod nodelifecycle;
 pub mod pdb;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod util;
 
 use std::time::Duration;
@@ -68,6 +70,8 @@ impl ControllerManager {
                 set.spawn(deployment::run(client.clone()));
                 set.spawn(replicaset::run(client.clone()));
                 set.spawn(job::run(client.clone()));
+                set.spawn(daemonset::run(client.clone()));
+                set.spawn(statefulset::run(client.clone()));
                 set.spawn(endpoints::run(client.clone()));
                 set.spawn(serviceaccount::run(client.clone()));
                 set.spawn(pdb::run(client.clone()));

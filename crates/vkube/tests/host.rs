@@ -173,3 +173,50 @@ fn not_ready_node_gets_taints_once() {
         o.trim().is_empty() || o.trim() == "[]"
     });
 }
+
+#[test]
+fn daemonsets_and_statefulsets_roll_out() {
+    let vk = host(3);
+    vk.wait_for(&["get", "nodes", "--no-headers"], 10, |o| o.matches(" Ready ").count() == 3);
+    let manifest = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: a, image: agent:1}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres:16}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], manifest);
+    assert!(ok, "{err}");
+    vk.ok(&["rollout", "status", "ds/agent", "--timeout=30s"]);
+    let mut nodes = pod_nodes(&vk, "app=agent");
+    nodes.sort();
+    assert_eq!(nodes, ["node-1", "node-2", "node-3"], "one daemon pod per node");
+    vk.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
+    assert_eq!(vk.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.name}"]), "db-0 db-1 db-2");
+    assert_eq!(vk.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]), "data-db-0 data-db-1 data-db-2");
+    vk.ok(&["set", "image", "ds/agent", "a=agent:2"]);
+    vk.ok(&["rollout", "status", "ds/agent", "--timeout=30s"]);
+    vk.ok(&["set", "image", "sts/db", "db=postgres:17"]);
+    vk.ok(&["rollout", "status", "sts/db", "--timeout=30s"]);
+    let images = vk.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].spec.containers[0].image}"]);
+    assert_eq!(images, "postgres:17 postgres:17 postgres:17");
+    vk.ok(&["scale", "sts/db", "--replicas=1"]);
+    vk.wait_for(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.name}"], 20, |o| o == "db-0");
+}
