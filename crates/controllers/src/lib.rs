@@ -40,7 +40,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             identity: format!("vkube-{}", std::process::id()),
             node_lifecycle: Default::default(),
-            gc_period: Duration::from_secs(2),
+            gc_period: Duration::from_secs(1),
             node_lifecycle_enabled: true,
         }
     }

@@ -318,3 +318,26 @@ async fn status_subresource_finalizers_and_dry_run() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn leader_election_has_one_holder_and_fails_over() -> anyhow::Result<()> {
+    use vkube_controllers::leader::{LeaderConfig, try_acquire};
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cfg = |id: &str| LeaderConfig {
+        namespace: "kube-system".into(),
+        name: "test-lease".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(1),
+        retry_period: Duration::from_millis(100),
+    };
+    assert!(try_acquire(&client, &cfg("a")).await);
+    assert!(!try_acquire(&client, &cfg("b")).await, "b must not take a live lease");
+    assert!(try_acquire(&client, &cfg("a")).await, "the holder renews");
+    // a stops renewing: b takes over after the lease duration.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(try_acquire(&client, &cfg("b")).await);
+    assert!(!try_acquire(&client, &cfg("a")).await);
+    server.stop().await;
+    Ok(())
+}

@@ -220,3 +220,48 @@ spec:
     vk.ok(&["scale", "sts/db", "--replicas=1"]);
     vk.wait_for(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.name}"], 20, |o| o == "db-0");
 }
+
+#[test]
+fn services_get_endpoints_and_budgets_block_eviction() {
+    let vk = host(2);
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80"]);
+    vk.ok(&["expose", "deployment", "web", "--port=8080", "--target-port=80"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let eps = vk.wait_for(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[*].ip}"], 15, |o| {
+        o.split_whitespace().count() == 2
+    });
+    assert!(eps.split_whitespace().all(|ip| ip.starts_with("10.244.")), "{eps}");
+    assert_eq!(vk.ok(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[0].ports[0].port}"]), "80");
+    let slices = vk.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "jsonpath={.items[0].endpoints[*].addresses[0]}",
+    ]);
+    assert_eq!(slices.split_whitespace().count(), 2, "{slices}");
+    // A budget that allows no disruption blocks eviction (drain reports it and retries).
+    vk.ok(&["create", "poddisruptionbudget", "web", "--selector=app=web", "--min-available=2"]);
+    vk.wait_for(&["get", "pdb", "web", "-o", "jsonpath={.status.currentHealthy}"], 15, |o| o == "2");
+    let node = vk.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.nodeName}"]);
+    let (ok, out, err) = vk.kubectl(&["drain", &node, "--ignore-daemonsets", "--timeout=3s"]);
+    assert!(!ok, "drain should not finish: {out}");
+    assert!(err.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{err}");
+}
+
+#[test]
+fn cascading_deletion_foreground_and_orphan() {
+    let vk = host(2);
+    vk.ok(&["create", "deployment", "fg", "--image=nginx", "--replicas=2"]);
+    vk.ok(&["create", "deployment", "or", "--image=nginx", "--replicas=2"]);
+    vk.ok(&["rollout", "status", "deploy/fg", "--timeout=30s"]);
+    vk.ok(&["rollout", "status", "deploy/or", "--timeout=30s"]);
+    vk.ok(&["delete", "deployment", "fg", "--cascade=foreground", "--timeout=30s"]);
+    vk.wait_for(&["get", "rs,pods", "-l", "app=fg", "-o", "name"], 20, |o| o.trim().is_empty());
+    vk.ok(&["delete", "deployment", "or", "--cascade=orphan", "--timeout=30s"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let left = vk.ok(&["get", "rs", "-l", "app=or", "-o", "jsonpath={.items[*].metadata.ownerReferences}"]);
+    assert_eq!(vk.ok(&["get", "rs", "-l", "app=or", "-o", "name"]).lines().count(), 1, "orphaned ReplicaSet stays");
+    assert!(left.trim().is_empty() || left.trim() == "[]", "owner reference removed: {left}");
+}
