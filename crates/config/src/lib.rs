@@ -1,0 +1,513 @@
+//! vkube-config: vCluster's `vcluster.yaml`, as far as vkube implements it.
+//!
+//! Start with [`VClusterConfig::parse`]. Every key is checked against the schema vkube
+//! knows: an unknown key or a wrong type is an error naming the file, line and full
+//! path (`vcluster.yaml:7: sync.fromHost.nodes.syncBackChange: unknown key (did you
+//! mean syncBackChanges?)`); a key vCluster has that vkube does not implement yet is
+//! reported in [`Parsed::not_implemented`], never silently ignored.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A bad vcluster.yaml.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not YAML.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// File name.
+        file: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// One or more keys are wrong.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// What a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Bool,
+    Str,
+    StrList,
+    StrMap,
+    List,
+    /// A bool, or the string `auto`.
+    BoolOrAuto,
+}
+
+enum Node {
+    Leaf(Ty),
+    Map(Vec<(&'static str, Node)>),
+    /// A key vCluster has and vkube does not implement.
+    NotImplemented,
+}
+
+use Node::{Leaf, Map, NotImplemented};
+
+fn enabled() -> Vec<(&'static str, Node)> {
+    vec![("enabled", Leaf(Ty::Bool))]
+}
+
+fn schema() -> Node {
+    let to_host = |extra: Vec<(&'static str, Node)>| {
+        let mut v = enabled();
+        v.extend(extra);
+        Map(v)
+    };
+    Map(vec![
+        (
+            "controlPlane",
+            Map(vec![
+                ("advanced", Map(vec![("virtualScheduler", Map(enabled()))])),
+                (
+                    "distro",
+                    Map(vec![
+                        (
+                            "k8s",
+                            Map(vec![
+                                ("enabled", Leaf(Ty::Bool)),
+                                ("scheduler", Map(enabled())),
+                                ("version", NotImplemented),
+                                ("image", NotImplemented),
+                            ]),
+                        ),
+                        ("k3s", NotImplemented),
+                        ("k0s", NotImplemented),
+                    ]),
+                ),
+                (
+                    "backingStore",
+                    Map(vec![
+                        ("database", Map(vec![("embedded", Map(enabled())), ("external", NotImplemented)])),
+                        (
+                            "etcd",
+                            Map(vec![
+                                ("embedded", NotImplemented),
+                                ("deploy", NotImplemented),
+                                (
+                                    "external",
+                                    Map(vec![
+                                        ("enabled", Leaf(Ty::Bool)),
+                                        ("endpoint", Leaf(Ty::Str)),
+                                        ("endpoints", Leaf(Ty::StrList)),
+                                        ("prefix", Leaf(Ty::Str)),
+                                        (
+                                            "tls",
+                                            Map(vec![
+                                                ("caFile", Leaf(Ty::Str)),
+                                                ("certFile", Leaf(Ty::Str)),
+                                                ("keyFile", Leaf(Ty::Str)),
+                                            ]),
+                                        ),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ]),
+                ),
+                ("statefulSet", NotImplemented),
+                ("service", NotImplemented),
+                ("ingress", NotImplemented),
+                ("coredns", NotImplemented),
+                ("proxy", NotImplemented),
+                ("hostPathMapper", NotImplemented),
+                ("serviceMonitor", NotImplemented),
+            ]),
+        ),
+        (
+            "sync",
+            Map(vec![
+                (
+                    "toHost",
+                    Map(vec![
+                        (
+                            "pods",
+                            to_host(vec![
+                                ("enforceTolerations", Leaf(Ty::StrList)),
+                                ("translateImage", NotImplemented),
+                                ("useSecretsForSATokens", NotImplemented),
+                                ("rewriteHosts", NotImplemented),
+                                ("patches", NotImplemented),
+                            ]),
+                        ),
+                        ("services", to_host(vec![])),
+                        ("endpoints", to_host(vec![])),
+                        ("configMaps", to_host(vec![("all", Leaf(Ty::Bool))])),
+                        ("secrets", to_host(vec![("all", Leaf(Ty::Bool))])),
+                        ("persistentVolumeClaims", to_host(vec![])),
+                        ("serviceAccounts", to_host(vec![])),
+                        ("ingresses", to_host(vec![])),
+                        ("persistentVolumes", NotImplemented),
+                        ("storageClasses", NotImplemented),
+                        ("priorityClasses", NotImplemented),
+                        ("networkPolicies", NotImplemented),
+                        ("podDisruptionBudgets", NotImplemented),
+                        ("volumeSnapshots", NotImplemented),
+                        ("volumeSnapshotContents", NotImplemented),
+                        ("customResources", NotImplemented),
+                    ]),
+                ),
+                (
+                    "fromHost",
+                    Map(vec![
+                        (
+                            "nodes",
+                            Map(vec![
+                                ("enabled", Leaf(Ty::Bool)),
+                                ("syncBackChanges", Leaf(Ty::Bool)),
+                                ("clearImageStatus", Leaf(Ty::Bool)),
+                                ("selector", Map(vec![("all", Leaf(Ty::Bool)), ("labels", Leaf(Ty::StrMap))])),
+                                ("hideImages", NotImplemented),
+                            ]),
+                        ),
+                        ("events", Map(enabled())),
+                        ("storageClasses", Map(vec![("enabled", Leaf(Ty::BoolOrAuto))])),
+                        ("ingressClasses", NotImplemented),
+                        ("csiDrivers", NotImplemented),
+                        ("csiNodes", NotImplemented),
+                        ("csiStorageCapacities", NotImplemented),
+                        ("priorityClasses", NotImplemented),
+                        ("runtimeClasses", NotImplemented),
+                        ("customResources", NotImplemented),
+                        ("volumeSnapshotClasses", NotImplemented),
+                    ]),
+                ),
+            ]),
+        ),
+        ("networking", NotImplemented),
+        ("policies", NotImplemented),
+        ("rbac", NotImplemented),
+        ("exportKubeConfig", NotImplemented),
+        ("telemetry", NotImplemented),
+        ("experimental", NotImplemented),
+        ("plugins", NotImplemented),
+        ("integrations", NotImplemented),
+        ("deploy", NotImplemented),
+        ("logging", NotImplemented),
+        ("external", NotImplemented),
+        ("pro", NotImplemented),
+        ("sleepMode", NotImplemented),
+    ])
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The line (1-based) of a key path in block-style YAML text, found by indentation.
+fn line_of(text: &str, path: &[String]) -> usize {
+    let mut line_no = 0;
+    let mut min_indent: i64 = -1;
+    let lines: Vec<&str> = text.lines().collect();
+    for key in path {
+        let mut found = None;
+        for (i, l) in lines.iter().enumerate().skip(line_no) {
+            let trimmed = l.trim_start();
+            let indent = (l.len() - trimmed.len()) as i64;
+            if trimmed.starts_with('#') || trimmed.is_empty() {
+                continue;
+            }
+            if indent <= min_indent && i > line_no {
+                break;
+            }
+            let unquoted = trimmed.trim_start_matches("- ");
+            if unquoted.starts_with(&format!("{key}:"))
+                || unquoted.starts_with(&format!("\"{key}\":"))
+                || unquoted.contains(&format!(" {key}:"))
+                || unquoted.contains(&format!("{{{key}:"))
+            {
+                found = Some((i, indent));
+                break;
+            }
+        }
+        match found {
+            Some((i, indent)) => {
+                line_no = i;
+                min_indent = indent;
+            }
+            None => break,
+        }
+    }
+    line_no + 1
+}
+
+fn type_ok(ty: Ty, v: &Value) -> bool {
+    match ty {
+        Ty::Bool => v.is_boolean(),
+        Ty::Str => v.is_string(),
+        Ty::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        Ty::StrMap => v.as_object().is_some_and(|m| m.values().all(|x| x.is_string())),
+        Ty::List => v.is_array(),
+        Ty::BoolOrAuto => v.is_boolean() || v.as_str() == Some("auto"),
+    }
+}
+
+fn type_name(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Bool => "a boolean",
+        Ty::Str => "a string",
+        Ty::StrList => "a list of strings",
+        Ty::StrMap => "a map of strings",
+        Ty::List => "a list",
+        Ty::BoolOrAuto => "a boolean or \"auto\"",
+    }
+}
+
+fn check(
+    file: &str,
+    text: &str,
+    node: &Node,
+    v: &Value,
+    path: &mut Vec<String>,
+    errors: &mut Vec<String>,
+    unimplemented: &mut Vec<String>,
+) {
+    let at = |path: &[String]| format!("{file}:{}: {}", line_of(text, path), path.join("."));
+    match node {
+        NotImplemented => {
+            unimplemented.push(format!("{}: not implemented by vkube yet (a vCluster key; it is ignored)", at(path)))
+        }
+        Leaf(ty) => {
+            if !v.is_null() && !type_ok(*ty, v) {
+                errors.push(format!("{}: expected {}, got {}", at(path), type_name(*ty), short(v)));
+            }
+        }
+        Map(children) => {
+            if v.is_null() {
+                return;
+            }
+            let Some(m) = v.as_object() else {
+                errors.push(format!("{}: expected a map, got {}", at(path), short(v)));
+                return;
+            };
+            for (k, child) in m {
+                path.push(k.clone());
+                match children.iter().find(|(name, _)| name == k) {
+                    Some((_, n)) => check(file, text, n, child, path, errors, unimplemented),
+                    None => {
+                        let best = children.iter().map(|(name, _)| (edit_distance(name, k), *name)).min();
+                        let hint = match best {
+                            Some((d, name)) if d <= 3 => format!(" (did you mean {name}?)"),
+                            _ => String::new(),
+                        };
+                        errors.push(format!("{}: unknown key{hint}", at(path)));
+                    }
+                }
+                path.pop();
+            }
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 { format!("{}...", &s[..40]) } else { s }
+}
+
+/// The settings vkube acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VClusterConfig {
+    /// `controlPlane.advanced.virtualScheduler.enabled` (or `controlPlane.distro.k8s.scheduler.enabled`).
+    pub virtual_scheduler: bool,
+    /// `sync.fromHost.nodes.enabled`.
+    pub sync_nodes: bool,
+    /// `sync.fromHost.nodes.syncBackChanges`.
+    pub sync_back_changes: bool,
+    /// `sync.fromHost.nodes.clearImageStatus`.
+    pub clear_image_status: bool,
+    /// `sync.fromHost.nodes.selector.all`.
+    pub node_selector_all: bool,
+    /// `sync.fromHost.nodes.selector.labels`.
+    pub node_selector_labels: BTreeMap<String, String>,
+    /// `sync.fromHost.events.enabled`.
+    pub sync_events: bool,
+    /// `sync.fromHost.storageClasses.enabled` (`auto`: when the virtual scheduler is on).
+    pub sync_storage_classes: bool,
+    /// `sync.toHost.*.enabled`, by resource.
+    pub to_host: BTreeMap<String, bool>,
+    /// `sync.toHost.configMaps.all`.
+    pub all_config_maps: bool,
+    /// `sync.toHost.secrets.all`.
+    pub all_secrets: bool,
+    /// `sync.toHost.pods.enforceTolerations` (`key=value:Effect` or `key:Effect`).
+    pub enforce_tolerations: Vec<String>,
+    /// `controlPlane.backingStore.etcd.external` endpoints (empty: embedded SQLite).
+    pub etcd_endpoints: Vec<String>,
+}
+
+impl Default for VClusterConfig {
+    fn default() -> Self {
+        // vCluster's defaults.
+        let to_host = [
+            ("pods", true),
+            ("services", true),
+            ("endpoints", true),
+            ("configMaps", true),
+            ("secrets", true),
+            ("persistentVolumeClaims", true),
+            ("serviceAccounts", false),
+            ("ingresses", false),
+        ];
+        VClusterConfig {
+            virtual_scheduler: false,
+            sync_nodes: false,
+            sync_back_changes: false,
+            clear_image_status: false,
+            node_selector_all: false,
+            node_selector_labels: BTreeMap::new(),
+            sync_events: true,
+            sync_storage_classes: false,
+            to_host: to_host.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            all_config_maps: false,
+            all_secrets: false,
+            enforce_tolerations: vec![],
+            etcd_endpoints: vec![],
+        }
+    }
+}
+
+/// The result of parsing.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The settings.
+    pub config: VClusterConfig,
+    /// vCluster keys present in the file that vkube ignores, with their lines.
+    pub not_implemented: Vec<String>,
+}
+
+impl VClusterConfig {
+    /// Whether a `sync.toHost` resource is synced.
+    pub fn syncs(&self, resource: &str) -> bool {
+        self.to_host.get(resource).copied().unwrap_or(false)
+    }
+
+    /// Parse and validate a vcluster.yaml; `file` names it in messages.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown keys and wrong types, each with its line and path.
+    pub fn parse(file: &str, text: &str) -> Result<Parsed, ConfigError> {
+        let v: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|e| ConfigError::Syntax { file: file.into(), message: e.to_string() })?
+        };
+        let mut errors = Vec::new();
+        let mut not_implemented = Vec::new();
+        check(file, text, &schema(), &v, &mut Vec::new(), &mut errors, &mut not_implemented);
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        let b = |p: &str| v.pointer(p).and_then(Value::as_bool);
+        let mut c = VClusterConfig::default();
+        c.virtual_scheduler = b("/controlPlane/advanced/virtualScheduler/enabled")
+            .or(b("/controlPlane/distro/k8s/scheduler/enabled"))
+            .unwrap_or(false);
+        c.sync_nodes = b("/sync/fromHost/nodes/enabled").unwrap_or(false);
+        c.sync_back_changes = b("/sync/fromHost/nodes/syncBackChanges").unwrap_or(false);
+        c.clear_image_status = b("/sync/fromHost/nodes/clearImageStatus").unwrap_or(false);
+        c.node_selector_all = b("/sync/fromHost/nodes/selector/all").unwrap_or(false);
+        if let Some(m) = v.pointer("/sync/fromHost/nodes/selector/labels").and_then(Value::as_object) {
+            c.node_selector_labels =
+                m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect();
+        }
+        c.sync_events = b("/sync/fromHost/events/enabled").unwrap_or(true);
+        c.sync_storage_classes = match v.pointer("/sync/fromHost/storageClasses/enabled") {
+            Some(Value::Bool(x)) => *x,
+            _ => c.virtual_scheduler,
+        };
+        let resources: Vec<String> = c.to_host.keys().cloned().collect();
+        for r in resources {
+            if let Some(e) = b(&format!("/sync/toHost/{r}/enabled")) {
+                c.to_host.insert(r, e);
+            }
+        }
+        c.all_config_maps = b("/sync/toHost/configMaps/all").unwrap_or(false);
+        c.all_secrets = b("/sync/toHost/secrets/all").unwrap_or(false);
+        c.enforce_tolerations = v
+            .pointer("/sync/toHost/pods/enforceTolerations")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        if b("/controlPlane/backingStore/etcd/external/enabled") == Some(true) {
+            let mut eps: Vec<String> = v
+                .pointer("/controlPlane/backingStore/etcd/external/endpoints")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            if let Some(e) = v.pointer("/controlPlane/backingStore/etcd/external/endpoint").and_then(Value::as_str) {
+                eps.push(e.to_string());
+            }
+            c.etcd_endpoints = eps;
+        }
+        Ok(Parsed { config: c, not_implemented })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_vcluster() {
+        let p = VClusterConfig::parse("vcluster.yaml", "").expect("empty is fine");
+        assert!(p.config.syncs("pods") && p.config.syncs("configMaps") && !p.config.syncs("ingresses"));
+        assert!(!p.config.virtual_scheduler && !p.config.sync_back_changes);
+    }
+
+    #[test]
+    fn reads_the_node_modes_and_both_scheduler_keys() {
+        let text = "controlPlane:\n  advanced:\n    virtualScheduler:\n      enabled: true\nsync:\n  fromHost:\n    nodes:\n      enabled: true\n      syncBackChanges: true\n      selector:\n        labels:\n          pool: a\n";
+        let p = VClusterConfig::parse("vcluster.yaml", text).expect("parses");
+        assert!(p.config.virtual_scheduler && p.config.sync_nodes && p.config.sync_back_changes);
+        assert_eq!(p.config.node_selector_labels.get("pool").map(String::as_str), Some("a"));
+        let newer = VClusterConfig::parse(
+            "v.yaml",
+            "controlPlane:\n  distro:\n    k8s:\n      scheduler:\n        enabled: true\n",
+        )
+        .expect("parses");
+        assert!(newer.config.virtual_scheduler);
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_suggest() {
+        let text =
+            "sync:\n  fromHost:\n    nodes:\n      enabled: true\n\n      # comment\n      syncBackChange: true\n";
+        let err = VClusterConfig::parse("vcluster.yaml", text).expect_err("unknown key");
+        assert_eq!(
+            err.to_string(),
+            "vcluster.yaml:7: sync.fromHost.nodes.syncBackChange: unknown key (did you mean syncBackChanges?)"
+        );
+        let err = VClusterConfig::parse("vcluster.yaml", "sync:\n  toHost:\n    pods:\n      enabled: yes please\n")
+            .expect_err("wrong type");
+        assert!(err.to_string().starts_with("vcluster.yaml:4: sync.toHost.pods.enabled: expected a boolean"), "{err}");
+    }
+
+    #[test]
+    fn vcluster_keys_vkube_lacks_are_reported() {
+        let p = VClusterConfig::parse(
+            "vcluster.yaml",
+            "networking:\n  replicateServices: {}\nsync:\n  toHost:\n    priorityClasses:\n      enabled: true\n",
+        )
+        .expect("parses");
+        assert_eq!(p.not_implemented.len(), 2);
+        assert!(
+            p.not_implemented[1].starts_with("vcluster.yaml:5: sync.toHost.priorityClasses: not implemented"),
+            "{:?}",
+            p.not_implemented
+        );
+    }
+}
