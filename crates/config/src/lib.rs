@@ -32,7 +32,6 @@ enum Ty {
     Str,
     StrList,
     StrMap,
-    List,
     /// A bool, or the string `auto`.
     BoolOrAuto,
 }
@@ -250,7 +249,6 @@ fn type_ok(ty: Ty, v: &Value) -> bool {
         Ty::Str => v.is_string(),
         Ty::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         Ty::StrMap => v.as_object().is_some_and(|m| m.values().all(|x| x.is_string())),
-        Ty::List => v.is_array(),
         Ty::BoolOrAuto => v.is_boolean() || v.as_str() == Some("auto"),
     }
 }
@@ -261,7 +259,6 @@ fn type_name(ty: Ty) -> &'static str {
         Ty::Str => "a string",
         Ty::StrList => "a list of strings",
         Ty::StrMap => "a map of strings",
-        Ty::List => "a list",
         Ty::BoolOrAuto => "a boolean or \"auto\"",
     }
 }
@@ -412,7 +409,7 @@ impl VClusterConfig {
             return Err(ConfigError::Invalid(errors));
         }
         let b = |p: &str| v.pointer(p).and_then(Value::as_bool);
-        let mut c = VClusterConfig::default();
+        let mut c = VClusterConfig { virtual_scheduler: false, ..Default::default() };
         c.virtual_scheduler = b("/controlPlane/advanced/virtualScheduler/enabled")
             .or(b("/controlPlane/distro/k8s/scheduler/enabled"))
             .unwrap_or(false);
