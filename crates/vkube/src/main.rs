@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 mod bench;
 mod host;
+mod serve;
 
 #[derive(Parser)]
 #[command(name = "vkube", version, about = "Virtual Kubernetes clusters")]
@@ -41,6 +42,60 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: SocketAddr,
+    },
+    /// Run one virtual cluster against a host cluster (any cluster, by kubeconfig).
+    Serve {
+        /// The host cluster's kubeconfig.
+        #[arg(long, env = "VKUBE_HOST_KUBECONFIG")]
+        host_kubeconfig: PathBuf,
+        /// The virtual cluster's name.
+        #[arg(long, default_value = "vc")]
+        name: String,
+        /// Data directory (state, certificates, NAME.kubeconfig).
+        #[arg(long, default_value = ".vkube/vc")]
+        data_dir: PathBuf,
+        /// vcluster.yaml.
+        #[arg(short = 'f', long = "values")]
+        values: Option<PathBuf>,
+        /// Host namespace for the synced objects (default vkube-NAME).
+        #[arg(long)]
+        host_namespace: Option<String>,
+        /// Address of the virtual API server.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// The quickstart: a simulated host cluster and one virtual cluster, in one process.
+    Up {
+        /// Data directory (default: ~/.vkube, or ./.vkube without a home).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Simulated host nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// vcluster.yaml.
+        #[arg(short = 'f', long = "values")]
+        values: Option<PathBuf>,
+        /// The virtual cluster's name.
+        #[arg(long, default_value = "vc")]
+        name: String,
+        /// Address of the virtual API server.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Address of the host API server.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        host_listen: SocketAddr,
+    },
+    /// Remove every host object a virtual cluster created (and nothing else).
+    Uninstall {
+        /// The host cluster's kubeconfig.
+        #[arg(long, env = "VKUBE_HOST_KUBECONFIG")]
+        host_kubeconfig: PathBuf,
+        /// The virtual cluster's name.
+        #[arg(long, default_value = "vc")]
+        name: String,
+        /// Host namespace (default vkube-NAME).
+        #[arg(long)]
+        host_namespace: Option<String>,
     },
     /// Benchmark the API server (durable SQLite against the in-memory baseline).
     Bench {
@@ -97,6 +152,74 @@ async fn main() -> anyhow::Result<()> {
             );
             wait_for_signal().await;
             host.stop().await;
+            Ok(())
+        }
+        Command::Serve { host_kubeconfig, name, data_dir, values, host_namespace, listen } => {
+            let started = std::time::Instant::now();
+            let host_client = host::client_from(&host_kubeconfig).await.context("reading the host kubeconfig")?;
+            let vc = serve::start(
+                serve::ServeConfig { name: name.clone(), data_dir, values, host_namespace, listen },
+                host_client,
+            )
+            .await?;
+            println!(
+                "vkube virtual cluster {name} ready at {} in {} ms; kubeconfig: {}",
+                vc.server.url,
+                started.elapsed().as_millis(),
+                vc.kubeconfig.display()
+            );
+            wait_for_signal().await;
+            vc.stop().await;
+            Ok(())
+        }
+        Command::Up { data_dir, nodes, values, name, listen, host_listen } => {
+            let started = std::time::Instant::now();
+            let base = data_dir.unwrap_or_else(|| match std::env::var_os("HOME") {
+                Some(h) => PathBuf::from(h).join(".vkube"),
+                None => PathBuf::from(".vkube"),
+            });
+            // Check vcluster.yaml before starting anything.
+            serve::load_values(values.as_deref())?;
+            let host =
+                host::start(host::HostConfig { data_dir: base.join("host"), nodes, listen: host_listen }).await?;
+            let host_client = host::client_from(&host.kubeconfig).await?;
+            let vc = serve::start(
+                serve::ServeConfig {
+                    name: name.clone(),
+                    data_dir: base.join(&name),
+                    values,
+                    host_namespace: None,
+                    listen,
+                },
+                host_client,
+            )
+            .await?;
+            println!("vkube up: host and virtual cluster {name} ready in {} ms", started.elapsed().as_millis());
+            println!("  virtual cluster: export KUBECONFIG={}", vc.kubeconfig.display());
+            println!("  host cluster:    export KUBECONFIG={}", host.kubeconfig.display());
+            println!("what now:");
+            println!(
+                "  kubectl --kubeconfig {} create deployment hello --image=nginx --replicas=3",
+                vc.kubeconfig.display()
+            );
+            println!("  kubectl --kubeconfig {} get pods -o wide", vc.kubeconfig.display());
+            println!(
+                "  kubectl --kubeconfig {} get pods -n vkube-{name} -o wide   # the same pods on the host",
+                host.kubeconfig.display()
+            );
+            wait_for_signal().await;
+            vc.stop().await;
+            host.stop().await;
+            Ok(())
+        }
+        Command::Uninstall { host_kubeconfig, name, host_namespace } => {
+            let host_client = host::client_from(&host_kubeconfig).await.context("reading the host kubeconfig")?;
+            let mapper = vkube_syncer::names::NameMapper {
+                host_namespace: host_namespace.unwrap_or_else(|| format!("vkube-{name}")),
+                cluster: name,
+            };
+            let n = vkube_syncer::cleanup::uninstall(host_client, &mapper).await?;
+            println!("removed {n} host objects of virtual cluster {}", mapper.cluster);
             Ok(())
         }
         Command::Bench { runs, pods, suite, nodes } => match suite.as_str() {

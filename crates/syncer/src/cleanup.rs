@@ -1,0 +1,97 @@
+//! The "only the host copy exists" side of every syncer: host objects of this virtual
+//! cluster whose virtual origin is gone (or no longer synced) are deleted. Only objects
+//! carrying this cluster's marks are ever considered.
+
+use crate::SyncContext;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn sweep_kind<K>(ctx: &SyncContext, used_check: bool) -> Result<(), kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + serde::Serialize,
+{
+    let host: Api<K> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
+    for obj in host.list(&ListParams::default().labels(&ctx.mapper.selector())).await?.items {
+        let meta = obj.meta().clone();
+        let Some((ns, name)) = ctx.mapper.virtual_of(&meta) else { continue };
+        let virtual_api: Api<K> = Api::namespaced(ctx.virtual_client.clone(), &ns);
+        let keep = match virtual_api.get_opt(&name).await? {
+            None => false,
+            Some(v) => {
+                let same = v.meta().uid.as_deref()
+                    == meta.annotations.as_ref().and_then(|a| a.get(crate::names::OBJECT_UID)).map(String::as_str);
+                let kind = K::kind(&()).to_string();
+                let used = !used_check
+                    || crate::config::is_used(ctx, &kind, &ns, &name).await.unwrap_or(true)
+                    || (kind == "Secret" && ctx.config.all_secrets)
+                    || (kind == "ConfigMap" && ctx.config.all_config_maps);
+                same && used
+            }
+        };
+        if !keep {
+            let host_name = meta.name.clone().unwrap_or_default();
+            let _ = host.delete(&host_name, &DeleteParams::background()).await;
+        }
+    }
+    Ok(())
+}
+
+/// One pass over every synced kind.
+///
+/// # Errors
+/// API errors.
+pub async fn sweep(ctx: &SyncContext) -> Result<(), kube::Error> {
+    sweep_kind::<Pod>(ctx, false).await?;
+    sweep_kind::<Service>(ctx, false).await?;
+    sweep_kind::<ConfigMap>(ctx, true).await?;
+    sweep_kind::<Secret>(ctx, true).await?;
+    Ok(())
+}
+
+/// Sweep periodically.
+pub async fn run(ctx: Arc<SyncContext>, period: Duration) {
+    loop {
+        if let Err(e) = sweep(&ctx).await {
+            tracing::debug!("cleanup: {e}");
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Delete every host object this virtual cluster created, and nothing else (uninstall).
+///
+/// # Errors
+/// API errors.
+pub async fn uninstall(host_client: kube::Client, mapper: &crate::names::NameMapper) -> Result<usize, kube::Error> {
+    let mut n = 0;
+    let lp = ListParams::default().labels(&mapper.selector());
+    macro_rules! wipe {
+        ($k:ty) => {{
+            let api: Api<$k> = Api::namespaced(host_client.clone(), &mapper.host_namespace);
+            for o in api.list(&lp).await?.items {
+                if mapper.owns(&o.metadata) {
+                    let _ = api
+                        .delete(
+                            o.metadata.name.as_deref().unwrap_or_default(),
+                            &DeleteParams { grace_period_seconds: Some(0), ..Default::default() },
+                        )
+                        .await;
+                    n += 1;
+                }
+            }
+        }};
+    }
+    wipe!(Pod);
+    wipe!(Service);
+    wipe!(ConfigMap);
+    wipe!(Secret);
+    Ok(n)
+}

@@ -1,0 +1,175 @@
+//! ConfigMaps and Secrets: the ones pods use (or all, with `all: true`) are copied to
+//! the host under their translated names and kept up to date.
+
+use crate::{Error, SyncContext};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which configmaps and secrets a pod spec refers to.
+pub fn references(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut cms = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    let spec = pod.get("spec").cloned().unwrap_or_default();
+    let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+            for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+                cms.extend(s(e, "/valueFrom/configMapKeyRef/name"));
+                secrets.extend(s(e, "/valueFrom/secretKeyRef/name"));
+            }
+            for f in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+                cms.extend(s(f, "/configMapRef/name"));
+                secrets.extend(s(f, "/secretRef/name"));
+            }
+        }
+    }
+    for v in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        cms.extend(s(v, "/configMap/name"));
+        secrets.extend(s(v, "/secret/secretName"));
+        for src in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+            cms.extend(s(src, "/configMap/name"));
+            secrets.extend(s(src, "/secret/name"));
+        }
+    }
+    for p in spec.get("imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
+        secrets.extend(s(p, "/name"));
+    }
+    (cms, secrets)
+}
+
+/// The host copy of a configmap or secret.
+pub fn translate(kind: &str, virtual_obj: &Value, ctx: &SyncContext) -> Value {
+    let mut out = json!({"apiVersion": "v1", "kind": kind, "metadata": ctx.mapper.host_metadata(kind, virtual_obj)});
+    for f in ["data", "binaryData", "stringData", "type", "immutable"] {
+        if let Some(v) = virtual_obj.get(f) {
+            out[f] = v.clone();
+        }
+    }
+    out
+}
+
+async fn apply_host(ctx: &SyncContext, kind: &str, virtual_obj: &Value) -> Result<(), Error> {
+    let host = translate(kind, virtual_obj, ctx);
+    let name = host["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let pp = PatchParams::apply(crate::MANAGER).force();
+    match kind {
+        "Secret" => {
+            let api: Api<Secret> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
+            api.patch(&name, &pp, &Patch::Apply(host)).await?;
+        }
+        _ => {
+            let api: Api<ConfigMap> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
+            api.patch(&name, &pp, &Patch::Apply(host)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sync, now, the configmaps and secrets a pod needs (before its host copy exists).
+///
+/// # Errors
+/// API errors other than a missing object (the pod then waits on the host, as it would).
+pub async fn ensure_referenced(ctx: &SyncContext, pod: &Pod) -> Result<(), Error> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let (cms, secrets) = references(&serde_json::to_value(pod)?);
+    if ctx.config.syncs("configMaps") {
+        let api: Api<ConfigMap> = Api::namespaced(ctx.virtual_client.clone(), &ns);
+        for name in cms {
+            if let Some(cm) = api.get_opt(&name).await? {
+                apply_host(ctx, "ConfigMap", &serde_json::to_value(&cm)?).await?;
+            }
+        }
+    }
+    if ctx.config.syncs("secrets") {
+        let api: Api<Secret> = Api::namespaced(ctx.virtual_client.clone(), &ns);
+        for name in secrets {
+            if let Some(s) = api.get_opt(&name).await? {
+                apply_host(ctx, "Secret", &serde_json::to_value(&s)?).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a virtual configmap/secret is used by a pod in its namespace.
+pub async fn is_used(ctx: &SyncContext, kind: &str, ns: &str, name: &str) -> Result<bool, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.virtual_client.clone(), ns);
+    for p in pods.list(&ListParams::default()).await?.items {
+        let (cms, secrets) = references(&serde_json::to_value(&p)?);
+        let set = if kind == "Secret" { secrets } else { cms };
+        if set.contains(name) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn reconcile_obj(kind: &'static str, obj: Value, ctx: Arc<SyncContext>) -> Result<Action, Error> {
+    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        return Ok(Action::await_change());
+    }
+    if kind == "Secret" && obj.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token") {
+        return Ok(Action::await_change());
+    }
+    let all = if kind == "Secret" { ctx.config.all_secrets } else { ctx.config.all_config_maps };
+    if all || is_used(&ctx, kind, &ns, &name).await? {
+        apply_host(&ctx, kind, &obj).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(120)))
+}
+
+/// Run the configmap and secret syncers.
+pub async fn run(ctx: Arc<SyncContext>) {
+    let mut set = tokio::task::JoinSet::new();
+    if ctx.config.syncs("configMaps") {
+        let c = ctx.clone();
+        set.spawn(async move {
+            let api: Api<ConfigMap> = Api::all(c.virtual_client.clone());
+            Controller::new(api, watcher::Config::default())
+                .run(
+                    |o, ctx| async move { reconcile_obj("ConfigMap", serde_json::to_value(&*o)?, ctx).await },
+                    |_, _, _| Action::requeue(Duration::from_secs(1)),
+                    c,
+                )
+                .for_each(|_| async {})
+                .await;
+        });
+    }
+    if ctx.config.syncs("secrets") {
+        let c = ctx.clone();
+        set.spawn(async move {
+            let api: Api<Secret> = Api::all(c.virtual_client.clone());
+            Controller::new(api, watcher::Config::default())
+                .run(
+                    |o, ctx| async move { reconcile_obj("Secret", serde_json::to_value(&*o)?, ctx).await },
+                    |_, _, _| Action::requeue(Duration::from_secs(1)),
+                    c,
+                )
+                .for_each(|_| async {})
+                .await;
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_reference() {
+        let pod = json!({"spec": {"containers": [{"env": [{"valueFrom": {"configMapKeyRef": {"name": "a"}}}], "envFrom": [{"secretRef": {"name": "s1"}}]}], "volumes": [{"configMap": {"name": "b"}}, {"projected": {"sources": [{"secret": {"name": "s2"}}]}}], "imagePullSecrets": [{"name": "pull"}]}});
+        let (cms, secrets) = references(&pod);
+        assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["pull", "s1", "s2"]);
+    }
+}

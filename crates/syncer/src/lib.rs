@@ -1,0 +1,73 @@
+//! vkube-syncer: places a virtual cluster's workloads on a host cluster.
+//!
+//! Start with [`Syncer::run`]. One syncer per resource ([`pods`], [`services`],
+//! [`config`] for configmaps and secrets, [`nodes`], [`events`]), each a three-way
+//! dispatch — only virtual exists → create on the host; both exist → update (and copy
+//! status back); only host exists → [`cleanup`] deletes it — with names mapped by
+//! [`names::NameMapper`]. Both sides are plain API clients: the host can be any cluster.
+//!
+//! # Guarantees
+//! The syncer never modifies or deletes a host object without this virtual cluster's
+//! marks; two virtual clusters in one host namespace never touch each other's objects;
+//! reconciles are idempotent, so a restart (or kill -9) neither duplicates nor loses.
+
+pub mod cleanup;
+pub mod config;
+pub mod events;
+pub mod names;
+pub mod nodes;
+pub mod pods;
+pub mod services;
+mod util;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Field manager of every syncer write.
+pub const MANAGER: &str = "vkube-syncer";
+
+/// Errors of a reconcile (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed, on either side.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// An object could not be (de)serialized.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// What every syncer shares.
+pub struct SyncContext {
+    /// Client of the virtual cluster.
+    pub virtual_client: kube::Client,
+    /// Client of the host cluster.
+    pub host_client: kube::Client,
+    /// Name mapping.
+    pub mapper: names::NameMapper,
+    /// The vcluster.yaml settings.
+    pub config: vkube_config::VClusterConfig,
+}
+
+/// The syncer.
+pub struct Syncer;
+
+impl Syncer {
+    /// Run every enabled syncer until aborted.
+    pub async fn run(ctx: Arc<SyncContext>) {
+        let mut set = tokio::task::JoinSet::new();
+        if ctx.config.syncs("pods") {
+            set.spawn(pods::run(ctx.clone()));
+        }
+        if ctx.config.syncs("services") {
+            set.spawn(services::run(ctx.clone()));
+        }
+        set.spawn(config::run(ctx.clone()));
+        set.spawn(nodes::run(ctx.clone()));
+        if ctx.config.sync_events {
+            set.spawn(events::run(ctx.clone()));
+        }
+        set.spawn(cleanup::run(ctx.clone(), Duration::from_secs(2)));
+        while set.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,318 @@
+//! Pods: virtual → host (spec translated), host → virtual (status, and the node the
+//! host scheduler chose), deletes both ways.
+//!
+//! Dispatch per virtual pod: host copy missing → create it (unless it existed before
+//! and was deleted on the host: then the virtual pod goes, so its controller makes a
+//! new one); both exist → copy status back, bind; virtual pod deleting → delete the
+//! host copy, then finish the virtual delete. Host pods whose virtual pod is gone are
+//! removed by [`crate::cleanup`].
+
+use crate::names::NameMapper;
+use crate::{Error, SyncContext};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Annotation on a virtual pod: the uid of its host copy, once created.
+pub const HOST_UID: &str = "vkube.dev/host-uid";
+
+fn rename(v: &mut Value, ptr: &str, mapper: &NameMapper, ns: &str) {
+    if let Some(Value::String(s)) = v.pointer_mut(ptr) {
+        *s = mapper.host_name(s, ns);
+    }
+}
+
+/// Parse `key=value:Effect` / `key:Effect` / `key` into a toleration.
+pub fn parse_toleration(s: &str) -> Value {
+    let (kv, effect) = s.split_once(':').map(|(a, b)| (a, Some(b))).unwrap_or((s, None));
+    let mut t = match kv.split_once('=') {
+        Some((k, v)) => json!({"key": k, "operator": "Equal", "value": v}),
+        None => json!({"key": kv, "operator": "Exists"}),
+    };
+    if let Some(e) = effect {
+        t["effect"] = json!(e);
+    }
+    t
+}
+
+/// The host pod for a virtual pod.
+pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: &[String]) -> Value {
+    let ns = virtual_pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = virtual_pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut spec = virtual_pod.get("spec").cloned().unwrap_or_else(|| json!({}));
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if let Some(envs) = c.get_mut("env").and_then(Value::as_array_mut) {
+                    for e in envs {
+                        rename(e, "/valueFrom/configMapKeyRef/name", mapper, &ns);
+                        rename(e, "/valueFrom/secretKeyRef/name", mapper, &ns);
+                    }
+                }
+                if let Some(from) = c.get_mut("envFrom").and_then(Value::as_array_mut) {
+                    for f in from {
+                        rename(f, "/configMapRef/name", mapper, &ns);
+                        rename(f, "/secretRef/name", mapper, &ns);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for v in vols {
+            rename(v, "/configMap/name", mapper, &ns);
+            rename(v, "/secret/secretName", mapper, &ns);
+            rename(v, "/persistentVolumeClaim/claimName", mapper, &ns);
+            if let Some(sources) = v.pointer_mut("/projected/sources").and_then(Value::as_array_mut) {
+                for s in sources {
+                    rename(s, "/configMap/name", mapper, &ns);
+                    rename(s, "/secret/name", mapper, &ns);
+                }
+            }
+        }
+    }
+    if let Some(ips) = spec.get_mut("imagePullSecrets").and_then(Value::as_array_mut) {
+        for s in ips {
+            rename(s, "/name", mapper, &ns);
+        }
+    }
+    if let Some(m) = spec.as_object_mut() {
+        // The host's own service account, without its token: in-pod clients talk to the
+        // virtual API, not the host's.
+        m.remove("serviceAccountName");
+        m.remove("serviceAccount");
+        m.insert("automountServiceAccountToken".into(), json!(false));
+        m.remove("priorityClassName");
+        m.remove("schedulerName");
+        if !m.contains_key("hostname") {
+            m.insert("hostname".into(), json!(name.chars().take(63).collect::<String>()));
+        }
+        m.remove("subdomain");
+        let tolerations = m.entry("tolerations").or_insert_with(|| json!([]));
+        if let Value::Array(ts) = tolerations {
+            for t in enforce_tolerations {
+                let t = parse_toleration(t);
+                if !ts.contains(&t) {
+                    ts.push(t);
+                }
+            }
+        }
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": mapper.host_metadata("Pod", virtual_pod), "spec": spec})
+}
+
+/// The virtual pod's status from its host copy.
+pub fn status_back(host_pod: &Value) -> Value {
+    let mut status = host_pod.get("status").cloned().unwrap_or_else(|| json!({}));
+    if let Some(m) = status.as_object_mut() {
+        m.remove("nominatedNodeName");
+    }
+    json!({"status": status})
+}
+
+/// Run the pod syncer.
+pub async fn run(ctx: Arc<SyncContext>) {
+    let virtual_pods: Api<Pod> = Api::all(ctx.virtual_client.clone());
+    let host_pods: Api<Pod> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
+    let mapper = ctx.mapper.clone();
+    Controller::new(virtual_pods, watcher::Config::default())
+        .watches(host_pods, watcher::Config::default().labels(&ctx.mapper.selector()), move |hp: Pod| {
+            mapper.virtual_of(&hp.metadata).map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+        })
+        .run(
+            reconcile,
+            |_, e, _| {
+                tracing::debug!("pod sync: {e}");
+                Action::requeue(Duration::from_millis(500))
+            },
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Error> {
+    let ns = vpod.metadata.namespace.clone().unwrap_or_default();
+    let name = vpod.metadata.name.clone().unwrap_or_default();
+    let host_name = ctx.mapper.host_name(&name, &ns);
+    let host_api: Api<Pod> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
+    let virtual_api: Api<Pod> = Api::namespaced(ctx.virtual_client.clone(), &ns);
+    let host = host_api.get_opt(&host_name).await?;
+    let host = host.filter(|h| ctx.mapper.owns(&h.metadata));
+    let synced_before = vpod.metadata.annotations.as_ref().and_then(|a| a.get(HOST_UID)).cloned();
+    // Virtual pod deleting: host copy first, then the virtual pod.
+    if vpod.metadata.deletion_timestamp.is_some() {
+        match host {
+            Some(h) if h.metadata.deletion_timestamp.is_none() => {
+                let grace = vpod.metadata.deletion_grace_period_seconds;
+                let dp = DeleteParams { grace_period_seconds: grace.map(|g| g as u32), ..Default::default() };
+                host_api.delete(&host_name, &dp).await?;
+                Ok(Action::requeue(Duration::from_millis(500)))
+            }
+            Some(_) => Ok(Action::requeue(Duration::from_millis(500))),
+            None => {
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: vpod
+                        .metadata
+                        .uid
+                        .clone()
+                        .map(|u| Preconditions { uid: Some(u), resource_version: None }),
+                    ..Default::default()
+                };
+                match virtual_api.delete(&name, &dp).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(Action::await_change())
+            }
+        }
+    } else {
+        match host {
+            None if synced_before.is_some() => {
+                // Deleted on the host (drain, eviction, out of band): the virtual pod goes
+                // too, and its controller replaces it.
+                let dp = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+                match virtual_api.delete(&name, &dp).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                crate::events::virtual_event(
+                    &ctx,
+                    &serde_json::to_value(&*vpod)?,
+                    "Warning",
+                    "HostPodDeleted",
+                    "The pod was deleted on the host cluster (drained, evicted or removed); its controller replaces it",
+                )
+                .await;
+                Ok(Action::await_change())
+            }
+            None => {
+                if crate::util::is_terminal(&vpod) {
+                    return Ok(Action::await_change());
+                }
+                crate::config::ensure_referenced(&ctx, &vpod).await?;
+                let mut host_pod =
+                    translate(&serde_json::to_value(&*vpod)?, &ctx.mapper, &ctx.config.enforce_tolerations);
+                if let Some(node) = vpod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    host_pod["spec"]["nodeName"] = json!(node);
+                }
+                let created = match host_api
+                    .create(
+                        &PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
+                        &serde_json::from_value(host_pod)?,
+                    )
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        return Ok(Action::requeue(Duration::from_millis(200)));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let uid = created.metadata.uid.clone().unwrap_or_default();
+                virtual_api
+                    .patch(
+                        &name,
+                        &PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
+                        &Patch::Merge(json!({"metadata": {"annotations": {HOST_UID: uid}}})),
+                    )
+                    .await?;
+                Ok(Action::requeue(Duration::from_secs(30)))
+            }
+            Some(h) => {
+                // Bind the virtual pod where the host scheduler put it.
+                let host_node = h.spec.as_ref().and_then(|s| s.node_name.clone());
+                let virtual_node = vpod.spec.as_ref().and_then(|s| s.node_name.clone());
+                if let (Some(node), None) = (&host_node, &virtual_node) {
+                    crate::nodes::ensure_virtual_node(&ctx, node).await?;
+                    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+                    match virtual_api
+                        .create_subresource::<_, Value>("binding", &name, &PostParams::default(), &binding)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let host_v = serde_json::to_value(&h)?;
+                let wanted = status_back(&host_v);
+                let current = json!({"status": serde_json::to_value(&vpod.status)?});
+                if current != wanted {
+                    virtual_api
+                        .patch_status(
+                            &name,
+                            &PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
+                            &Patch::Merge(wanted),
+                        )
+                        .await?;
+                }
+                if synced_before.is_none() {
+                    let uid = h.metadata.uid.clone().unwrap_or_default();
+                    virtual_api
+                        .patch(
+                            &name,
+                            &PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
+                            &Patch::Merge(json!({"metadata": {"annotations": {HOST_UID: uid}}})),
+                        )
+                        .await?;
+                }
+                Ok(Action::requeue(Duration::from_secs(60)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapper() -> NameMapper {
+        NameMapper { cluster: "vc".into(), host_namespace: "host".into() }
+    }
+
+    #[test]
+    fn references_are_renamed_and_tokens_kept_out() {
+        let v = json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": {
+            "serviceAccountName": "builder",
+            "containers": [{"name": "c", "image": "i",
+                "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "b"}}}],
+                "envFrom": [{"configMapRef": {"name": "cfg2"}}]}],
+            "volumes": [{"name": "v", "configMap": {"name": "cfg3"}}, {"name": "s", "secret": {"secretName": "sec2"}}, {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "imagePullSecrets": [{"name": "pull"}]}});
+        let h = translate(&v, &mapper(), &["dedicated=vc:NoSchedule".to_string()]);
+        assert_eq!(h["metadata"]["name"], "p-x-ns-x-vc");
+        let c = &h["spec"]["containers"][0];
+        assert_eq!(c["env"][0]["valueFrom"]["configMapKeyRef"]["name"], "cfg-x-ns-x-vc");
+        assert_eq!(c["env"][1]["valueFrom"]["secretKeyRef"]["name"], "sec-x-ns-x-vc");
+        assert_eq!(c["envFrom"][0]["configMapRef"]["name"], "cfg2-x-ns-x-vc");
+        assert_eq!(h["spec"]["volumes"][0]["configMap"]["name"], "cfg3-x-ns-x-vc");
+        assert_eq!(h["spec"]["volumes"][1]["secret"]["secretName"], "sec2-x-ns-x-vc");
+        assert_eq!(h["spec"]["volumes"][2]["persistentVolumeClaim"]["claimName"], "data-x-ns-x-vc");
+        assert_eq!(h["spec"]["imagePullSecrets"][0]["name"], "pull-x-ns-x-vc");
+        assert!(h["spec"].get("serviceAccountName").is_none());
+        assert_eq!(h["spec"]["automountServiceAccountToken"], false);
+        assert_eq!(
+            h["spec"]["tolerations"][0],
+            json!({"key": "dedicated", "operator": "Equal", "value": "vc", "effect": "NoSchedule"})
+        );
+    }
+
+    #[test]
+    fn tolerations_parse() {
+        assert_eq!(
+            parse_toleration("gpu:NoSchedule"),
+            json!({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"})
+        );
+        assert_eq!(parse_toleration("k=v"), json!({"key": "k", "operator": "Equal", "value": "v"}));
+    }
+}

@@ -1,0 +1,133 @@
+//! `vkube serve` and `vkube up`: a virtual cluster (API server, controllers, the virtual
+//! scheduler when enabled) plus the syncer against a host cluster.
+
+use crate::host;
+use anyhow::Context;
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, LogParams, PostParams};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use vkube_apiserver::admission::LogSource;
+use vkube_core::ApiError;
+use vkube_syncer::names::NameMapper;
+
+/// What `vkube serve` needs.
+pub struct ServeConfig {
+    /// The virtual cluster's name.
+    pub name: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// vcluster.yaml, if any.
+    pub values: Option<PathBuf>,
+    /// Host namespace (default `vkube-NAME`).
+    pub host_namespace: Option<String>,
+    /// Listen address of the virtual API server.
+    pub listen: SocketAddr,
+}
+
+/// A running virtual cluster.
+pub struct Virtual {
+    /// Its API server.
+    pub server: vkube_apiserver::RunningServer,
+    /// `DIR/NAME.kubeconfig`.
+    pub kubeconfig: PathBuf,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Virtual {
+    /// Stop everything.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.shutdown().await;
+    }
+}
+
+struct HostLogs {
+    host: kube::Client,
+    mapper: NameMapper,
+}
+
+#[async_trait]
+impl LogSource for HostLogs {
+    async fn logs(&self, pod: &Value, container: &str, tail_lines: Option<i64>) -> Result<String, ApiError> {
+        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.host.clone(), &self.mapper.host_namespace);
+        let lp = LogParams { container: Some(container.to_string()), tail_lines, ..Default::default() };
+        api.logs(&self.mapper.host_name(name, ns), &lp).await.map_err(|e| match e {
+            kube::Error::Api(s) => ApiError::new(s.code, &s.reason, s.message.clone()),
+            other => ApiError::unavailable(format!("host cluster: {other}")),
+        })
+    }
+}
+
+/// Read and check vcluster.yaml (printing the vCluster keys vkube ignores).
+///
+/// # Errors
+/// Unknown keys, wrong types, unreadable file.
+pub fn load_values(path: Option<&Path>) -> anyhow::Result<vkube_config::VClusterConfig> {
+    let Some(path) = path else { return Ok(Default::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "vcluster.yaml".into());
+    let parsed = vkube_config::VClusterConfig::parse(&file, &text)?;
+    for line in &parsed.not_implemented {
+        eprintln!("warning: {line}");
+    }
+    Ok(parsed.config)
+}
+
+/// Start a virtual cluster against a host.
+///
+/// # Errors
+/// A bad vcluster.yaml, a server that cannot start, a host that refuses the namespace.
+pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Result<Virtual> {
+    let values = load_values(cfg.values.as_deref())?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = vkube_store::SqliteStore::open(&cfg.data_dir.join("state.db")).context("opening the store")?;
+    let mut config = vkube_apiserver::ServerConfig::new(cfg.data_dir.clone(), Arc::new(store));
+    config.listen = cfg.listen;
+    config.cluster_name = cfg.name.clone();
+    let server = vkube_apiserver::start(config).await?;
+    let host_namespace = cfg.host_namespace.clone().unwrap_or_else(|| format!("vkube-{}", cfg.name));
+    let mapper = NameMapper { cluster: cfg.name.clone(), host_namespace: host_namespace.clone() };
+    if let Ok(mut logs) = server.state.logs.write() {
+        *logs = Some(Arc::new(HostLogs { host: host_client.clone(), mapper: mapper.clone() }));
+    }
+    let kubeconfig = cfg.data_dir.join(format!("{}.kubeconfig", cfg.name));
+    let text = std::fs::read_to_string(&server.kubeconfig_path)?;
+    std::fs::write(&kubeconfig, text).context("writing the kubeconfig")?;
+    // The host namespace, if it is not there yet.
+    let namespaces: Api<Namespace> = Api::all(host_client.clone());
+    if namespaces.get_opt(&host_namespace).await?.is_none() {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": host_namespace}}))?;
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).context("creating the host namespace"),
+        }
+    }
+    let virtual_client = host::client_from(&kubeconfig).await?;
+    let mut tasks = Vec::new();
+    let manager = vkube_controllers::ManagerConfig {
+        node_lifecycle_enabled: false,
+        identity: format!("vkube-{}-{}", cfg.name, std::process::id()),
+        ..Default::default()
+    };
+    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(virtual_client.clone(), manager)));
+    if values.virtual_scheduler {
+        let c = virtual_client.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = vkube_scheduler::Scheduler::run(c, Default::default()).await {
+                tracing::error!("virtual scheduler stopped: {e}");
+            }
+        }));
+    }
+    let ctx = Arc::new(vkube_syncer::SyncContext { virtual_client, host_client, mapper, config: values });
+    tasks.push(tokio::spawn(vkube_syncer::Syncer::run(ctx)));
+    Ok(Virtual { server, kubeconfig, tasks })
+}
