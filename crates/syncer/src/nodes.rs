@@ -31,10 +31,10 @@ pub fn translate(host: &Value, full: bool, clear_images: bool) -> Value {
     let mut labels = host.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
     labels.insert(VIRTUAL_NODE.into(), json!("true"));
     let mut status = host.get("status").cloned().unwrap_or_else(|| json!({}));
-    if clear_images || !full {
-        if let Some(m) = status.as_object_mut() {
-            m.remove("images");
-        }
+    if (clear_images || !full)
+        && let Some(m) = status.as_object_mut()
+    {
+        m.remove("images");
     }
     let spec = if full {
         let mut s = host.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -130,11 +130,10 @@ pub async fn run(ctx: Arc<SyncContext>) {
                 let Some(Ok(node)) = ev else { continue };
                 let name = node.metadata.name.clone().unwrap_or_default();
                 let wanted = if ctx.config.sync_nodes { selected(&ctx, &node) } else { virtual_exists(&ctx, &name).await };
-                if wanted {
-                    if let Err(e) = apply_virtual_node(&ctx, &node).await {
+                if wanted
+                    && let Err(e) = apply_virtual_node(&ctx, &node).await {
                         tracing::debug!("node sync {name}: {e}");
                     }
-                }
             }
             _ = tick.tick() => {
                 if let Err(e) = sweep(&ctx).await {

@@ -22,11 +22,11 @@ pub fn translate(virtual_svc: &Value, ctx: &SyncContext) -> Value {
         m.remove("clusterIP");
         m.remove("clusterIPs");
         m.remove("healthCheckNodePort");
-        if let Some(Value::Object(sel)) = m.get_mut("selector") {
-            if !sel.is_empty() {
-                sel.insert(MANAGED_BY.into(), json!(ctx.mapper.cluster));
-                sel.insert(VIRTUAL_NAMESPACE.into(), json!(ns));
-            }
+        if let Some(Value::Object(sel)) = m.get_mut("selector")
+            && !sel.is_empty()
+        {
+            sel.insert(MANAGED_BY.into(), json!(ctx.mapper.cluster));
+            sel.insert(VIRTUAL_NAMESPACE.into(), json!(ns));
         }
         if let Some(ports) = m.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports {

@@ -24,16 +24,28 @@ pub fn start_host_in(dir: tempfile::TempDir, nodes: usize) -> Vkube {
     start_role(dir, &["host", "--nodes", &n], "host.kubeconfig")
 }
 
+/// Start `vkube up` on DIR (host and virtual cluster `vc`); the kubeconfig is the
+/// virtual cluster's.
+pub fn start_up_in(dir: tempfile::TempDir, extra: &[&str]) -> Vkube {
+    let mut args = vec!["up", "--nodes", "3"];
+    args.extend_from_slice(extra);
+
+    start_role_with(dir, &args, "vc/vc.kubeconfig", "--host-listen")
+}
+
 /// Start a role of the binary and wait for its ready line.
 pub fn start_role(dir: tempfile::TempDir, args: &[&str], kubeconfig_name: &str) -> Vkube {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
-        .args(args)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn vkube");
+    start_role_with(dir, args, kubeconfig_name, "")
+}
+
+/// Start a role; `extra_listen` names a second listen flag to set to an ephemeral port.
+pub fn start_role_with(dir: tempfile::TempDir, args: &[&str], kubeconfig_name: &str, extra_listen: &str) -> Vkube {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vkube"));
+    cmd.args(args).args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path());
+    if !extra_listen.is_empty() {
+        cmd.args([extra_listen, "127.0.0.1:0"]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn vkube");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -44,7 +56,7 @@ pub fn start_role(dir: tempfile::TempDir, args: &[&str], kubeconfig_name: &str) 
     let line = rx.recv_timeout(Duration::from_secs(20)).expect("vkube printed nothing");
     assert!(line.contains("ready"), "unexpected first line: {line}");
     let kubeconfig = dir.path().join(kubeconfig_name);
-    assert!(line.contains(&kubeconfig.display().to_string()), "{line}");
+    assert!(kubeconfig.exists(), "{} missing after: {line}", kubeconfig.display());
     Vkube { child, dir, kubeconfig }
 }
 
@@ -111,6 +123,26 @@ impl Drop for Vkube {
 }
 
 impl Vkube {
+    /// The host cluster's kubeconfig of a `vkube up`.
+    pub fn host_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("host/host.kubeconfig")
+    }
+
+    /// kubectl against the host of a `vkube up`; requires success.
+    pub fn host_ok(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("kubectl").args(args).env("KUBECONFIG", self.host_kubeconfig()).output().expect("kubectl");
+        assert!(out.status.success(), "host kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kill -9.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+
     /// Poll `kubectl args` until `pred(stdout)` holds, or panic after `secs`.
     pub fn wait_for(&self, args: &[&str], secs: u64, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -122,5 +154,17 @@ impl Vkube {
             assert!(Instant::now() < deadline, "timed out waiting on kubectl {args:?}: {out}{err}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Call `f` until it returns Some, or panic after `secs`.
+pub fn retry<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

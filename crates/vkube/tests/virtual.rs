@@ -1,0 +1,208 @@
+//! End-to-end: `kubectl` against `vkube up` — a virtual cluster whose workloads run on a
+//! simulated host — and against `vkube host` with two `vkube serve` beside it.
+
+mod common;
+
+use common::{Vkube, start_host_in, start_role, start_up_in};
+
+fn up() -> Vkube {
+    start_up_in(tempfile::tempdir().expect("tempdir"), &[])
+}
+
+#[test]
+fn deployment_runs_on_host_nodes_with_configmaps_services_and_events() {
+    let vk = up();
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let pods = vk.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName} {.status.podIP}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+    let host = vk.host_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "vkube-vc",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName} {.status.podIP}{\"\\n\"}{end}",
+    ]);
+    for line in pods.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[1], "Running", "{line}");
+        let host_line = format!("{}-x-default-x-vc Running {} {}", f[0], f[2], f[3]);
+        assert!(host.contains(&host_line), "virtual {line} not on the host as {host_line}: {host}");
+    }
+    // Virtual nodes are the host nodes that run synced pods.
+    let nodes = vk.ok(&["get", "nodes", "-o", "name"]);
+    assert!(nodes.contains("node/node-"), "{nodes}");
+    // A pod mounting a configmap gets it on the host.
+    vk.ok(&["create", "configmap", "app-cfg", "--from-literal=mode=prod"]);
+    let reader = "apiVersion: v1\nkind: Pod\nmetadata: {name: reader}\nspec:\n  containers: [{name: c, image: busybox, volumeMounts: [{name: cfg, mountPath: /etc/cfg}]}]\n  volumes: [{name: cfg, configMap: {name: app-cfg}}]\n";
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], reader);
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "pod", "reader", "-o", "jsonpath={.status.phase}"], 20, |o| o == "Running");
+    assert_eq!(
+        vk.host_ok(&["get", "cm", "app-cfg-x-default-x-vc", "-n", "vkube-vc", "-o", "jsonpath={.data.mode}"]),
+        "prod"
+    );
+    assert_eq!(
+        vk.host_ok(&[
+            "get",
+            "pod",
+            "reader-x-default-x-vc",
+            "-n",
+            "vkube-vc",
+            "-o",
+            "jsonpath={.spec.volumes[0].configMap.name}"
+        ]),
+        "app-cfg-x-default-x-vc"
+    );
+    // A service gets a host cluster IP, mirrored back.
+    vk.ok(&["expose", "deployment", "web", "--port=80"]);
+    let host_ip = common::retry(20, || {
+        let out = std::process::Command::new("kubectl")
+            .args(["get", "svc", "web-x-default-x-vc", "-n", "vkube-vc", "-o", "jsonpath={.spec.clusterIP}"])
+            .env("KUBECONFIG", vk.host_kubeconfig())
+            .output()
+            .ok()?;
+        let ip = String::from_utf8_lossy(&out.stdout).into_owned();
+        (!ip.is_empty()).then_some(ip)
+    });
+    vk.wait_for(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"], 20, |o| o == host_ip);
+    // Events about the pods appear in the virtual cluster.
+    let events = vk.wait_for(&["get", "events", "--field-selector", "involvedObject.name=reader"], 20, |o| {
+        o.contains("Scheduled")
+    });
+    assert!(events.contains("Successfully assigned default/reader to node-"), "{events}");
+    // kubectl logs shows the host pod's logs.
+    let logs = vk.ok(&["logs", "reader"]);
+    assert!(logs.contains("pod vkube-vc/reader-x-default-x-vc"), "{logs}");
+}
+
+#[test]
+fn deletes_work_both_ways() {
+    let vk = up();
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    // Virtual delete: the host copy goes.
+    let victim = vk.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    vk.ok(&["delete", "pod", &victim, "--timeout=30s"]);
+    let host_victim = format!("{victim}-x-default-x-vc");
+    common::retry(20, || {
+        let out = std::process::Command::new("kubectl")
+            .args(["get", "pods", "-n", "vkube-vc", "-o", "name"])
+            .env("KUBECONFIG", vk.host_kubeconfig())
+            .output()
+            .ok()?;
+        (!String::from_utf8_lossy(&out.stdout).contains(&host_victim)).then_some(())
+    });
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    // Host delete (out of band): the virtual pod goes and its ReplicaSet makes another.
+    let host_pod =
+        vk.host_ok(&["get", "pods", "-n", "vkube-vc", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let virtual_name = host_pod.trim_end_matches("-x-default-x-vc").to_string();
+    vk.host_ok(&["delete", "pod", "-n", "vkube-vc", &host_pod]);
+    vk.wait_for(&["get", "pods", "-l", "app=web", "-o", "name"], 20, |o| {
+        !o.contains(&virtual_name) && o.lines().count() == 2
+    });
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    // Deleting the deployment empties the host namespace of its pods.
+    vk.ok(&["delete", "deployment", "web"]);
+    common::retry(30, || {
+        let out = std::process::Command::new("kubectl")
+            .args(["get", "pods", "-n", "vkube-vc", "-l", "app=web", "-o", "name"])
+            .env("KUBECONFIG", vk.host_kubeconfig())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn kill_9_restart_keeps_everything_and_duplicates_nothing() {
+    let vk = up();
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let before = vk.host_ok(&["get", "pods", "-n", "vkube-vc", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    let dir = vk.kill9();
+    let vk = start_up_in(dir, &[]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(vk.ok(&["get", "pods", "-l", "app=web", "--no-headers"]).lines().count(), 3);
+    let after = vk.host_ok(&["get", "pods", "-n", "vkube-vc", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    assert_eq!(before, after, "the same host pods, none added or replaced");
+}
+
+#[test]
+fn two_virtual_clusters_on_one_host_are_isolated() {
+    let host = start_host_in(tempfile::tempdir().expect("tempdir"), 2);
+    let host_kc = host.kubeconfig.display().to_string();
+    let a = start_role(
+        tempfile::tempdir().expect("tempdir"),
+        &["serve", "--name", "a", "--host-namespace", "shared", "--host-kubeconfig", &host_kc],
+        "a.kubeconfig",
+    );
+    let b = start_role(
+        tempfile::tempdir().expect("tempdir"),
+        &["serve", "--name", "b", "--host-namespace", "shared", "--host-kubeconfig", &host_kc],
+        "b.kubeconfig",
+    );
+    // An object of the host's own in that namespace: never touched.
+    host.ok(&["create", "configmap", "precious", "-n", "shared", "--from-literal=k=v"]);
+    for vc in [&a, &b] {
+        vc.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+        vc.ok(&["create", "configmap", "cfg", "--from-literal=k=v"]);
+    }
+    a.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    b.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let host_pods = host.ok(&["get", "pods", "-n", "shared", "-o", "name"]);
+    assert_eq!(host_pods.lines().filter(|l| l.ends_with("-x-default-x-a")).count(), 2, "{host_pods}");
+    assert_eq!(host_pods.lines().filter(|l| l.ends_with("-x-default-x-b")).count(), 2, "{host_pods}");
+    // Each sees only its own.
+    assert_eq!(a.ok(&["get", "pods", "--no-headers"]).lines().count(), 2);
+    a.ok(&["delete", "deployment", "web"]);
+    a.wait_for(&["get", "pods", "--no-headers"], 30, |o| o.trim().is_empty());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let host_pods = host.ok(&["get", "pods", "-n", "shared", "-o", "name"]);
+    assert_eq!(host_pods.lines().filter(|l| l.ends_with("-x-default-x-b")).count(), 2, "b untouched: {host_pods}");
+    assert_eq!(b.ok(&["get", "pods", "--no-headers"]).lines().count(), 2);
+    // Uninstalling a removes what a created, nothing else.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["uninstall", "--name", "a", "--host-namespace", "shared", "--host-kubeconfig", &host_kc])
+        .output()
+        .expect("uninstall");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(a);
+    let left = host.ok(&["get", "pods,cm,svc", "-n", "shared", "-o", "name"]);
+    assert!(!left.contains("-x-a"), "{left}");
+    assert!(left.contains("configmap/precious"), "{left}");
+    assert_eq!(left.lines().filter(|l| l.starts_with("pod/") && l.ends_with("-x-default-x-b")).count(), 2, "{left}");
+}
+
+#[test]
+fn bad_vcluster_yaml_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("vcluster.yaml");
+    std::fs::write(&values, "sync:\n  fromHost:\n    nodes:\n      enabled: true\n      syncBackChange: true\n")
+        .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["up", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("-f")
+        .arg(&values)
+        .output()
+        .expect("vkube up");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "vcluster.yaml:5: sync.fromHost.nodes.syncBackChange: unknown key (did you mean syncBackChanges?)"
+        ),
+        "{err}"
+    );
+}
