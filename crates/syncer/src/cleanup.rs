@@ -12,28 +12,33 @@ use std::time::Duration;
 
 async fn sweep_kind<K>(ctx: &SyncContext, used_check: bool) -> Result<(), kube::Error>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + serde::Serialize,
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + serde::Serialize,
 {
     let host: Api<K> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
-    for obj in host.list(&ListParams::default().labels(&ctx.mapper.selector())).await?.items {
+    let host_objects = host.list(&ListParams::default().labels(&ctx.mapper.selector())).await?.items;
+    if host_objects.is_empty() {
+        return Ok(());
+    }
+    // One list of the virtual side per pass, not one read per host object.
+    let virtual_all: Api<K> = Api::all(ctx.virtual_client.clone());
+    let live: std::collections::HashMap<(String, String), String> = virtual_all
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|o| Some(((o.metadata.namespace?, o.metadata.name?), o.metadata.uid.unwrap_or_default())))
+        .collect();
+    let kind = K::kind(&()).to_string();
+    for obj in host_objects {
         let meta = obj.meta().clone();
         let Some((ns, name)) = ctx.mapper.virtual_of(&meta) else { continue };
-        let virtual_api: Api<K> = Api::namespaced(ctx.virtual_client.clone(), &ns);
-        let keep = match virtual_api.get_opt(&name).await? {
+        let origin_uid = meta.annotations.as_ref().and_then(|a| a.get(crate::names::OBJECT_UID)).cloned().unwrap_or_default();
+        let keep = match live.get(&(ns.clone(), name.clone())) {
             None => false,
-            Some(v) => {
-                let same = v.meta().uid.as_deref()
-                    == meta.annotations.as_ref().and_then(|a| a.get(crate::names::OBJECT_UID)).map(String::as_str);
-                let kind = K::kind(&()).to_string();
-                let used = !used_check
-                    || crate::config::is_used(ctx, &kind, &ns, &name).await.unwrap_or(true)
-                    || (kind == "Secret" && ctx.config.all_secrets)
-                    || (kind == "ConfigMap" && ctx.config.all_config_maps);
-                same && used
+            Some(uid) if *uid != origin_uid => false,
+            Some(_) => {
+                let all = (kind == "Secret" && ctx.config.all_secrets) || (kind == "ConfigMap" && ctx.config.all_config_maps);
+                !used_check || all || crate::config::is_used(ctx, &kind, &ns, &name).await.unwrap_or(true)
             }
         };
         if !keep {

@@ -206,6 +206,135 @@ pub async fn scheduler(runs: usize, nodes: usize, pods: usize) -> anyhow::Result
     Ok(())
 }
 
+fn spawn_ready(args: &[String]) -> anyhow::Result<(std::process::Child, Duration)> {
+    use std::io::BufRead;
+    let t = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    anyhow::ensure!(line.contains("ready"), "not ready: {line}");
+    let elapsed = t.elapsed();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    Ok((child, elapsed))
+}
+
+fn percentile_f(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or(0.0)
+}
+
+/// Virtual cluster benchmarks: start-up, sync latency, 1000 pods, RSS of `vkube serve`.
+pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let mut rows: Vec<(String, String)> = Vec::new();
+    // Start-up of `vkube up` (host and virtual cluster), and of the host alone as baseline.
+    let (mut up_ms, mut host_ms) = (vec![], vec![]);
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let (mut c, d) = spawn_ready(&["up".into(), "--data-dir".into(), dir.path().display().to_string()])?;
+        up_ms.push(d.as_secs_f64() * 1000.0);
+        let _ = c.kill();
+        let _ = c.wait();
+        let dir = tempfile::tempdir()?;
+        let (mut c, d) = spawn_ready(&["apiserver".into(), "--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), dir.path().display().to_string()])?;
+        host_ms.push(d.as_secs_f64() * 1000.0);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    rows.push((format!("vkube up: start until host and virtual API servers are ready, ms (median of {runs})"), format!("{:.0}", median(up_ms))));
+    rows.push(("baseline: one vkube apiserver until ready, ms".into(), format!("{:.0}", median(host_ms))));
+    // Separate host and serve processes, so serve's RSS is its own.
+    let dir = tempfile::tempdir()?;
+    let host_dir = dir.path().join("host");
+    let nodes = pods.div_ceil(100).max(3);
+    let (mut host, _) = spawn_ready(&["host".into(), "--nodes".into(), nodes.to_string(), "--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), host_dir.display().to_string()])?;
+    let vc_dir = dir.path().join("vc");
+    let (mut serve, _) = spawn_ready(&["serve".into(), "--name".into(), "vc".into(), "--host-kubeconfig".into(), host_dir.join("host.kubeconfig").display().to_string(), "--data-dir".into(), vc_dir.display().to_string()])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rows.push(("RSS of vkube serve, idle, MiB".into(), format!("{:.0}", rss_of(serve.id()))));
+    let host_client = crate::host::client_from(&host_dir.join("host.kubeconfig")).await?;
+    let vc_client = crate::host::client_from(&vc_dir.join("vc.kubeconfig")).await?;
+    // Sync latency: virtual pod created -> host pod exists; host Running -> virtual Running.
+    let host_pods: Api<Pod> = Api::namespaced(host_client.clone(), "vkube-vc");
+    let vpods: Api<Pod> = Api::namespaced(vc_client.clone(), "default");
+    let host_seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>)>>> = Default::default();
+    let hs = host_seen.clone();
+    let host_watch = tokio::spawn(async move {
+        let mut s = watcher(host_pods, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        while let Some(Ok(p)) = s.next().await {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let mut m = hs.lock().unwrap_or_else(|e| e.into_inner());
+            let e = m.entry(name).or_insert((None, None));
+            if e.0.is_none() {
+                e.0 = Some(Instant::now());
+            }
+            if running && e.1.is_none() {
+                e.1 = Some(Instant::now());
+            }
+        }
+    });
+    let (mut to_host, mut back) = (vec![], vec![]);
+    for i in 0..100 {
+        let name = format!("lat-{i}");
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "app"}]}}))?;
+        let t = Instant::now();
+        vpods.create(&PostParams::default(), &pod).await?;
+        let host_name = format!("{name}-x-default-x-vc");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let entry = host_seen.lock().unwrap_or_else(|e| e.into_inner()).get(&host_name).copied();
+            if let Some((Some(created), Some(running))) = entry {
+                let v = vpods.get(&name).await?;
+                if v.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+                    to_host.push(created.duration_since(t).as_secs_f64() * 1000.0);
+                    back.push(running.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "pod {name} did not sync");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    host_watch.abort();
+    rows.push((format!("sync latency virtual pod created -> host pod exists, p50 / p99 ms (100 pods)"), format!("{:.1} / {:.1}", percentile_f(&mut to_host.clone(), 0.5), percentile_f(&mut to_host, 0.99))));
+    rows.push((format!("sync latency host Running -> virtual Running, p50 / p99 ms (upper bound, 2 ms polling)"), format!("{:.1} / {:.1}", percentile_f(&mut back.clone(), 0.5), percentile_f(&mut back, 0.99))));
+    // Many pods at once.
+    let deploys: Api<Deployment> = Api::namespaced(vc_client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({"metadata": {"name": "many"}, "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "many"}}, "template": {"metadata": {"labels": {"app": "many"}}, "spec": {"containers": [{"name": "c", "image": "app"}]}}}}))?;
+    let t = Instant::now();
+    deploys.create(&PostParams::default(), &d).await?;
+    loop {
+        let running = vpods.list(&ListParams::default().labels("app=many").fields("status.phase=Running")).await?.items.len();
+        if running >= pods {
+            break;
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(300), "only {running} of {pods} Running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rows.push((format!("{pods} pods created at once in the virtual cluster until all Running there, s"), format!("{:.2}", t.elapsed().as_secs_f64())));
+    rows.push((format!("RSS of vkube serve with {pods} pods, MiB"), format!("{:.0}", rss_of(serve.id()))));
+    let _ = serve.kill();
+    let _ = host.kill();
+    let _ = serve.wait();
+    let _ = host.wait();
+    println!("| measure | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}
+
 /// Run the benchmarks and print a Markdown table.
 ///
 /// # Errors

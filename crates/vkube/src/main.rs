@@ -105,7 +105,7 @@ enum Command {
         /// Pods to store for the list and RSS measures.
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
-        /// Which benchmark: `api` or `scheduler`.
+        /// Which benchmark: `api`, `scheduler` or `virtual`.
         #[arg(long, default_value = "api")]
         suite: String,
         /// Nodes for the scheduler benchmark.
@@ -224,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench { runs, pods, suite, nodes } => match suite.as_str() {
             "scheduler" => bench::scheduler(runs, nodes, pods).await,
+            "virtual" => bench::virtual_cluster(runs, pods).await,
             _ => bench::run(runs, pods).await,
         },
     }
