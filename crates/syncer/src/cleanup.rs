@@ -12,7 +12,11 @@ use std::time::Duration;
 
 async fn sweep_kind<K>(ctx: &SyncContext, used_check: bool) -> Result<(), kube::Error>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + serde::Serialize,
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + serde::Serialize,
 {
     let host: Api<K> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let host_objects = host.list(&ListParams::default().labels(&ctx.mapper.selector())).await?.items;
@@ -32,12 +36,14 @@ where
     for obj in host_objects {
         let meta = obj.meta().clone();
         let Some((ns, name)) = ctx.mapper.virtual_of(&meta) else { continue };
-        let origin_uid = meta.annotations.as_ref().and_then(|a| a.get(crate::names::OBJECT_UID)).cloned().unwrap_or_default();
+        let origin_uid =
+            meta.annotations.as_ref().and_then(|a| a.get(crate::names::OBJECT_UID)).cloned().unwrap_or_default();
         let keep = match live.get(&(ns.clone(), name.clone())) {
             None => false,
             Some(uid) if *uid != origin_uid => false,
             Some(_) => {
-                let all = (kind == "Secret" && ctx.config.all_secrets) || (kind == "ConfigMap" && ctx.config.all_config_maps);
+                let all =
+                    (kind == "Secret" && ctx.config.all_secrets) || (kind == "ConfigMap" && ctx.config.all_config_maps);
                 !used_check || all || crate::config::is_used(ctx, &kind, &ns, &name).await.unwrap_or(true)
             }
         };

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 /// Record an event on a virtual object.
 pub async fn virtual_event(ctx: &SyncContext, regarding: &Value, ty: &str, reason: &str, message: &str) {
-    let ns = regarding.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+    let object_ns = regarding.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    // Events about cluster-scoped objects (nodes) live in `default`.
+    let ns = if object_ns.is_empty() { "default".to_string() } else { object_ns.clone() };
     let name = regarding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let now = vkube_core::meta::now_rfc3339();
     let ev = json!({
         "metadata": {"generateName": format!("{name}."), "namespace": ns},
-        "involvedObject": {"apiVersion": regarding.get("apiVersion").cloned().unwrap_or(json!("v1")), "kind": regarding.get("kind").cloned().unwrap_or(json!("Pod")), "name": name, "namespace": ns, "uid": regarding.pointer("/metadata/uid")},
+        "involvedObject": {"apiVersion": regarding.get("apiVersion").cloned().unwrap_or(json!("v1")), "kind": regarding.get("kind").cloned().unwrap_or(json!("Pod")), "name": name, "namespace": object_ns, "uid": regarding.pointer("/metadata/uid")},
         "reason": reason, "message": message, "type": ty,
         "source": {"component": "vkube-syncer"}, "reportingComponent": "vkube-syncer",
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,47 +63,250 @@ pub async fn ensure_virtual_node(ctx: &SyncContext, name: &str) -> Result<(), Er
     apply_virtual_node(ctx, &host).await
 }
 
-async fn apply_virtual_node(ctx: &SyncContext, host: &Node) -> Result<(), Error> {
-    let virtual_nodes: Api<Node> = Api::all(ctx.virtual_client.clone());
-    let name = host.metadata.name.clone().unwrap_or_default();
-    let v = translate(&serde_json::to_value(host)?, ctx.config.sync_nodes, ctx.config.clear_image_status);
-    let pp = PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
-    match virtual_nodes.get_opt(&name).await? {
-        None => {
-            let created = virtual_nodes
-                .create(
-                    &PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
-                    &serde_json::from_value(v.clone())?,
-                )
-                .await;
-            match created {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e.into()),
+/// The node fields a virtual-cluster user may edit: labels, taints, `unschedulable`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EditableFields {
+    /// Labels (without the syncer's own).
+    pub labels: BTreeMap<String, String>,
+    /// Taints by `key:effect`.
+    pub taints: BTreeMap<String, Value>,
+    /// `spec.unschedulable`.
+    pub unschedulable: bool,
+}
+
+/// The user's overrides in the virtual cluster (virtual scheduler mode).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Overrides {
+    /// Labels set (or changed) in the virtual cluster.
+    pub labels: BTreeMap<String, String>,
+    /// Labels removed in the virtual cluster.
+    #[serde(default)]
+    pub removed_labels: Vec<String>,
+    /// Taints added in the virtual cluster, by `key:effect`.
+    pub taints: BTreeMap<String, Value>,
+    /// Taints removed in the virtual cluster.
+    #[serde(default)]
+    pub removed_taints: Vec<String>,
+    /// `unschedulable` set in the virtual cluster.
+    pub unschedulable: Option<bool>,
+}
+
+/// Annotation: the editable fields the syncer last applied to a virtual node.
+pub const LAST_APPLIED: &str = "vkube.dev/last-applied-node";
+/// Annotation: the user's overrides of a virtual node (virtual scheduler mode).
+pub const OVERRIDES: &str = "vkube.dev/node-overrides";
+
+impl EditableFields {
+    /// Read them from a node object.
+    pub fn of(node: &Value) -> Self {
+        let labels = node
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !k.starts_with("vkube.dev/"))
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let taints = node
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|t| (taint_key(t), strip_time(t))).collect())
+            .unwrap_or_default();
+        let unschedulable = node.pointer("/spec/unschedulable").and_then(Value::as_bool).unwrap_or(false);
+        EditableFields { labels, taints, unschedulable }
+    }
+
+    /// What differs from `other`, in words (for events and warnings).
+    pub fn describe_diff(&self, other: &EditableFields) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.unschedulable != other.unschedulable {
+            out.push(format!("spec.unschedulable ({} -> {})", other.unschedulable, self.unschedulable));
+        }
+        let mut keys: Vec<&String> = self.labels.keys().chain(other.labels.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            if self.labels.get(k) != other.labels.get(k) {
+                out.push(format!("label {k}"));
             }
         }
-        Some(current) => {
-            // Host wins: labels and spec follow the host node.
-            let cur = serde_json::to_value(&current)?;
-            if cur.pointer("/metadata/labels") != v.pointer("/metadata/labels")
-                || cur.get("spec").map(normalize) != v.get("spec").map(normalize)
-            {
-                let mut replace_labels = current.clone();
-                replace_labels.metadata.labels = serde_json::from_value(v["metadata"]["labels"].clone())?;
-                if let Ok(spec) = serde_json::from_value(v["spec"].clone()) {
-                    replace_labels.spec = Some(spec);
-                }
-                virtual_nodes
-                    .replace(
-                        &name,
-                        &PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
-                        &replace_labels,
-                    )
-                    .await?;
+        let mut tk: Vec<&String> = self.taints.keys().chain(other.taints.keys()).collect();
+        tk.sort();
+        tk.dedup();
+        for k in tk {
+            if self.taints.get(k) != other.taints.get(k) {
+                out.push(format!("taint {k}"));
+            }
+        }
+        out
+    }
+}
+
+fn taint_key(t: &Value) -> String {
+    format!(
+        "{}:{}",
+        t.get("key").and_then(Value::as_str).unwrap_or_default(),
+        t.get("effect").and_then(Value::as_str).unwrap_or_default()
+    )
+}
+
+fn strip_time(t: &Value) -> Value {
+    let mut t = t.clone();
+    if let Some(m) = t.as_object_mut() {
+        m.remove("timeAdded");
+    }
+    t
+}
+
+/// Record what the user changed since the syncer's last apply into the overrides.
+pub fn update_overrides(virtual_now: &EditableFields, last: &EditableFields, mut o: Overrides) -> Overrides {
+    for (k, v) in &virtual_now.labels {
+        if last.labels.get(k) != Some(v) {
+            o.labels.insert(k.clone(), v.clone());
+            o.removed_labels.retain(|x| x != k);
+        }
+    }
+    for k in last.labels.keys() {
+        if !virtual_now.labels.contains_key(k) {
+            // Removing an override returns the label to the host's value; removing a
+            // host label hides it.
+            if o.labels.remove(k).is_none() && !o.removed_labels.contains(k) {
+                o.removed_labels.push(k.clone());
             }
         }
     }
-    virtual_nodes.patch_status(&name, &pp, &Patch::Merge(json!({"status": v["status"]}))).await?;
+    for (k, t) in &virtual_now.taints {
+        if last.taints.get(k) != Some(t) {
+            o.taints.insert(k.clone(), t.clone());
+            o.removed_taints.retain(|x| x != k);
+        }
+    }
+    for k in last.taints.keys() {
+        if !virtual_now.taints.contains_key(k) && o.taints.remove(k).is_none() && !o.removed_taints.contains(k) {
+            o.removed_taints.push(k.clone());
+        }
+    }
+    if virtual_now.unschedulable != last.unschedulable {
+        o.unschedulable = Some(virtual_now.unschedulable);
+    }
+    o
+}
+
+/// The host's fields with the user's overrides on top.
+pub fn merge(host: &EditableFields, o: &Overrides) -> EditableFields {
+    let mut labels = host.labels.clone();
+    for k in &o.removed_labels {
+        labels.remove(k);
+    }
+    labels.extend(o.labels.clone());
+    let mut taints = host.taints.clone();
+    for k in &o.removed_taints {
+        taints.remove(k);
+    }
+    taints.extend(o.taints.clone());
+    EditableFields { labels, taints, unschedulable: o.unschedulable.unwrap_or(host.unschedulable) }
+}
+
+async fn apply_virtual_node(ctx: &SyncContext, host: &Node) -> Result<(), Error> {
+    let virtual_nodes: Api<Node> = Api::all(ctx.virtual_client.clone());
+    let name = host.metadata.name.clone().unwrap_or_default();
+    let want = translate(&serde_json::to_value(host)?, ctx.config.sync_nodes, ctx.config.clear_image_status);
+    let host_fields = EditableFields::of(&want);
+    let keep_virtual = ctx.config.virtual_scheduler;
+    let post = PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
+    let current = virtual_nodes.get_opt(&name).await?;
+    let (desired, overrides, user_changed) = match &current {
+        None => (host_fields.clone(), Overrides::default(), Vec::new()),
+        Some(cur) => {
+            let cur_v = serde_json::to_value(cur)?;
+            let ann = |k: &str| {
+                cur_v
+                    .pointer(&format!("/metadata/annotations/{}", k.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            };
+            let last: EditableFields =
+                ann(LAST_APPLIED).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_else(|| host_fields.clone());
+            let now = EditableFields::of(&cur_v);
+            let changed = now.describe_diff(&last);
+            if keep_virtual {
+                let prior: Overrides = ann(OVERRIDES).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+                let o = update_overrides(&now, &last, prior);
+                (merge(&host_fields, &o), o, changed)
+            } else {
+                (host_fields.clone(), Overrides::default(), changed)
+            }
+        }
+    };
+    let mut node = want.clone();
+    let mut labels: serde_json::Map<String, Value> =
+        desired.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    labels.insert(VIRTUAL_NODE.into(), json!("true"));
+    node["metadata"]["labels"] = Value::Object(labels);
+    node["metadata"]["annotations"] = json!({
+        LAST_APPLIED: serde_json::to_string(&desired)?,
+        OVERRIDES: serde_json::to_string(&overrides)?,
+    });
+    let taints: Vec<Value> = desired.taints.values().cloned().collect();
+    if taints.is_empty() {
+        if let Some(m) = node["spec"].as_object_mut() {
+            m.remove("taints");
+        }
+    } else {
+        node["spec"]["taints"] = json!(taints);
+    }
+    if desired.unschedulable {
+        node["spec"]["unschedulable"] = json!(true);
+    } else if let Some(m) = node["spec"].as_object_mut() {
+        m.remove("unschedulable");
+    }
+    match current {
+        None => match virtual_nodes.create(&post, &serde_json::from_value(node.clone())?).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        },
+        Some(cur) => {
+            let cur_v = serde_json::to_value(&cur)?;
+            let now = EditableFields::of(&cur_v);
+            let same_ann = cur_v.pointer("/metadata/annotations/vkube.dev~1last-applied-node")
+                == node.pointer("/metadata/annotations/vkube.dev~1last-applied-node")
+                && cur_v.pointer("/metadata/annotations/vkube.dev~1node-overrides")
+                    == node.pointer("/metadata/annotations/vkube.dev~1node-overrides");
+            let same_spec = cur_v.get("spec").map(normalize) == node.get("spec").map(normalize);
+            if now != desired
+                || !same_ann
+                || !same_spec
+                || cur_v.pointer("/metadata/labels") != node.pointer("/metadata/labels")
+            {
+                let mut next = cur.clone();
+                next.metadata.labels = serde_json::from_value(node["metadata"]["labels"].clone())?;
+                let mut annotations = next.metadata.annotations.clone().unwrap_or_default();
+                annotations.insert(LAST_APPLIED.into(), serde_json::to_string(&desired)?);
+                annotations.insert(OVERRIDES.into(), serde_json::to_string(&overrides)?);
+                next.metadata.annotations = Some(annotations);
+                next.spec = serde_json::from_value(node["spec"].clone()).ok();
+                virtual_nodes.replace(&name, &post, &next).await?;
+                if !keep_virtual && !user_changed.is_empty() {
+                    let message = format!(
+                        "Reverted {} on node {name}: node specs are synced from the host cluster. Set controlPlane.advanced.virtualScheduler.enabled: true to keep such changes in the virtual cluster, or sync.fromHost.nodes.syncBackChanges: true to apply them to the host node.",
+                        user_changed.join(", ")
+                    );
+                    let regarding = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "uid": cur.metadata.uid}});
+                    crate::events::virtual_event(ctx, &regarding, "Warning", "NodeChangeReverted", &message).await;
+                }
+            }
+        }
+    }
+    virtual_nodes
+        .patch_status(
+            &name,
+            &PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
+            &Patch::Merge(json!({"status": want["status"]})),
+        )
+        .await?;
     Ok(())
 }
 
@@ -122,10 +326,26 @@ fn normalize(v: &Value) -> Value {
 /// pods) and remove virtual nodes that should no longer be there.
 pub async fn run(ctx: Arc<SyncContext>) {
     let host_nodes: Api<Node> = Api::all(ctx.host_client.clone());
-    let mut events = watcher(host_nodes, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let mut events =
+        watcher(host_nodes.clone(), watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let virtual_nodes: Api<Node> = Api::all(ctx.virtual_client.clone());
+    let mut virtual_events = watcher(virtual_nodes, watcher::Config::default().labels(&format!("{VIRTUAL_NODE}=true")))
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
+            ev = virtual_events.next() => {
+                // A virtual edit: revert it (host wins) or record it as an override, at once.
+                let Some(Ok(v)) = ev else { continue };
+                let name = v.metadata.name.clone().unwrap_or_default();
+                if let Ok(Some(host)) = host_nodes.get_opt(&name).await {
+                    if let Err(e) = apply_virtual_node(&ctx, &host).await {
+                        tracing::debug!("node sync {name}: {e}");
+                    }
+                }
+            }
             ev = events.next() => {
                 let Some(Ok(node)) = ev else { continue };
                 let name = node.metadata.name.clone().unwrap_or_default();
@@ -182,4 +402,51 @@ async fn sweep(ctx: &SyncContext) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(labels: &[(&str, &str)], taints: &[&str], unschedulable: bool) -> EditableFields {
+        EditableFields {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            taints: taints
+                .iter()
+                .map(|t| (format!("{t}:NoSchedule"), json!({"key": t, "effect": "NoSchedule"})))
+                .collect(),
+            unschedulable,
+        }
+    }
+
+    #[test]
+    fn three_way_merge_keeps_overrides_and_takes_host_changes() {
+        let host0 = fields(&[("zone", "a")], &[], false);
+        // The user cordons and labels the virtual node.
+        let virtual_now = fields(&[("zone", "a"), ("team", "x")], &[], true);
+        let o = update_overrides(&virtual_now, &host0, Overrides::default());
+        let applied = merge(&host0, &o);
+        assert_eq!(applied, virtual_now);
+        // The host gains a label: it flows in, the overrides stay.
+        let host1 = fields(&[("zone", "a"), ("gpu", "yes")], &[], false);
+        let o = update_overrides(&applied, &applied, o);
+        let next = merge(&host1, &o);
+        assert_eq!(next, fields(&[("zone", "a"), ("gpu", "yes"), ("team", "x")], &[], true));
+        // The user removes the override label and uncordons: back to the host's values.
+        let edited = fields(&[("zone", "a"), ("gpu", "yes")], &[], false);
+        let o = update_overrides(&edited, &next, o);
+        assert_eq!(merge(&host1, &o), host1);
+        // A taint added in the virtual cluster stays when the host adds its own.
+        let with_taint = fields(&[("zone", "a"), ("gpu", "yes")], &["dedicated"], false);
+        let o = update_overrides(&with_taint, &host1, o);
+        let host2 = fields(&[("zone", "a"), ("gpu", "yes")], &["maintenance"], false);
+        assert_eq!(merge(&host2, &o).taints.len(), 2);
+    }
+
+    #[test]
+    fn diff_is_described() {
+        let a = fields(&[("a", "1")], &[], true);
+        let b = fields(&[], &[], false);
+        assert_eq!(a.describe_diff(&b), vec!["spec.unschedulable (false -> true)".to_string(), "label a".to_string()]);
+    }
 }

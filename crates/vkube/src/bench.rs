@@ -209,7 +209,11 @@ pub async fn scheduler(runs: usize, nodes: usize, pods: usize) -> anyhow::Result
 fn spawn_ready(args: &[String]) -> anyhow::Result<(std::process::Child, Duration)> {
     use std::io::BufRead;
     let t = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe()?).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn()?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut reader = std::io::BufReader::new(stdout);
     let mut line = String::new();
@@ -246,20 +250,45 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
         let _ = c.kill();
         let _ = c.wait();
         let dir = tempfile::tempdir()?;
-        let (mut c, d) = spawn_ready(&["apiserver".into(), "--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), dir.path().display().to_string()])?;
+        let (mut c, d) = spawn_ready(&[
+            "apiserver".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            dir.path().display().to_string(),
+        ])?;
         host_ms.push(d.as_secs_f64() * 1000.0);
         let _ = c.kill();
         let _ = c.wait();
     }
-    rows.push((format!("vkube up: start until host and virtual API servers are ready, ms (median of {runs})"), format!("{:.0}", median(up_ms))));
+    rows.push((
+        format!("vkube up: start until host and virtual API servers are ready, ms (median of {runs})"),
+        format!("{:.0}", median(up_ms)),
+    ));
     rows.push(("baseline: one vkube apiserver until ready, ms".into(), format!("{:.0}", median(host_ms))));
     // Separate host and serve processes, so serve's RSS is its own.
     let dir = tempfile::tempdir()?;
     let host_dir = dir.path().join("host");
     let nodes = pods.div_ceil(100).max(3);
-    let (mut host, _) = spawn_ready(&["host".into(), "--nodes".into(), nodes.to_string(), "--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), host_dir.display().to_string()])?;
+    let (mut host, _) = spawn_ready(&[
+        "host".into(),
+        "--nodes".into(),
+        nodes.to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        host_dir.display().to_string(),
+    ])?;
     let vc_dir = dir.path().join("vc");
-    let (mut serve, _) = spawn_ready(&["serve".into(), "--name".into(), "vc".into(), "--host-kubeconfig".into(), host_dir.join("host.kubeconfig").display().to_string(), "--data-dir".into(), vc_dir.display().to_string()])?;
+    let (mut serve, _) = spawn_ready(&[
+        "serve".into(),
+        "--name".into(),
+        "vc".into(),
+        "--host-kubeconfig".into(),
+        host_dir.join("host.kubeconfig").display().to_string(),
+        "--data-dir".into(),
+        vc_dir.display().to_string(),
+    ])?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rows.push(("RSS of vkube serve, idle, MiB".into(), format!("{:.0}", rss_of(serve.id()))));
     let host_client = crate::host::client_from(&host_dir.join("host.kubeconfig")).await?;
@@ -267,7 +296,9 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     // Sync latency: virtual pod created -> host pod exists; host Running -> virtual Running.
     let host_pods: Api<Pod> = Api::namespaced(host_client.clone(), "vkube-vc");
     let vpods: Api<Pod> = Api::namespaced(vc_client.clone(), "default");
-    let host_seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>)>>> = Default::default();
+    let host_seen: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>)>>,
+    > = Default::default();
     let hs = host_seen.clone();
     let host_watch = tokio::spawn(async move {
         let mut s = watcher(host_pods, watcher::Config::default()).default_backoff().applied_objects().boxed();
@@ -287,7 +318,9 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     let (mut to_host, mut back) = (vec![], vec![]);
     for i in 0..100 {
         let name = format!("lat-{i}");
-        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "app"}]}}))?;
+        let pod: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "app"}]}}),
+        )?;
         let t = Instant::now();
         vpods.create(&PostParams::default(), &pod).await?;
         let host_name = format!("{name}-x-default-x-vc");
@@ -307,22 +340,34 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
         }
     }
     host_watch.abort();
-    rows.push((format!("sync latency virtual pod created -> host pod exists, p50 / p99 ms (100 pods)"), format!("{:.1} / {:.1}", percentile_f(&mut to_host.clone(), 0.5), percentile_f(&mut to_host, 0.99))));
-    rows.push((format!("sync latency host Running -> virtual Running, p50 / p99 ms (upper bound, 2 ms polling)"), format!("{:.1} / {:.1}", percentile_f(&mut back.clone(), 0.5), percentile_f(&mut back, 0.99))));
+    rows.push((
+        format!("sync latency virtual pod created -> host pod exists, p50 / p99 ms (100 pods)"),
+        format!("{:.1} / {:.1}", percentile_f(&mut to_host.clone(), 0.5), percentile_f(&mut to_host, 0.99)),
+    ));
+    rows.push((
+        format!("sync latency host Running -> virtual Running, p50 / p99 ms (upper bound, 2 ms polling)"),
+        format!("{:.1} / {:.1}", percentile_f(&mut back.clone(), 0.5), percentile_f(&mut back, 0.99)),
+    ));
     // Many pods at once.
     let deploys: Api<Deployment> = Api::namespaced(vc_client.clone(), "default");
-    let d: Deployment = serde_json::from_value(serde_json::json!({"metadata": {"name": "many"}, "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "many"}}, "template": {"metadata": {"labels": {"app": "many"}}, "spec": {"containers": [{"name": "c", "image": "app"}]}}}}))?;
+    let d: Deployment = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "many"}, "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "many"}}, "template": {"metadata": {"labels": {"app": "many"}}, "spec": {"containers": [{"name": "c", "image": "app"}]}}}}),
+    )?;
     let t = Instant::now();
     deploys.create(&PostParams::default(), &d).await?;
     loop {
-        let running = vpods.list(&ListParams::default().labels("app=many").fields("status.phase=Running")).await?.items.len();
+        let running =
+            vpods.list(&ListParams::default().labels("app=many").fields("status.phase=Running")).await?.items.len();
         if running >= pods {
             break;
         }
         anyhow::ensure!(t.elapsed() < Duration::from_secs(300), "only {running} of {pods} Running");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    rows.push((format!("{pods} pods created at once in the virtual cluster until all Running there, s"), format!("{:.2}", t.elapsed().as_secs_f64())));
+    rows.push((
+        format!("{pods} pods created at once in the virtual cluster until all Running there, s"),
+        format!("{:.2}", t.elapsed().as_secs_f64()),
+    ));
     rows.push((format!("RSS of vkube serve with {pods} pods, MiB"), format!("{:.0}", rss_of(serve.id()))));
     let _ = serve.kill();
     let _ = host.kill();

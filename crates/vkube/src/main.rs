@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 mod bench;
 mod host;
+mod node_admission;
 mod serve;
 
 #[derive(Parser)]

@@ -1,7 +1,6 @@
 //! `vkube serve` and `vkube up`: a virtual cluster (API server, controllers, the virtual
 //! scheduler when enabled) plus the syncer against a host cluster.
 
-use crate::host;
 use anyhow::Context;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -86,7 +85,11 @@ pub fn load_values(path: Option<&Path>) -> anyhow::Result<vkube_config::VCluster
 /// # Errors
 /// A bad vcluster.yaml, a server that cannot start, a host that refuses the namespace.
 pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Result<Virtual> {
-    let values = load_values(cfg.values.as_deref())?;
+    let mut values = load_values(cfg.values.as_deref())?;
+    // The virtual scheduler places pods on virtual nodes: they mirror the host's.
+    if values.virtual_scheduler {
+        values.sync_nodes = true;
+    }
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = vkube_store::SqliteStore::open(&cfg.data_dir.join("state.db")).context("opening the store")?;
     let mut config = vkube_apiserver::ServerConfig::new(cfg.data_dir.clone(), Arc::new(store));
@@ -111,7 +114,23 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             Err(e) => return Err(e).context("creating the host namespace"),
         }
     }
-    let virtual_client = host::client_from(&kubeconfig).await?;
+    // The syncer has its own identity, so the API server can tell its writes from a user's.
+    let pair = server.pki.issue_client(crate::node_admission::SYNCER_USER, &["system:masters"])?;
+    let syncer_kc = vkube_apiserver::pki::kubeconfig(
+        &cfg.name,
+        &server.url,
+        &server.pki.ca.cert_pem,
+        vkube_apiserver::pki::Credential::Cert(&pair),
+    );
+    let syncer_config =
+        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&syncer_kc)?, &Default::default())
+            .await?;
+    let virtual_client = kube::Client::try_from(syncer_config)?;
+    server.state.add_admission(Arc::new(crate::node_admission::NodeEdits {
+        virtual_scheduler: values.virtual_scheduler,
+        sync_back: values.sync_back_changes,
+        host: host_client.clone(),
+    }));
     let mut tasks = Vec::new();
     let manager = vkube_controllers::ManagerConfig {
         node_lifecycle_enabled: false,
