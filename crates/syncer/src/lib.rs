@@ -47,6 +47,35 @@ pub struct SyncContext {
     pub mapper: names::NameMapper,
     /// The vcluster.yaml settings.
     pub config: vkube_config::VClusterConfig,
+    /// The host object that owns (as controller) every host pod of this virtual cluster,
+    /// so host tools such as `kubectl drain` treat them as managed: (name, uid).
+    pub owner: std::sync::OnceLock<(String, String)>,
+}
+
+impl SyncContext {
+    /// A context; the owner object is made by [`Syncer::run`].
+    pub fn new(
+        virtual_client: kube::Client,
+        host_client: kube::Client,
+        mapper: names::NameMapper,
+        config: vkube_config::VClusterConfig,
+    ) -> Self {
+        SyncContext { virtual_client, host_client, mapper, config, owner: std::sync::OnceLock::new() }
+    }
+}
+
+/// Make sure the host owner object exists; returns (name, uid).
+///
+/// # Errors
+/// API errors.
+pub async fn ensure_owner(ctx: &SyncContext) -> Result<(String, String), Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams};
+    let name = format!("vkube-owner-{}", ctx.mapper.cluster);
+    let api: Api<ConfigMap> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {names::MANAGED_BY: ctx.mapper.cluster}}, "data": {"purpose": "owns the host pods of this vkube virtual cluster"}});
+    let applied = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(cm)).await?;
+    Ok((name, applied.metadata.uid.unwrap_or_default()))
 }
 
 /// The syncer.
@@ -55,6 +84,18 @@ pub struct Syncer;
 impl Syncer {
     /// Run every enabled syncer until aborted.
     pub async fn run(ctx: Arc<SyncContext>) {
+        loop {
+            match ensure_owner(&ctx).await {
+                Ok(owner) => {
+                    let _ = ctx.owner.set(owner);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("host cluster not ready for the syncer yet: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
         let mut set = tokio::task::JoinSet::new();
         if ctx.config.syncs("pods") {
             set.spawn(pods::run(ctx.clone()));

@@ -340,11 +340,10 @@ pub async fn run(ctx: Arc<SyncContext>) {
                 // A virtual edit: revert it (host wins) or record it as an override, at once.
                 let Some(Ok(v)) = ev else { continue };
                 let name = v.metadata.name.clone().unwrap_or_default();
-                if let Ok(Some(host)) = host_nodes.get_opt(&name).await {
-                    if let Err(e) = apply_virtual_node(&ctx, &host).await {
+                if let Ok(Some(host)) = host_nodes.get_opt(&name).await
+                    && let Err(e) = apply_virtual_node(&ctx, &host).await {
                         tracing::debug!("node sync {name}: {e}");
                     }
-                }
             }
             ev = events.next() => {
                 let Some(Ok(node)) = ev else { continue };

@@ -205,6 +205,9 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                 if let Some(node) = vpod.spec.as_ref().and_then(|s| s.node_name.clone()) {
                     host_pod["spec"]["nodeName"] = json!(node);
                 }
+                if let Some((owner, uid)) = ctx.owner.get() {
+                    host_pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid, "controller": true}]);
+                }
                 let created = match host_api
                     .create(
                         &PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },

@@ -206,6 +206,10 @@ pub async fn scheduler(runs: usize, nodes: usize, pods: usize) -> anyhow::Result
     Ok(())
 }
 
+/// When each host pod was first seen and first seen Running.
+type SeenTimes =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>)>>>;
+
 fn spawn_ready(args: &[String]) -> anyhow::Result<(std::process::Child, Duration)> {
     use std::io::BufRead;
     let t = Instant::now();
@@ -296,9 +300,7 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     // Sync latency: virtual pod created -> host pod exists; host Running -> virtual Running.
     let host_pods: Api<Pod> = Api::namespaced(host_client.clone(), "vkube-vc");
     let vpods: Api<Pod> = Api::namespaced(vc_client.clone(), "default");
-    let host_seen: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>)>>,
-    > = Default::default();
+    let host_seen: SeenTimes = Default::default();
     let hs = host_seen.clone();
     let host_watch = tokio::spawn(async move {
         let mut s = watcher(host_pods, watcher::Config::default()).default_backoff().applied_objects().boxed();
@@ -341,11 +343,11 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     }
     host_watch.abort();
     rows.push((
-        format!("sync latency virtual pod created -> host pod exists, p50 / p99 ms (100 pods)"),
+        "sync latency virtual pod created -> host pod exists, p50 / p99 ms (100 pods)".to_string(),
         format!("{:.1} / {:.1}", percentile_f(&mut to_host.clone(), 0.5), percentile_f(&mut to_host, 0.99)),
     ));
     rows.push((
-        format!("sync latency host Running -> virtual Running, p50 / p99 ms (upper bound, 2 ms polling)"),
+        "sync latency host Running -> virtual Running, p50 / p99 ms (upper bound, 2 ms polling)".to_string(),
         format!("{:.1} / {:.1}", percentile_f(&mut back.clone(), 0.5), percentile_f(&mut back, 0.99)),
     ));
     // Many pods at once.

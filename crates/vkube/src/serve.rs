@@ -146,7 +146,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             }
         }));
     }
-    let ctx = Arc::new(vkube_syncer::SyncContext { virtual_client, host_client, mapper, config: values });
+    let ctx = Arc::new(vkube_syncer::SyncContext::new(virtual_client, host_client, mapper, values));
     tasks.push(tokio::spawn(vkube_syncer::Syncer::run(ctx)));
     Ok(Virtual { server, kubeconfig, tasks })
 }

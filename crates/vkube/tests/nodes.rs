@@ -1,0 +1,165 @@
+//! End-to-end: node edits inside a virtual cluster, in each of the three modes, and
+//! drain in the virtual cluster and on the host.
+
+mod common;
+
+use common::{Vkube, start_up_in};
+use std::time::Duration;
+
+fn up_with(values: Option<&str>) -> Vkube {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match values {
+        None => start_up_in(dir, &[]),
+        Some(v) => {
+            let path = dir.path().join("vcluster.yaml");
+            std::fs::write(&path, v).expect("write values");
+            let p = path.display().to_string();
+            start_up_in(dir, &["-f", &p])
+        }
+    }
+}
+
+const VIRTUAL_SCHEDULER: &str = "controlPlane:\n  advanced:\n    virtualScheduler:\n      enabled: true\n";
+const SYNC_BACK: &str = "sync:\n  fromHost:\n    nodes:\n      enabled: true\n      syncBackChanges: true\n";
+
+fn wait_nodes(vk: &Vkube, n: usize) {
+    if vk.ok(&["get", "nodes", "--no-headers"]).lines().count() < n {
+        vk.ok(&["create", "deployment", "warm", "--image=nginx", &format!("--replicas={}", n * 2)]);
+        vk.ok(&["rollout", "status", "deploy/warm", "--timeout=30s"]);
+    }
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() >= n);
+}
+
+#[test]
+fn default_mode_warns_reverts_and_records_why() {
+    let vk = up_with(None);
+    wait_nodes(&vk, 3);
+    let (ok, _, err) = vk.kubectl(&["cordon", "node-1"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("will be reverted because node specs are synced from the host cluster"), "{err}");
+    assert!(
+        err.contains("controlPlane.advanced.virtualScheduler.enabled")
+            && err.contains("sync.fromHost.nodes.syncBackChanges"),
+        "{err}"
+    );
+    // Reverted within a second.
+    let started = std::time::Instant::now();
+    vk.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"], 5, |o| {
+        o.is_empty() || o == "false"
+    });
+    assert!(started.elapsed() < Duration::from_secs(1), "revert took {:?}", started.elapsed());
+    let described = vk.wait_for(&["describe", "node", "node-1"], 10, |o| o.contains("NodeChangeReverted"));
+    assert!(described.contains("Reverted spec.unschedulable (false -> true) on node node-1"), "{described}");
+    let (_, _, err) = vk.kubectl(&["label", "node", "node-2", "team=x"]);
+    assert!(err.contains("label team will be reverted"), "{err}");
+    vk.wait_for(&["get", "node", "node-2", "--show-labels"], 5, |o| !o.contains("team=x"));
+    // Drain in the virtual cluster still evicts; the host scheduler places the pods.
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let (ok, out, err) = vk.kubectl(&["drain", "node-3", "--ignore-daemonsets", "--timeout=30s"]);
+    assert!(ok && out.contains("drained"), "{out}{err}");
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.ok(&["rollout", "status", "deploy/warm", "--timeout=30s"]);
+}
+
+#[test]
+fn virtual_scheduler_keeps_edits_honours_them_and_merges_host_changes() {
+    let vk = up_with(Some(VIRTUAL_SCHEDULER));
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() == 3);
+    let (_, _, err) = vk.kubectl(&["cordon", "node-1"]);
+    assert!(!err.contains("reverted"), "no revert warning in this mode: {err}");
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(vk.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "true", "cordon persists");
+    assert_eq!(
+        vk.host_ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]),
+        "",
+        "host node untouched"
+    );
+    // The virtual scheduler honours it.
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let nodes = vk.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert!(!nodes.contains("node-1"), "{nodes}");
+    // Taints and tolerations in the virtual cluster.
+    vk.ok(&["taint", "node", "node-2", "dedicated=gpu:NoSchedule"]);
+    vk.ok(&["taint", "node", "node-3", "dedicated=gpu:NoSchedule"]);
+    vk.ok(&["run", "nowhere", "--image=nginx"]);
+    let described = vk.wait_for(&["describe", "pod", "nowhere"], 15, |o| o.contains("FailedScheduling"));
+    assert!(
+        described.contains(
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}."
+        ),
+        "{described}"
+    );
+    let tolerating = "apiVersion: v1\nkind: Pod\nmetadata: {name: gpu}\nspec:\n  tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]\n  containers: [{name: c, image: cuda}]\n";
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], tolerating);
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "pod", "gpu", "-o", "jsonpath={.status.phase}"], 20, |o| o == "Running");
+    // A host label flows in while the virtual label stays.
+    vk.ok(&["label", "node", "node-2", "team=blue"]);
+    vk.host_ok(&["label", "node", "node-2", "disk=ssd"]);
+    let labels = vk.wait_for(&["get", "node", "node-2", "--show-labels"], 10, |o| o.contains("disk=ssd"));
+    assert!(labels.contains("team=blue"), "{labels}");
+    assert!(!vk.host_ok(&["get", "node", "node-2", "--show-labels"]).contains("team=blue"));
+    // Removing the override returns the field to the host's value.
+    vk.ok(&["uncordon", "node-1"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(vk.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "");
+    // A restart keeps the overrides.
+    vk.ok(&["cordon", "node-3"]);
+    let dir = vk.kill9();
+    let values = dir.path().join("vcluster.yaml").display().to_string();
+    let vk = start_up_in(dir, &["-f", &values]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(vk.ok(&["get", "node", "node-3", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    let labels = vk.ok(&["get", "node", "node-2", "--show-labels"]);
+    assert!(labels.contains("team=blue") && labels.contains("disk=ssd"), "{labels}");
+}
+
+#[test]
+fn sync_back_writes_through_to_host_nodes() {
+    let vk = up_with(Some(SYNC_BACK));
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() == 3);
+    vk.ok(&["cordon", "node-1"]);
+    assert_eq!(
+        vk.host_ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]),
+        "true",
+        "written before the answer"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(vk.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    vk.ok(&["uncordon", "node-1"]);
+    assert_eq!(vk.host_ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "false");
+    vk.ok(&["label", "node", "node-2", "team=x"]);
+    assert!(vk.host_ok(&["get", "node", "node-2", "--show-labels"]).contains("team=x"));
+    vk.ok(&["taint", "node", "node-3", "dedicated=gpu:NoSchedule"]);
+    assert!(vk.host_ok(&["get", "node", "node-3", "-o", "jsonpath={.spec.taints}"]).contains("dedicated"));
+    vk.ok(&["taint", "node", "node-3", "dedicated-"]);
+    assert!(!vk.host_ok(&["get", "node", "node-3", "-o", "jsonpath={.spec.taints}"]).contains("dedicated"));
+    // The other way: host changes appear in the virtual cluster.
+    vk.host_ok(&["label", "node", "node-1", "disk=ssd"]);
+    vk.wait_for(&["get", "node", "node-1", "--show-labels"], 10, |o| o.contains("disk=ssd"));
+    // A host refusal is the answer, and nothing is applied.
+    let (ok, _, err) =
+        vk.kubectl(&["patch", "node", "node-2", "-p", r#"{"metadata":{"labels":{"bad":"-not-valid-"}}}"#]);
+    assert!(!ok && err.contains("host cluster refused"), "{err}");
+    assert!(!vk.ok(&["get", "node", "node-2", "--show-labels"]).contains("bad="));
+}
+
+#[test]
+fn drain_on_the_host_evicts_synced_pods_and_they_come_back() {
+    let vk = up_with(None);
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let host_node = vk.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.nodeName}"]);
+    let out = std::process::Command::new("kubectl")
+        .args(["drain", &host_node, "--ignore-daemonsets", "--timeout=30s"])
+        .env("KUBECONFIG", vk.host_kubeconfig())
+        .output()
+        .expect("host drain");
+    assert!(out.status.success(), "host drain refused: {}", String::from_utf8_lossy(&out.stderr));
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.wait_for(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"], 20, |o| {
+        o.split_whitespace().count() == 3 && !o.split_whitespace().any(|n| n == host_node)
+    });
+}
