@@ -22,11 +22,14 @@ pub struct NodeLifecycleConfig {
     pub grace: Duration,
     /// How often to look.
     pub period: Duration,
+    /// Watch Leases and own the not-ready/unreachable taints (off in a virtual cluster,
+    /// whose nodes the syncer keeps: there only taint-based eviction runs).
+    pub manage_nodes: bool,
 }
 
 impl Default for NodeLifecycleConfig {
     fn default() -> Self {
-        NodeLifecycleConfig { grace: Duration::from_secs(40), period: Duration::from_secs(1) }
+        NodeLifecycleConfig { grace: Duration::from_secs(40), period: Duration::from_secs(1), manage_nodes: true }
     }
 }
 
@@ -107,7 +110,8 @@ async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Er
             .map(|t| t.0);
         let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let last = renewed.or(created);
-        let stale = last.is_some_and(|t| now.duration_since(t).as_secs() as u64 > cfg.grace.as_secs());
+        let stale =
+            cfg.manage_nodes && last.is_some_and(|t| now.duration_since(t).as_secs() as u64 > cfg.grace.as_secs());
         if stale && ready != "Unknown" {
             let patched: Vec<serde_json::Value> = conditions
                 .iter()
@@ -126,47 +130,62 @@ async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Er
             ready = "Unknown".into();
         }
         let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        if !cfg.manage_nodes {
+            evict(client, &name, &current, now).await?;
+            continue;
+        }
         let desired = desired_taints(&current, &ready, &now_s);
         let same = desired.len() == current.len()
             && desired.iter().all(|d| current.iter().any(|c| c.key == d.key && c.effect == d.effect));
         if !same {
             nodes.patch(&name, &pp(MANAGER), &Patch::Merge(json!({"spec": {"taints": desired}}))).await?;
         }
-        // Taint-based eviction.
-        let no_execute: Vec<&Taint> = desired.iter().filter(|t| t.effect == "NoExecute").collect();
-        if no_execute.is_empty() {
+        evict(client, &name, &desired, now).await?;
+    }
+    Ok(())
+}
+
+/// Taint-based eviction: pods on `node` that do not tolerate one of its NoExecute taints
+/// go (after their `tolerationSeconds`, if any).
+async fn evict(
+    client: &kube::Client,
+    name: &str,
+    taints: &[Taint],
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<(), Error> {
+    let no_execute: Vec<&Taint> = taints.iter().filter(|t| t.effect == "NoExecute").collect();
+    if no_execute.is_empty() {
+        return Ok(());
+    }
+    let pods: Api<Pod> = Api::all(client.clone());
+    for pod in pods.list(&ListParams::default().fields(&format!("spec.nodeName={name}"))).await?.items {
+        if pod.metadata.deletion_timestamp.is_some() || crate::util::is_terminal(&pod) {
             continue;
         }
-        let pods: Api<Pod> = Api::all(client.clone());
-        for pod in pods.list(&ListParams::default().fields(&format!("spec.nodeName={name}"))).await?.items {
-            if pod.metadata.deletion_timestamp.is_some() || crate::util::is_terminal(&pod) {
-                continue;
+        let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+        let evict = no_execute.iter().any(|t| match tolerated(&tolerations, t) {
+            None => true,
+            Some(None) => false,
+            Some(Some(secs)) => {
+                let added = t.time_added.as_ref().map(|x| x.0).unwrap_or(now);
+                now.duration_since(added).as_secs() >= secs
             }
-            let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-            let evict = no_execute.iter().any(|t| match tolerated(&tolerations, t) {
-                None => true,
-                Some(None) => false,
-                Some(Some(secs)) => {
-                    let added = t.time_added.as_ref().map(|x| x.0).unwrap_or(now);
-                    now.duration_since(added).as_secs() >= secs
-                }
-            });
-            if evict {
-                let ns = pod.metadata.namespace.clone().unwrap_or_default();
-                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                let _ = api.delete(&pod_name, &DeleteParams::default()).await;
-                let obj = serde_json::to_value(&pod)?;
-                crate::util::event(
-                    client,
-                    MANAGER,
-                    &obj,
-                    "Normal",
-                    "TaintManagerEviction",
-                    &format!("Marking for deletion Pod {ns}/{pod_name}"),
-                )
-                .await;
-            }
+        });
+        if evict {
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            let _ = api.delete(&pod_name, &DeleteParams::default()).await;
+            let obj = serde_json::to_value(&pod)?;
+            crate::util::event(
+                client,
+                MANAGER,
+                &obj,
+                "Normal",
+                "TaintManagerEviction",
+                &format!("Marking for deletion Pod {ns}/{pod_name}"),
+            )
+            .await;
         }
     }
     Ok(())

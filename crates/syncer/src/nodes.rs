@@ -209,10 +209,51 @@ pub fn merge(host: &EditableFields, o: &Overrides) -> EditableFields {
     EditableFields { labels, taints, unschedulable: o.unschedulable.unwrap_or(host.unschedulable) }
 }
 
+/// Allocatable minus what the given pods request (cpu, memory, pods).
+pub fn allocatable_left(allocatable: &Value, pods: &[Pod]) -> Value {
+    use vkube_core::quantity::{format_cpu_milli, parse_milli};
+    let get = |k: &str| allocatable.get(k).and_then(Value::as_str).and_then(parse_milli).unwrap_or(0);
+    let (mut cpu, mut mem) = (0i128, 0i128);
+    for p in pods {
+        for c in p.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default() {
+            let req = |r: &str| {
+                c.resources
+                    .as_ref()
+                    .and_then(|x| x.requests.as_ref())
+                    .and_then(|m| m.get(r))
+                    .and_then(|q| parse_milli(&q.0))
+                    .unwrap_or(0)
+            };
+            cpu += req("cpu");
+            mem += req("memory");
+        }
+    }
+    let mut out = allocatable.clone();
+    out["cpu"] = json!(format_cpu_milli((get("cpu") - cpu).max(0)));
+    out["memory"] = json!(format!("{}", ((get("memory") - mem).max(0)) / 1000));
+    out["pods"] = json!(format!("{}", (get("pods") / 1000 - pods.len() as i128).max(0)));
+    out
+}
+
 async fn apply_virtual_node(ctx: &SyncContext, host: &Node) -> Result<(), Error> {
     let virtual_nodes: Api<Node> = Api::all(ctx.virtual_client.clone());
     let name = host.metadata.name.clone().unwrap_or_default();
-    let want = translate(&serde_json::to_value(host)?, ctx.config.sync_nodes, ctx.config.clear_image_status);
+    let mut want = translate(&serde_json::to_value(host)?, ctx.config.sync_nodes, ctx.config.clear_image_status);
+    if ctx.config.virtual_scheduler {
+        // The virtual scheduler must not overcommit: what host pods outside this virtual
+        // cluster use on the node is not available to it.
+        let host_pods: Api<Pod> = Api::all(ctx.host_client.clone());
+        let others: Vec<Pod> = host_pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| !ctx.mapper.owns(&p.metadata) && !crate::util::is_terminal(p))
+            .collect();
+        if let Some(alloc) = want.pointer("/status/allocatable").cloned() {
+            want["status"]["allocatable"] = allocatable_left(&alloc, &others);
+        }
+    }
     let host_fields = EditableFields::of(&want);
     let keep_virtual = ctx.config.virtual_scheduler;
     let post = PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
@@ -440,6 +481,15 @@ mod tests {
         let o = update_overrides(&with_taint, &host1, o);
         let host2 = fields(&[("zone", "a"), ("gpu", "yes")], &["maintenance"], false);
         assert_eq!(merge(&host2, &o).taints.len(), 2);
+    }
+
+    #[test]
+    fn allocatable_excludes_other_pods() {
+        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}})).expect("pod");
+        let left = allocatable_left(&json!({"cpu": "4", "memory": "16Gi", "pods": "110"}), &[pod]);
+        assert_eq!(left["cpu"], "3500m");
+        assert_eq!(left["memory"], format!("{}", 15u64 * 1024 * 1024 * 1024));
+        assert_eq!(left["pods"], "109");
     }
 
     #[test]

@@ -132,8 +132,13 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         host: host_client.clone(),
     }));
     let mut tasks = Vec::new();
+    // Virtual nodes are kept by the syncer; the node lifecycle controller only evicts
+    // pods that do not tolerate their NoExecute taints.
     let manager = vkube_controllers::ManagerConfig {
-        node_lifecycle_enabled: false,
+        node_lifecycle: vkube_controllers::nodelifecycle::NodeLifecycleConfig {
+            manage_nodes: false,
+            ..Default::default()
+        },
         identity: format!("vkube-{}-{}", cfg.name, std::process::id()),
         ..Default::default()
     };

@@ -163,3 +163,35 @@ fn drain_on_the_host_evicts_synced_pods_and_they_come_back() {
         o.split_whitespace().count() == 3 && !o.split_whitespace().any(|n| n == host_node)
     });
 }
+
+#[test]
+fn virtual_no_execute_taints_evict_and_allocatable_excludes_host_pods() {
+    let vk = up_with(Some(VIRTUAL_SCHEDULER));
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() == 3);
+    // A host pod outside the virtual cluster takes 3 of node-1's 4 CPUs.
+    let hog = "apiVersion: v1\nkind: Pod\nmetadata: {name: hog, namespace: default}\nspec:\n  nodeName: node-1\n  containers: [{name: c, image: x, resources: {requests: {cpu: \"3\"}}}]\n";
+    let out = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", vk.host_kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().map(|mut s| s.write_all(hog.as_bytes()));
+            c.wait()
+        })
+        .expect("host apply");
+    assert!(out.success());
+    vk.host_ok(&["label", "node", "node-1", "touch=1"]);
+    vk.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.status.allocatable.cpu}"], 15, |o| o == "1");
+    // NoExecute in the virtual cluster evicts pods that do not tolerate it.
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    vk.ok(&["taint", "node", "node-2", "maintenance=now:NoExecute"]);
+    vk.ok(&["taint", "node", "node-3", "maintenance=now:NoSchedule"]);
+    vk.wait_for(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"], 30, |o| {
+        o.split_whitespace().count() == 3 && o.split_whitespace().all(|n| n != "node-2")
+    });
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+}
