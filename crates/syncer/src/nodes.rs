@@ -235,9 +235,16 @@ pub fn allocatable_left(allocatable: &Value, pods: &[Pod]) -> Value {
     out
 }
 
-async fn apply_virtual_node(ctx: &SyncContext, host: &Node) -> Result<(), Error> {
+async fn apply_virtual_node(ctx: &SyncContext, host_event: &Node) -> Result<(), Error> {
     let virtual_nodes: Api<Node> = Api::all(ctx.virtual_client.clone());
-    let name = host.metadata.name.clone().unwrap_or_default();
+    let name = host_event.metadata.name.clone().unwrap_or_default();
+    // Read the virtual node first and the host node after it: a user's write-through
+    // that lands in between makes our replace below conflict (it carries the virtual
+    // node's resourceVersion) instead of putting an older host state back.
+    let current = virtual_nodes.get_opt(&name).await?;
+    let host_api: Api<Node> = Api::all(ctx.host_client.clone());
+    let Some(fresh) = host_api.get_opt(&name).await? else { return Ok(()) };
+    let host = &fresh;
     let mut want = translate(&serde_json::to_value(host)?, ctx.config.sync_nodes, ctx.config.clear_image_status);
     if ctx.config.virtual_scheduler {
         // The virtual scheduler must not overcommit: what host pods outside this virtual
@@ -257,7 +264,6 @@ async fn apply_virtual_node(ctx: &SyncContext, host: &Node) -> Result<(), Error>
     let host_fields = EditableFields::of(&want);
     let keep_virtual = ctx.config.virtual_scheduler;
     let post = PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
-    let current = virtual_nodes.get_opt(&name).await?;
     let (desired, overrides, user_changed) = match &current {
         None => (host_fields.clone(), Overrides::default(), Vec::new()),
         Some(cur) => {

@@ -382,6 +382,85 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Node-edit latency: `kubectl cordon`'s patch in the virtual cluster until the host node
+/// is unschedulable (sync back), and until the revert (default mode); 100 runs each.
+pub async fn node_edits(runs: usize) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+    let mut rows = Vec::new();
+    for (mode, values) in [
+        ("sync back", "sync:\n  fromHost:\n    nodes:\n      enabled: true\n      syncBackChanges: true\n"),
+        ("default", ""),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let values_path = dir.path().join("vcluster.yaml");
+        std::fs::write(&values_path, values)?;
+        let data = dir.path().join("data");
+        let (mut child, _) = spawn_ready(&[
+            "up".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "-f".into(),
+            values_path.display().to_string(),
+        ])?;
+        let vc = crate::host::client_from(&data.join("vc/vc.kubeconfig")).await?;
+        let host = crate::host::client_from(&data.join("host/host.kubeconfig")).await?;
+        let vnodes: Api<Node> = Api::all(vc.clone());
+        let hnodes: Api<Node> = Api::all(host.clone());
+        // Make sure the virtual node exists (default mode shows nodes that run pods).
+        let pods: Api<Pod> = Api::namespaced(vc.clone(), "default");
+        let pod: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "warm"}, "spec": {"nodeSelector": {"kubernetes.io/hostname": "node-1"}, "containers": [{"name": "c", "image": "x"}]}}),
+        )?;
+        pods.create(&PostParams::default(), &pod).await?;
+        let t = Instant::now();
+        while vnodes.get_opt("node-1").await?.is_none() {
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "virtual node-1 never appeared");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pp = PatchParams::default();
+        let mut lat = Vec::new();
+        for i in 0..runs {
+            let on = i % 2 == 0;
+            let t = Instant::now();
+            vnodes.patch("node-1", &pp, &Patch::Strategic(serde_json::json!({"spec": {"unschedulable": on}}))).await?;
+            loop {
+                let done = if mode == "sync back" {
+                    hnodes.get("node-1").await?.spec.and_then(|s| s.unschedulable).unwrap_or(false) == on
+                } else {
+                    !vnodes.get("node-1").await?.spec.and_then(|s| s.unschedulable).unwrap_or(false)
+                };
+                if done {
+                    break;
+                }
+                anyhow::ensure!(t.elapsed() < Duration::from_secs(10), "{mode}: no effect in run {i}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            if mode == "default" {
+                // Wait for the revert to settle before the next edit.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let what = if mode == "sync back" {
+            "cordon/uncordon in the virtual cluster -> host node changed (sync back)"
+        } else {
+            "cordon in the virtual cluster -> reverted (default mode)"
+        };
+        rows.push((
+            format!("{what}, p50 / p99 ms over {runs}"),
+            format!("{:.1} / {:.1}", percentile_f(&mut lat.clone(), 0.5), percentile_f(&mut lat, 0.99)),
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!("| measure | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}
+
 /// Run the benchmarks and print a Markdown table.
 ///
 /// # Errors

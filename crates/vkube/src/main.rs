@@ -106,7 +106,7 @@ enum Command {
         /// Pods to store for the list and RSS measures.
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
-        /// Which benchmark: `api`, `scheduler` or `virtual`.
+        /// Which benchmark: `api`, `scheduler`, `virtual` or `nodes`.
         #[arg(long, default_value = "api")]
         suite: String,
         /// Nodes for the scheduler benchmark.
@@ -226,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { runs, pods, suite, nodes } => match suite.as_str() {
             "scheduler" => bench::scheduler(runs, nodes, pods).await,
             "virtual" => bench::virtual_cluster(runs, pods).await,
+            "nodes" => bench::node_edits(runs).await,
             _ => bench::run(runs, pods).await,
         },
     }
