@@ -421,6 +421,14 @@ impl Strategy for ServiceStrategy {
 /// Nodes.
 pub struct NodeStrategy;
 impl Strategy for NodeStrategy {
+    fn default(&self, obj: &mut Value) {
+        // As kube-apiserver: allocatable defaults to capacity.
+        if obj.pointer("/status/allocatable").is_none_or(Value::is_null) {
+            if let Some(cap) = obj.pointer("/status/capacity").cloned() {
+                obj["status"]["allocatable"] = cap;
+            }
+        }
+    }
     fn field_labels(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
     }
@@ -765,6 +773,13 @@ mod tests {
         let causes = WorkloadStrategy::Deployment.validate(&d);
         assert_eq!(causes.len(), 1);
         assert_eq!(causes[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn node_allocatable_defaults_to_capacity() {
+        let mut n = json!({"status": {"capacity": {"cpu": "2"}}});
+        NodeStrategy.default(&mut n);
+        assert_eq!(n["status"]["allocatable"]["cpu"], "2");
     }
 
     #[test]

@@ -31,6 +31,9 @@ enum Command {
         /// Static token file (token,user,uid,"groups").
         #[arg(long)]
         token_auth_file: Option<PathBuf>,
+        /// Service cluster IP range (IPv4 CIDR).
+        #[arg(long, default_value = "10.96.0.0/12")]
+        service_cluster_ip_range: String,
     },
     /// Run a simulated host cluster: API server, scheduler, controllers and simulated nodes.
     Host {
@@ -124,13 +127,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Apiserver { data_dir, listen, token_auth_file } => {
+        Command::Apiserver { data_dir, listen, token_auth_file, service_cluster_ip_range } => {
             let started = std::time::Instant::now();
             std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
             let store = vkube_store::SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?;
             let mut config = vkube_apiserver::ServerConfig::new(data_dir.clone(), Arc::new(store));
             config.listen = listen;
             config.token_file = token_auth_file;
+            config.service_cidr = parse_cidr(&service_cluster_ip_range)?;
             let server = vkube_apiserver::start(config).await?;
             println!(
                 "vkube apiserver ready at {} in {} ms; kubeconfig: {}",
@@ -230,6 +234,20 @@ async fn main() -> anyhow::Result<()> {
             _ => bench::run(runs, pods).await,
         },
     }
+}
+
+fn parse_cidr(s: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
+    let (ip, bits) = s.split_once('/').ok_or_else(|| {
+        anyhow::anyhow!("--service-cluster-ip-range: expected an IPv4 CIDR such as 10.96.0.0/12, got {s}")
+    })?;
+    let ip: std::net::Ipv4Addr =
+        ip.parse().with_context(|| format!("--service-cluster-ip-range: bad address in {s}"))?;
+    let bits: u8 = bits
+        .parse()
+        .ok()
+        .filter(|b| (8..=30).contains(b))
+        .ok_or_else(|| anyhow::anyhow!("--service-cluster-ip-range: prefix length must be 8..30 in {s}"))?;
+    Ok((ip, bits))
 }
 
 async fn wait_for_signal() {

@@ -243,3 +243,12 @@ fn typed_client_commands_send_protobuf_and_work() {
     vk.ok(&["set", "image", "deploy/web", "nginx=nginx:1.26"]);
     assert_eq!(vk.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]), "3");
 }
+
+#[test]
+fn service_ip_range_is_configurable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vk = common::start_role(dir, &["apiserver", "--service-cluster-ip-range", "10.200.0.0/24"], "admin.kubeconfig");
+    assert_eq!(vk.ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]), "10.200.0.1");
+    vk.ok(&["create", "service", "clusterip", "s", "--tcp=80:80"]);
+    assert!(vk.ok(&["get", "svc", "s", "-o", "jsonpath={.spec.clusterIP}"]).starts_with("10.200.0."));
+}
