@@ -423,10 +423,10 @@ pub struct NodeStrategy;
 impl Strategy for NodeStrategy {
     fn default(&self, obj: &mut Value) {
         // As kube-apiserver: allocatable defaults to capacity.
-        if obj.pointer("/status/allocatable").is_none_or(Value::is_null) {
-            if let Some(cap) = obj.pointer("/status/capacity").cloned() {
-                obj["status"]["allocatable"] = cap;
-            }
+        if obj.pointer("/status/allocatable").is_none_or(Value::is_null)
+            && let Some(cap) = obj.pointer("/status/capacity").cloned()
+        {
+            obj["status"]["allocatable"] = cap;
         }
     }
     fn field_labels(&self) -> &'static [&'static str] {
