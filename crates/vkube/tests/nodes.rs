@@ -195,3 +195,18 @@ fn virtual_no_execute_taints_evict_and_allocatable_excludes_host_pods() {
     });
     vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
 }
+
+#[test]
+fn both_keys_write_through_and_the_virtual_scheduler_uses_the_edits() {
+    let both = "controlPlane:\n  advanced:\n    virtualScheduler:\n      enabled: true\nsync:\n  fromHost:\n    nodes:\n      enabled: true\n      syncBackChanges: true\n";
+    let vk = up_with(Some(both));
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() == 3);
+    vk.ok(&["cordon", "node-1"]);
+    assert_eq!(vk.host_ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]);
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let nodes = vk.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert!(!nodes.contains("node-1"), "{nodes}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(vk.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+}
