@@ -3,7 +3,8 @@
 //! carrying this cluster's marks are ever considered.
 
 use crate::SyncContext;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -64,6 +65,10 @@ pub async fn sweep(ctx: &SyncContext) -> Result<(), kube::Error> {
     sweep_kind::<Service>(ctx, false).await?;
     sweep_kind::<ConfigMap>(ctx, true).await?;
     sweep_kind::<Secret>(ctx, true).await?;
+    sweep_kind::<PersistentVolumeClaim>(ctx, false).await?;
+    sweep_kind::<Ingress>(ctx, false).await?;
+    sweep_kind::<ServiceAccount>(ctx, false).await?;
+    sweep_kind::<Endpoints>(ctx, false).await?;
     Ok(())
 }
 
@@ -104,5 +109,9 @@ pub async fn uninstall(host_client: kube::Client, mapper: &crate::names::NameMap
     wipe!(Service);
     wipe!(ConfigMap);
     wipe!(Secret);
+    wipe!(PersistentVolumeClaim);
+    wipe!(Ingress);
+    wipe!(ServiceAccount);
+    wipe!(Endpoints);
     Ok(n)
 }

@@ -18,6 +18,7 @@ pub mod names;
 pub mod nodes;
 pub mod pods;
 pub mod services;
+pub mod simple;
 mod util;
 
 use std::sync::Arc;
@@ -104,6 +105,7 @@ impl Syncer {
             set.spawn(services::run(ctx.clone()));
         }
         set.spawn(config::run(ctx.clone()));
+        set.spawn(simple::run(ctx.clone()));
         set.spawn(nodes::run(ctx.clone()));
         if ctx.config.sync_events {
             set.spawn(events::run(ctx.clone()));

@@ -206,3 +206,101 @@ fn bad_vcluster_yaml_is_refused_with_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn claims_ingresses_service_accounts_and_selectorless_endpoints_reach_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("vcluster.yaml");
+    std::fs::write(
+        &values,
+        "sync:\n  toHost:\n    ingresses:\n      enabled: true\n    serviceAccounts:\n      enabled: true\n",
+    )
+    .expect("write");
+    let v = values.display().to_string();
+    let vk = start_up_in(dir, &["-f", &v]);
+    let manifest = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules: [{host: web.example, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: builder}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: external}
+spec: {ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: external}
+subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 5432}]}]
+"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], manifest);
+    assert!(ok, "{err}");
+    let found = |args: &[&str]| {
+        common::retry(20, || {
+            let out = std::process::Command::new("kubectl")
+                .args(args)
+                .env("KUBECONFIG", vk.host_kubeconfig())
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && !text.trim().is_empty()).then_some(text)
+        })
+    };
+    assert_eq!(
+        found(&[
+            "get",
+            "pvc",
+            "data-x-default-x-vc",
+            "-n",
+            "vkube-vc",
+            "-o",
+            "jsonpath={.spec.resources.requests.storage}"
+        ]),
+        "1Gi"
+    );
+    assert_eq!(
+        found(&[
+            "get",
+            "ingress",
+            "web-x-default-x-vc",
+            "-n",
+            "vkube-vc",
+            "-o",
+            "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"
+        ]),
+        "web-x-default-x-vc"
+    );
+    found(&["get", "sa", "builder-x-default-x-vc", "-n", "vkube-vc", "-o", "name"]);
+    assert_eq!(
+        found(&[
+            "get",
+            "endpoints",
+            "external-x-default-x-vc",
+            "-n",
+            "vkube-vc",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}"
+        ]),
+        "192.0.2.10"
+    );
+    vk.ok(&["delete", "pvc", "data"]);
+    common::retry(20, || {
+        let out = std::process::Command::new("kubectl")
+            .args(["get", "pvc", "-n", "vkube-vc", "-o", "name"])
+            .env("KUBECONFIG", vk.host_kubeconfig())
+            .output()
+            .ok()?;
+        (!String::from_utf8_lossy(&out.stdout).contains("data-x-default-x-vc")).then_some(())
+    });
+}
