@@ -304,3 +304,44 @@ subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 5432}]}]
         (!String::from_utf8_lossy(&out.stdout).contains("data-x-default-x-vc")).then_some(())
     });
 }
+
+#[test]
+fn the_syncer_converges_after_a_host_outage() {
+    // A fixed host port, so the restarted host is where serve's kubeconfig points.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let listen = format!("127.0.0.1:{port}");
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let mut start_host = |dir: tempfile::TempDir| -> Vkube {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+            .args(["host", "--nodes", "2", "--listen", &listen, "--data-dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("host");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("line");
+        assert!(line.contains("ready"), "{line}");
+        let kubeconfig = dir.path().join("host.kubeconfig");
+        Vkube { child, dir, kubeconfig }
+    };
+    let host = start_host(host_dir);
+    let host_kc = host.kubeconfig.display().to_string();
+    let vc = start_role(
+        tempfile::tempdir().expect("tempdir"),
+        &["serve", "--name", "vc", "--host-kubeconfig", &host_kc],
+        "vc.kubeconfig",
+    );
+    vc.ok(&["create", "deployment", "before", "--image=nginx", "--replicas=1"]);
+    vc.ok(&["rollout", "status", "deploy/before", "--timeout=30s"]);
+    // The host goes away; work is created in the virtual cluster meanwhile.
+    let dir = host.stop();
+    vc.ok(&["create", "deployment", "during", "--image=nginx", "--replicas=2"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The host comes back on the same address: the syncer catches up.
+    let host = start_host(dir);
+    vc.ok(&["rollout", "status", "deploy/during", "--timeout=60s"]);
+    let host_pods = host.ok(&["get", "pods", "-n", "vkube-vc", "--no-headers"]);
+    assert_eq!(host_pods.lines().filter(|l| l.starts_with("during-")).count(), 2, "{host_pods}");
+    assert_eq!(host_pods.lines().filter(|l| l.starts_with("before-")).count(), 1, "{host_pods}");
+}
