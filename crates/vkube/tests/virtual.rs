@@ -311,7 +311,7 @@ fn the_syncer_converges_after_a_host_outage() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let listen = format!("127.0.0.1:{port}");
     let host_dir = tempfile::tempdir().expect("tempdir");
-    let mut start_host = |dir: tempfile::TempDir| -> Vkube {
+    let start_host = |dir: tempfile::TempDir| -> Vkube {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
             .args(["host", "--nodes", "2", "--listen", &listen, "--data-dir"])
             .arg(dir.path())
