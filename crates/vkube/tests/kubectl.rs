@@ -252,3 +252,18 @@ fn service_ip_range_is_configurable() {
     vk.ok(&["create", "service", "clusterip", "s", "--tcp=80:80"]);
     assert!(vk.ok(&["get", "svc", "s", "-o", "jsonpath={.spec.clusterIP}"]).starts_with("10.200.0."));
 }
+
+#[test]
+fn the_official_python_client_works() {
+    let vk = start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/client.py");
+    // scripts/test provides an interpreter with the client installed.
+    let python = std::env::var("VKUBE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python).arg(script).arg(&vk.kubeconfig).output().expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("python client ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
