@@ -85,7 +85,8 @@ where
         // Only the endpoints of services without a selector; the others come from the
         // host's own endpoints controller.
         let svcs: Api<Service> = Api::namespaced(ctx.virtual_client.clone(), &ns);
-        let Some(svc) = svcs.get_opt(&name).await? else { return Ok(Action::await_change()) };
+        // The service may not exist yet, or be being recreated with the host's IP.
+        let Some(svc) = svcs.get_opt(&name).await? else { return Ok(Action::requeue(Duration::from_secs(1))) };
         if svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty())
             || (ns == "default" && name == "kubernetes")
         {
