@@ -62,6 +62,19 @@ impl Encoder {
         Bytes::from(out)
     }
 
+    /// A watch line spliced from stored bytes, without parsing the object (JSON output,
+    /// no selectors, no conversion: the common case for controllers' watches).
+    fn raw_line(ty: &str, kv: &vkube_store::KeyValue) -> Bytes {
+        let object = crate::registry::splice_resource_version(&kv.value, kv.mod_revision);
+        let mut out = Vec::with_capacity(object.len() + 32);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(ty.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        out.extend_from_slice(&object);
+        out.extend_from_slice(b"}\n");
+        Bytes::from(out)
+    }
+
     fn error(e: &ApiError) -> Bytes {
         let mut out = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
         out.push(b'\n');
@@ -105,6 +118,7 @@ pub async fn serve(
         let mut enc = Encoder { resource: res.clone(), output, include, sent_columns: false };
         let labels = params.label_selector;
         let fields = params.field_selector;
+        let fast = output == Output::Json && labels.is_empty() && fields.is_empty() && res.conversion.is_none();
         let mut from = match start_rev {
             Some(r) => r,
             None => {
@@ -117,6 +131,12 @@ pub async fn serve(
                 };
                 if initial {
                     for kv in &list.items {
+                        if fast {
+                            if tx.send(Ok(Encoder::raw_line("ADDED", kv))).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let Ok(obj) = Registry::decode_as(&res, kv) else { continue };
                         if Registry::matches(&obj, &labels, &fields)
                             && tx.send(Ok(enc.line("ADDED", &obj))).await.is_err()
@@ -156,6 +176,11 @@ pub async fn serve(
                         None => return,
                     };
                     from = ev.revision();
+                    if fast {
+                        let ty = match ev.kind { EventKind::Create => "ADDED", EventKind::Update => "MODIFIED", EventKind::Delete => "DELETED" };
+                        if tx.send(Ok(Encoder::raw_line(ty, &ev.kv))).await.is_err() { return }
+                        continue;
+                    }
                     let Ok(cur) = Registry::decode_as(&res, &ev.kv) else { continue };
                     let prev = ev.prev.as_ref().and_then(|p| Registry::decode_as(&res, p).ok());
                     let cur_m = Registry::matches(&cur, &labels, &fields);

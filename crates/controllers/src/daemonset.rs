@@ -27,7 +27,7 @@ pub async fn run(client: kube::Client) {
     let ds: Api<DaemonSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
-    let controller = Controller::new(ds, watcher::Config::default());
+    let controller = Controller::new(ds, watcher::Config::default()).with_config(crate::util::controller_config());
     let store = controller.store();
     controller
         .owns(pods, watcher::Config::default())

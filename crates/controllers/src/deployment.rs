@@ -27,6 +27,7 @@ pub async fn run(client: kube::Client) {
     let deployments: Api<Deployment> = Api::all(client.clone());
     let rs: Api<ReplicaSet> = Api::all(client.clone());
     Controller::new(deployments, watcher::Config::default())
+        .with_config(crate::util::controller_config())
         .owns(rs, watcher::Config::default())
         .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
         .for_each(|_| async {})

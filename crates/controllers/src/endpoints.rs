@@ -24,7 +24,8 @@ struct Ctx {
 pub async fn run(client: kube::Client) {
     let services: Api<Service> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let controller = Controller::new(services, watcher::Config::default());
+    let controller =
+        Controller::new(services, watcher::Config::default()).with_config(crate::util::controller_config());
     let store = controller.store();
     controller
         .watches(pods, watcher::Config::default(), move |pod: Pod| {

@@ -24,6 +24,7 @@ pub async fn run(client: kube::Client) {
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     Controller::new(jobs, watcher::Config::default())
+        .with_config(crate::util::controller_config())
         .owns(pods, watcher::Config::default())
         .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
         .for_each(|_| async {})

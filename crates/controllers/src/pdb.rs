@@ -21,7 +21,7 @@ struct Ctx {
 pub async fn run(client: kube::Client) {
     let pdbs: Api<PodDisruptionBudget> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let controller = Controller::new(pdbs, watcher::Config::default());
+    let controller = Controller::new(pdbs, watcher::Config::default()).with_config(crate::util::controller_config());
     let store = controller.store();
     controller
         .watches(pods, watcher::Config::default(), move |pod: Pod| {

@@ -129,6 +129,13 @@ pub async fn event(client: &kube::Client, component: &str, regarding: &Value, ty
     }
 }
 
+/// The controller settings every workload controller uses: triggers that arrive within
+/// a short window are folded into one reconcile, so a burst of pod events (a rollout of
+/// a thousand pods) costs a few lists, not one per event.
+pub fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().debounce(std::time::Duration::from_millis(100))
+}
+
 /// Field manager used by every controller write.
 pub fn pp(manager: &str) -> kube::api::PatchParams {
     kube::api::PatchParams { field_manager: Some(manager.into()), ..Default::default() }
