@@ -68,6 +68,21 @@ async fn scale(api: &Api<ReplicaSet>, rs: &ReplicaSet, to: i32, annotations: Val
     Ok(())
 }
 
+/// maxSurge and maxUnavailable resolved against `desired` (both zero means one
+/// unavailable, as in Kubernetes).
+fn rolling_limits(spec: &k8s_openapi::api::apps::v1::DeploymentSpec, desired: i32) -> Result<(i32, i32), Error> {
+    let ru = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .map(serde_json::to_value)
+        .transpose()?
+        .unwrap_or_default();
+    let max_surge = int_or_percent(ru.get("maxSurge"), desired, true, 1);
+    let max_unavailable = int_or_percent(ru.get("maxUnavailable"), desired, false, 0);
+    Ok((max_surge, if max_surge == 0 && max_unavailable == 0 { 1 } else { max_unavailable }))
+}
+
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -155,18 +170,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 scale(&rs_api, &new_rs, desired, json!({})).await?;
             }
         } else {
-            let ru = spec
-                .strategy
-                .as_ref()
-                .and_then(|s| s.rolling_update.as_ref())
-                .map(serde_json::to_value)
-                .transpose()?
-                .unwrap_or_default();
-            let max_surge = int_or_percent(ru.get("maxSurge"), desired, true, 1);
-            let mut max_unavailable = int_or_percent(ru.get("maxUnavailable"), desired, false, 0);
-            if max_surge == 0 && max_unavailable == 0 {
-                max_unavailable = 1;
-            }
+            let (max_surge, max_unavailable) = rolling_limits(spec, desired)?;
             let total: i32 = replicas(&new_rs) + old.iter().map(replicas).sum::<i32>();
             // Scale up the new ReplicaSet within the surge.
             let room = desired + max_surge - total;
@@ -235,14 +239,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let updated = new_rs.status.as_ref().map(|s| s.replicas).unwrap_or(0);
     let ready: i32 = all.iter().map(|r| st(r, |s| s.ready_replicas)).sum();
     let avail: i32 = all.iter().map(|r| st(r, |s| s.available_replicas)).sum();
-    let ru = spec
-        .strategy
-        .as_ref()
-        .and_then(|s| s.rolling_update.as_ref())
-        .map(serde_json::to_value)
-        .transpose()?
-        .unwrap_or_default();
-    let max_unavailable = int_or_percent(ru.get("maxUnavailable"), desired, false, 0);
+    let (_, max_unavailable) = rolling_limits(spec, desired)?;
     let now = vkube_core::meta::now_rfc3339();
     let complete = updated == desired
         && total_replicas == desired

@@ -64,6 +64,13 @@ async fn owner_exists(
     }
 }
 
+/// Drop one finalizer from an object (best effort; the next sweep retries).
+async fn remove_finalizer(api: &Api<DynamicObject>, name: &str, finalizers: &[String], which: &str) {
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != which).collect();
+    let patch = Patch::Merge(json!({"metadata": {"finalizers": rest}}));
+    let _ = api.patch_metadata(name, &pp("garbage-collector"), &patch).await;
+}
+
 async fn sweep(client: &kube::Client, kinds: &[Kind]) -> Result<(), Error> {
     let mut objects: Vec<(usize, kube::core::PartialObjectMeta<DynamicObject>)> = Vec::new();
     for (i, k) in kinds.iter().enumerate() {
@@ -107,24 +114,10 @@ async fn sweep(client: &kube::Client, kinds: &[Kind]) -> Result<(), Error> {
                         )
                         .await;
                 }
-                let rest: Vec<&String> = finalizers.iter().filter(|f| *f != "orphan").collect();
-                let _ = api
-                    .patch_metadata(
-                        &name,
-                        &pp("garbage-collector"),
-                        &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
-                    )
-                    .await;
+                remove_finalizer(&api, &name, &finalizers, "orphan").await;
             } else if finalizers.iter().any(|f| f == "foregroundDeletion") {
                 if deps.is_empty() {
-                    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != "foregroundDeletion").collect();
-                    let _ = api
-                        .patch_metadata(
-                            &name,
-                            &pp("garbage-collector"),
-                            &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
-                        )
-                        .await;
+                    remove_finalizer(&api, &name, &finalizers, "foregroundDeletion").await;
                 } else {
                     for d in &deps {
                         let (dk, dobj) = &objects[*d];
