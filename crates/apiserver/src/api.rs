@@ -31,6 +31,8 @@ pub struct ApiState {
     pub admission: std::sync::RwLock<Vec<Arc<dyn crate::admission::Admission>>>,
     /// Where pod logs come from.
     pub logs: std::sync::RwLock<Option<Arc<dyn crate::admission::LogSource>>>,
+    /// Signs and checks service-account tokens (None: the token subresource is not served).
+    pub tokens: Option<crate::tokens::TokenIssuer>,
 }
 
 impl ApiState {
@@ -41,7 +43,14 @@ impl ApiState {
             authenticator: std::sync::RwLock::new(authenticator),
             admission: Default::default(),
             logs: Default::default(),
+            tokens: None,
         }
+    }
+
+    /// Serve service-account tokens signed by `issuer`.
+    pub fn with_tokens(mut self, issuer: crate::tokens::TokenIssuer) -> Self {
+        self.tokens = Some(issuer);
+        self
     }
 
     /// Add an admission hook.
@@ -178,11 +187,10 @@ pub async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let user = cert_user.or_else(|| {
-        let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
-        state.authenticator.read().ok()?.authenticate_token(token)
-    });
+    let user = match cert_user {
+        Some(u) => Some(u),
+        None => authenticate_bearer(&state, &parts.headers).await,
+    };
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
@@ -206,6 +214,15 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+async fn authenticate_bearer(state: &ApiState, headers: &HeaderMap) -> Option<User> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
+    if let Some(u) = state.authenticator.read().ok()?.authenticate_token(token) {
+        return Some(u);
+    }
+    crate::tokens::authenticate(&state.registry, state.tokens.as_ref()?, token).await
 }
 
 /// One request in flight.
@@ -264,6 +281,17 @@ async fn route_and_serve(ctx: &RequestContext, body: Bytes) -> Result<Response<B
         ["apis", g] => return get_only(crate::discovery::group(&catalog, g).ok_or_else(ApiError::path_not_found)?),
         ["apis", g, v] => {
             return get_only(crate::discovery::resource_list(&catalog, g, v).ok_or_else(ApiError::path_not_found)?);
+        }
+        ["apis", "authentication.k8s.io", "v1", review @ ("selfsubjectreviews" | "tokenreviews")] => {
+            if ctx.method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let out = if *review == "selfsubjectreviews" {
+                crate::tokens::self_subject_review(&ctx.user)
+            } else {
+                crate::tokens::token_review(ctx, ctx.state.tokens.as_ref(), &body).await?
+            };
+            return Ok(encode(StatusCode::CREATED, &out, Output::Json, &[]));
         }
         ["openapi", "v2"] => return crate::openapi::serve_v2(ctx, &catalog),
         ["openapi", "v3"] => return get_only(crate::openapi::v3_index(&catalog)),
@@ -504,6 +532,11 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
             crate::subresources::bind(ctx, &route, name, &body).await
         }
+        (&Method::POST, Some(name), Some(Subresource::Token)) => {
+            let issuer = ctx.state.tokens.as_ref().ok_or_else(ApiError::method_not_allowed)?;
+            let out = crate::tokens::request(ctx, issuer, &route.namespace, name, &body).await?;
+            Ok(encode(StatusCode::CREATED, &out, Output::Json, &[]))
+        }
         (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
             crate::subresources::evict(ctx, &route, name, &body).await
         }
@@ -595,6 +628,13 @@ pub async fn admit(
     let hooks = ctx.state.admission();
     let mut obj = obj;
     let mut warnings = Vec::new();
+    if operation == crate::admission::Operation::Create
+        && route.sub.is_none()
+        && route.resource.group.is_empty()
+        && route.resource.kind == "Pod"
+    {
+        crate::tokens::admit_pod(&ctx.state.registry, &route.namespace, &mut obj).await?;
+    }
     for h in hooks {
         let req = crate::admission::AdmissionRequest {
             operation,

@@ -1,16 +1,19 @@
-//! Authentication: client certificates signed by the cluster CA (user = CN, groups = O)
-//! and bearer tokens from a static token file. Nothing is served without one of them.
+//! Authentication: client certificates signed by the cluster CA (user = CN, groups = O),
+//! bearer tokens from a static token file, and service-account tokens (JWTs signed by the
+//! cluster, see [`crate::tokens`]). Nothing is served without one of them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     /// User name.
     pub name: String,
     /// Groups.
     pub groups: Vec<String>,
+    /// Extra attributes (for service accounts: the bound pod and the token's id).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -20,7 +23,7 @@ impl User {
         let subject = cert.subject();
         let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
         let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
-        Some(User { name, groups })
+        Some(User { name, groups, ..Default::default() })
     }
 }
 
@@ -52,7 +55,7 @@ impl Authenticator {
                     .get(3)
                     .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                     .unwrap_or_default();
-                tokens.insert(fields[0].clone(), User { name: fields[1].clone(), groups });
+                tokens.insert(fields[0].clone(), User { name: fields[1].clone(), groups, ..Default::default() });
             }
         }
         Ok(Authenticator { tokens })
@@ -98,7 +101,7 @@ mod tests {
         let a = Authenticator::new(Some(&path)).expect("loads");
         assert_eq!(
             a.authenticate_token("abc"),
-            Some(User { name: "alice".into(), groups: vec!["dev".into(), "ops".into()] })
+            Some(User { name: "alice".into(), groups: vec!["dev".into(), "ops".into()], ..Default::default() })
         );
         assert_eq!(a.authenticate_token("xyz").map(|u| u.name), Some("bob".into()));
         assert!(a.authenticate_token("nope").is_none());

@@ -20,6 +20,17 @@ pub async fn ensure_defaults(reg: &Registry) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
+    // The `default` service accounts of the built-in namespaces, so pods can be created
+    // there before (or without) a controller manager.
+    let sas =
+        catalog.find("", "v1", "serviceaccounts").ok_or_else(|| ApiError::internal("serviceaccounts not served"))?;
+    for ns in ["default", "kube-system", "kube-public"] {
+        match reg.create(&sas, ns, json!({"metadata": {"name": "default"}}), &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
     let svc = catalog.find("", "v1", "services").ok_or_else(|| ApiError::internal("services not served"))?;
     let ip = reg.first_service_ip().to_string();
     let kubernetes = json!({

@@ -35,8 +35,19 @@ fn group_entry(name: &str, versions: &[String]) -> Value {
     json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
+/// Groups served outside the catalog: create-only review APIs that store nothing.
+const REVIEWS: &str = "authentication.k8s.io";
+
+fn review_resources() -> Value {
+    json!([
+        {"name": "selfsubjectreviews", "singularName": "selfsubjectreview", "namespaced": false, "kind": "SelfSubjectReview", "verbs": ["create"]},
+        {"name": "tokenreviews", "singularName": "tokenreview", "namespaced": false, "kind": "TokenReview", "verbs": ["create"]},
+    ])
+}
+
 fn groups(catalog: &Catalog) -> BTreeMap<String, Vec<String>> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    groups.insert(REVIEWS.into(), vec!["v1".into()]);
     for r in catalog.all().iter().filter(|r| !r.group.is_empty()) {
         let vs = groups.entry(r.group.clone()).or_default();
         if !vs.contains(&r.version) {
@@ -84,6 +95,11 @@ fn sub_entry(r: &Resource, sub: Subresource) -> Value {
 
 /// `/api/v1` or `/apis/{group}/{version}`.
 pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
+    if group == REVIEWS && version == "v1" {
+        return Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authentication.k8s.io/v1", "resources": review_resources()}),
+        );
+    }
     let all = catalog.all();
     let rs: Vec<&std::sync::Arc<Resource>> = all.iter().filter(|r| r.group == group && r.version == version).collect();
     if rs.is_empty() {

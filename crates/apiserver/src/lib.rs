@@ -27,6 +27,7 @@ pub mod server;
 pub mod strategy;
 pub mod subresources;
 pub mod table;
+pub mod tokens;
 pub mod watch;
 
 pub use server::{RunningServer, ServerConfig, start};

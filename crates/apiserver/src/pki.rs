@@ -47,6 +47,8 @@ pub struct Pki {
     pub serving: CertPair,
     /// The admin client certificate (CN=vkube-admin, O=system:masters).
     pub admin: CertPair,
+    /// The key that signs service-account tokens (PKCS#8 PEM, ECDSA P-256).
+    pub service_account_key_pem: String,
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -139,7 +141,16 @@ impl Pki {
                 pair
             }
         };
-        Ok(Pki { ca, serving, admin })
+        let sa_path = dir.join("sa.key");
+        let service_account_key_pem = match std::fs::read_to_string(&sa_path) {
+            Ok(k) => k,
+            Err(_) => {
+                let k = KeyPair::generate()?.serialize_pem();
+                write(&sa_path, &k)?;
+                k
+            }
+        };
+        Ok(Pki { ca, serving, admin, service_account_key_pem })
     }
 
     /// Issue a client certificate for user `cn` in groups `orgs`.

@@ -154,7 +154,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let registry = Arc::new(Registry::new(config.store.clone(), catalog.clone(), config.service_cidr));
     crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
     crate::crd::load_established(&registry).await;
-    let state = Arc::new(ApiState::new(registry, authenticator));
+    let issuer = crate::tokens::TokenIssuer::new(&pki.service_account_key_pem).map_err(ServeError::Tls)?;
+    let state = Arc::new(ApiState::new(registry, authenticator).with_tokens(issuer));
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
     let kc = pki::kubeconfig(&config.cluster_name, &url, &pki.ca.cert_pem, pki::Credential::Cert(&pki.admin));
     pki::write_kubeconfig(&kubeconfig_path, &kc)?;

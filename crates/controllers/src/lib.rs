@@ -4,7 +4,7 @@
 //! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
 //! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
 //! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
-//! [`pdb`], [`nodelifecycle`].
+//! [`pdb`], [`nodelifecycle`], and [`rootca`] when given the cluster CA.
 
 pub mod daemonset;
 pub mod deployment;
@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod pdb;
 pub mod replicaset;
+pub mod rootca;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;
@@ -33,6 +34,8 @@ pub struct ManagerConfig {
     pub gc_period: Duration,
     /// Run the node lifecycle controller (off in virtual clusters whose nodes the syncer owns).
     pub node_lifecycle_enabled: bool,
+    /// The cluster CA (PEM) to publish as `kube-root-ca.crt` in every namespace.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for ManagerConfig {
@@ -42,6 +45,7 @@ impl Default for ManagerConfig {
             node_lifecycle: Default::default(),
             gc_period: Duration::from_secs(1),
             node_lifecycle_enabled: true,
+            root_ca_pem: None,
         }
     }
 }
@@ -75,6 +79,9 @@ impl ControllerManager {
                 set.spawn(endpoints::run(client.clone()));
                 set.spawn(serviceaccount::run(client.clone()));
                 set.spawn(pdb::run(client.clone()));
+                if let Some(ca) = cfg.root_ca_pem.clone() {
+                    set.spawn(rootca::run(client.clone(), ca));
+                }
                 if cfg.node_lifecycle_enabled {
                     set.spawn(nodelifecycle::run(client.clone(), cfg.node_lifecycle.clone()));
                 }

@@ -59,6 +59,8 @@ async fn apply_host(ctx: &SyncContext, kind: &str, virtual_obj: &Value) -> Resul
     let host = translate(kind, virtual_obj, ctx);
     let name = host["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let pp = PatchParams::apply(crate::MANAGER).force();
+    let rv = virtual_obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+    let key = format!("{kind}/{name}");
     match kind {
         "Secret" => {
             let api: Api<Secret> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
@@ -69,7 +71,19 @@ async fn apply_host(ctx: &SyncContext, kind: &str, virtual_obj: &Value) -> Resul
             api.patch(&name, &pp, &Patch::Apply(host)).await?;
         }
     }
+    if let Ok(mut applied) = ctx.applied.lock() {
+        applied.insert(key, rv);
+    }
     Ok(())
+}
+
+/// Whether this version of a virtual object was written to the host lately.
+fn applied_lately(ctx: &SyncContext, kind: &str, virtual_obj: &Value) -> bool {
+    let name = virtual_obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let ns = virtual_obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let rv = virtual_obj.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+    let key = format!("{kind}/{}", ctx.mapper.host_name(name, ns));
+    ctx.applied.lock().ok().is_some_and(|a| rv.is_some() && a.get(&key).map(String::as_str) == rv)
 }
 
 /// Sync, now, the configmaps and secrets a pod needs (before its host copy exists).
@@ -83,7 +97,10 @@ pub async fn ensure_referenced(ctx: &SyncContext, pod: &Pod) -> Result<(), Error
         let api: Api<ConfigMap> = Api::namespaced(ctx.virtual_client.clone(), &ns);
         for name in cms {
             if let Some(cm) = api.get_opt(&name).await? {
-                apply_host(ctx, "ConfigMap", &serde_json::to_value(&cm)?).await?;
+                let cm = serde_json::to_value(&cm)?;
+                if !applied_lately(ctx, "ConfigMap", &cm) {
+                    apply_host(ctx, "ConfigMap", &cm).await?;
+                }
             }
         }
     }
@@ -91,7 +108,10 @@ pub async fn ensure_referenced(ctx: &SyncContext, pod: &Pod) -> Result<(), Error
         let api: Api<Secret> = Api::namespaced(ctx.virtual_client.clone(), &ns);
         for name in secrets {
             if let Some(s) = api.get_opt(&name).await? {
-                apply_host(ctx, "Secret", &serde_json::to_value(&s)?).await?;
+                let s = serde_json::to_value(&s)?;
+                if !applied_lately(ctx, "Secret", &s) {
+                    apply_host(ctx, "Secret", &s).await?;
+                }
             }
         }
     }

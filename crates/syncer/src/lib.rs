@@ -51,6 +51,10 @@ pub struct SyncContext {
     /// The host object that owns (as controller) every host pod of this virtual cluster,
     /// so host tools such as `kubectl drain` treat them as managed: (name, uid).
     pub owner: std::sync::OnceLock<(String, String)>,
+    /// Host configmaps and secrets written lately: host name → the virtual
+    /// resourceVersion written, so the pods sharing one (e.g. `kube-root-ca.crt`) do not
+    /// each rewrite it.
+    pub applied: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl SyncContext {
@@ -61,7 +65,14 @@ impl SyncContext {
         mapper: names::NameMapper,
         config: vkube_config::VClusterConfig,
     ) -> Self {
-        SyncContext { virtual_client, host_client, mapper, config, owner: std::sync::OnceLock::new() }
+        SyncContext {
+            virtual_client,
+            host_client,
+            mapper,
+            config,
+            owner: std::sync::OnceLock::new(),
+            applied: Default::default(),
+        }
     }
 }
 

@@ -21,6 +21,61 @@ use std::time::Duration;
 
 /// Annotation on a virtual pod: the uid of its host copy, once created.
 pub const HOST_UID: &str = "vkube.dev/host-uid";
+/// Annotation prefix on a host pod: a token of the virtual cluster for one projected
+/// `serviceAccountToken` source, which the host pod reads through the downward API.
+pub const TOKEN_PREFIX: &str = "vkube.dev/token-";
+/// Lifetime of the tokens the syncer requests: the host kubelet cannot refresh them, so
+/// they live a year, and the virtual API server revokes them when the pod is deleted.
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 365 * 24 * 3600;
+
+/// A virtual-cluster token a host pod needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenNeed {
+    /// The host pod annotation that carries it.
+    pub annotation: String,
+    /// The audience asked for (None: the virtual API server).
+    pub audience: Option<String>,
+}
+
+fn token_annotation(volume: &str, path: &str, audience: Option<&str>) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{volume}/{path}/{}", audience.unwrap_or_default()).as_bytes());
+    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("{TOKEN_PREFIX}{hash}")
+}
+
+/// The tokens a virtual pod's projected `serviceAccountToken` sources need.
+pub fn token_needs(virtual_pod: &Value) -> Vec<TokenNeed> {
+    let mut out = Vec::new();
+    for v in virtual_pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        let volume = v.get("name").and_then(Value::as_str).unwrap_or_default();
+        for s in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(t) = s.get("serviceAccountToken") {
+                let path = t.get("path").and_then(Value::as_str).unwrap_or_default();
+                let audience = t.get("audience").and_then(Value::as_str).filter(|a| !a.is_empty());
+                out.push(TokenNeed {
+                    annotation: token_annotation(volume, path, audience),
+                    audience: audience.map(String::from),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Downward-API field paths that would name the host object, pointed at the annotations
+/// that name the virtual one.
+fn translate_field_ref(v: &mut Value) {
+    if let Some(Value::String(path)) = v.pointer_mut("/fieldRef/fieldPath") {
+        let annotation = match path.as_str() {
+            "metadata.name" => crate::names::OBJECT_NAME,
+            "metadata.namespace" => crate::names::OBJECT_NAMESPACE,
+            "metadata.uid" => crate::names::OBJECT_UID,
+            _ => return,
+        };
+        *path = format!("metadata.annotations['{annotation}']");
+    }
+}
 
 fn rename(v: &mut Value, ptr: &str, mapper: &NameMapper, ns: &str) {
     if let Some(Value::String(s)) = v.pointer_mut(ptr) {
@@ -53,6 +108,9 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
                     for e in envs {
                         rename(e, "/valueFrom/configMapKeyRef/name", mapper, &ns);
                         rename(e, "/valueFrom/secretKeyRef/name", mapper, &ns);
+                        if let Some(from) = e.get_mut("valueFrom") {
+                            translate_field_ref(from);
+                        }
                     }
                 }
                 if let Some(from) = c.get_mut("envFrom").and_then(Value::as_array_mut) {
@@ -69,10 +127,26 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
             rename(v, "/configMap/name", mapper, &ns);
             rename(v, "/secret/secretName", mapper, &ns);
             rename(v, "/persistentVolumeClaim/claimName", mapper, &ns);
+            for item in v.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut).into_iter().flatten() {
+                translate_field_ref(item);
+            }
+            let volume = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(sources) = v.pointer_mut("/projected/sources").and_then(Value::as_array_mut) {
                 for s in sources {
                     rename(s, "/configMap/name", mapper, &ns);
                     rename(s, "/secret/name", mapper, &ns);
+                    for item in s.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut).into_iter().flatten()
+                    {
+                        translate_field_ref(item);
+                    }
+                    // A virtual-cluster token, read from the host pod's annotation (the
+                    // syncer requests it when it creates the host pod).
+                    if let Some(t) = s.get("serviceAccountToken") {
+                        let path = t.get("path").and_then(Value::as_str).unwrap_or_default().to_string();
+                        let audience = t.get("audience").and_then(Value::as_str).filter(|a| !a.is_empty());
+                        let key = token_annotation(&volume, &path, audience);
+                        *s = json!({"downwardAPI": {"items": [{"path": path, "fieldRef": {"apiVersion": "v1", "fieldPath": format!("metadata.annotations['{key}']")}}]}});
+                    }
                 }
             }
         }
@@ -105,6 +179,21 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
         }
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": mapper.host_metadata("Pod", virtual_pod), "spec": spec})
+}
+
+/// A virtual-cluster token for a pod's service account, bound to the pod.
+async fn request_token(ctx: &SyncContext, vpod: &Pod, audience: Option<String>) -> Result<String, Error> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let ns = vpod.metadata.namespace.clone().unwrap_or_default();
+    let sa = vpod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.virtual_client.clone(), &ns);
+    let req = serde_json::from_value(json!({"spec": {
+        "audiences": audience.into_iter().collect::<Vec<_>>(),
+        "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": vpod.metadata.name, "uid": vpod.metadata.uid},
+    }}))?;
+    let out = api.create_token_request(&sa, &PostParams::default(), &req).await?;
+    Ok(out.status.and_then(|s| s.token).unwrap_or_default())
 }
 
 /// The virtual pod's status from its host copy.
@@ -200,8 +289,12 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                     return Ok(Action::await_change());
                 }
                 crate::config::ensure_referenced(&ctx, &vpod).await?;
-                let mut host_pod =
-                    translate(&serde_json::to_value(&*vpod)?, &ctx.mapper, &ctx.config.enforce_tolerations);
+                let vpod_value = serde_json::to_value(&*vpod)?;
+                let mut host_pod = translate(&vpod_value, &ctx.mapper, &ctx.config.enforce_tolerations);
+                for need in token_needs(&vpod_value) {
+                    let token = request_token(&ctx, &vpod, need.audience).await?;
+                    host_pod["metadata"]["annotations"][need.annotation] = json!(token);
+                }
                 if let Some(node) = vpod.spec.as_ref().and_then(|s| s.node_name.clone()) {
                     host_pod["spec"]["nodeName"] = json!(node);
                 }
@@ -307,6 +400,37 @@ mod tests {
         assert_eq!(
             h["spec"]["tolerations"][0],
             json!({"key": "dedicated", "operator": "Equal", "value": "vc", "effect": "NoSchedule"})
+        );
+    }
+
+    #[test]
+    fn token_sources_become_annotations_and_field_refs_name_the_virtual_pod() {
+        let v = json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": {
+            "containers": [{"name": "c", "image": "i", "env": [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}],
+            "volumes": [{"name": "kube-api-access-abcde", "projected": {"sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}},
+                {"name": "vault", "projected": {"sources": [{"serviceAccountToken": {"audience": "vault", "path": "t"}}]}}]}});
+        let needs = token_needs(&v);
+        assert_eq!(needs.len(), 2);
+        assert_eq!(needs[1].audience.as_deref(), Some("vault"));
+        assert_ne!(needs[0].annotation, needs[1].annotation);
+        let h = translate(&v, &mapper(), &[]);
+        let sources = &h["spec"]["volumes"][0]["projected"]["sources"];
+        assert_eq!(
+            sources[0]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+            format!("metadata.annotations['{}']", needs[0].annotation)
+        );
+        assert_eq!(sources[0]["downwardAPI"]["items"][0]["path"], "token");
+        assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt-x-ns-x-vc");
+        assert_eq!(
+            sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+            "metadata.annotations['vkube.dev/object-namespace']"
+        );
+        assert_eq!(
+            h["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['vkube.dev/object-namespace']"
         );
     }
 

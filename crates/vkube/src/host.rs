@@ -83,7 +83,9 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
             }
         }
     }));
-    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(client.clone(), Default::default())));
+    let manager =
+        vkube_controllers::ManagerConfig { root_ca_pem: Some(server.pki.ca.cert_pem.clone()), ..Default::default() };
+    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(client.clone(), manager)));
     let nodes = vkube_kubelet_sim::SimulatedNodes::start(
         client,
         vkube_kubelet_sim::NodeConfig { count: cfg.nodes, ..Default::default() },

@@ -140,6 +140,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             ..Default::default()
         },
         identity: format!("vkube-{}-{}", cfg.name, std::process::id()),
+        root_ca_pem: Some(server.pki.ca.cert_pem.clone()),
         ..Default::default()
     };
     tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(virtual_client.clone(), manager)));

@@ -267,3 +267,25 @@ fn the_official_python_client_works() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn kubectl_create_token_and_auth_whoami() {
+    let vk = start();
+    assert_eq!(vk.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]), "vkube-admin");
+    vk.ok(&["create", "serviceaccount", "builder"]);
+    let token = vk.ok(&["create", "token", "builder", "--duration=15m"]);
+    let server = vk.ok(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    // Only the token (no client certificate): the request is the service account's.
+    let out = Command::new("kubectl")
+        .args(["--server", &server, "--insecure-skip-tls-verify", "--token", token.trim(), "auth", "whoami"])
+        .args(["-o", "jsonpath={.status.userInfo.username}"])
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:builder");
+    let (ok, _, err) = vk.kubectl(&["create", "token", "builder", "--duration=1m"]);
+    assert!(!ok && err.contains("may not specify a duration less than 10 minutes"), "{err}");
+    let (ok, _, err) = vk.kubectl(&["create", "token", "nobody"]);
+    assert!(!ok && err.contains("serviceaccounts \"nobody\" not found"), "{err}");
+}

@@ -345,3 +345,79 @@ fn the_syncer_converges_after_a_host_outage() {
     assert_eq!(host_pods.lines().filter(|l| l.starts_with("during-")).count(), 2, "{host_pods}");
     assert_eq!(host_pods.lines().filter(|l| l.starts_with("before-")).count(), 1, "{host_pods}");
 }
+
+#[test]
+fn pods_get_a_virtual_cluster_token_that_kubectl_accepts() {
+    let vk = up();
+    vk.ok(&["run", "tok", "--image=busybox"]);
+    vk.wait_for(&["get", "pod", "tok", "-o", "jsonpath={.status.phase}"], 30, |o| o == "Running");
+    // The virtual cluster publishes its CA in every namespace; the pod's copy is on the host.
+    assert!(vk.ok(&["get", "cm", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"]).contains("BEGIN CERTIFICATE"));
+    assert!(
+        vk.host_ok(&[
+            "get",
+            "cm",
+            "kube-root-ca.crt-x-default-x-vc",
+            "-n",
+            "vkube-vc",
+            "-o",
+            "jsonpath={.data.ca\\.crt}"
+        ])
+        .contains("BEGIN CERTIFICATE")
+    );
+    // The host pod carries a token of the virtual cluster, read through the downward API.
+    let host_pod: serde_json::Value =
+        serde_json::from_str(&vk.host_ok(&["get", "pod", "tok-x-default-x-vc", "-n", "vkube-vc", "-o", "json"]))
+            .expect("json");
+    let annotations = host_pod["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+    let (key, token) = annotations
+        .iter()
+        .find(|(k, _)| k.starts_with("vkube.dev/token-"))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .expect("token annotation");
+    let sources = host_pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"].as_str().is_some_and(|n| n.starts_with("kube-api-access-")))
+        .map(|v| v["projected"]["sources"].clone())
+        .expect("token volume on the host pod");
+    assert_eq!(
+        sources[0]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        format!("metadata.annotations['{key}']")
+    );
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt-x-default-x-vc");
+    assert_eq!(host_pod["spec"]["automountServiceAccountToken"], false, "no host token");
+    // kubectl with only that token is the pod's service account in the virtual cluster.
+    let server = vk.ok(&["config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let ca = vk.ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    let kc = serde_json::json!({"apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "vc", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "vc", "user": "sa"}}]});
+    let kc_path = vk.dir.path().join("sa.kubeconfig");
+    std::fs::write(&kc_path, kc.to_string()).expect("write kubeconfig");
+    let as_sa = |args: &[&str]| {
+        let out =
+            std::process::Command::new("kubectl").args(args).env("KUBECONFIG", &kc_path).output().expect("kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = as_sa(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "system:serviceaccount:default:default");
+    // Deleting the pod revokes its token.
+    vk.ok(&["delete", "pod", "tok", "--wait=true"]);
+    let (ok, _, err) = as_sa(&["auth", "whoami"]);
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+}
