@@ -1,7 +1,8 @@
 //! vkube-syncer: places a virtual cluster's workloads on a host cluster.
 //!
 //! Start with [`Syncer::run`]. One syncer per resource ([`pods`], [`services`],
-//! [`config`] for configmaps and secrets, [`nodes`], [`events`]), each a three-way
+//! [`config`] for configmaps and secrets, [`simple`] for the kinds copied as they are,
+//! [`nodes`], [`events`], [`storageclasses`]), each a three-way
 //! dispatch — only virtual exists → create on the host; both exist → update (and copy
 //! status back); only host exists → [`cleanup`] deletes it — with names mapped by
 //! [`names::NameMapper`]. Both sides are plain API clients: the host can be any cluster.
@@ -19,6 +20,7 @@ pub mod nodes;
 pub mod pods;
 pub mod services;
 pub mod simple;
+pub mod storageclasses;
 mod util;
 
 use std::sync::Arc;
@@ -120,6 +122,9 @@ impl Syncer {
         set.spawn(nodes::run(ctx.clone()));
         if ctx.config.sync_events {
             set.spawn(events::run(ctx.clone()));
+        }
+        if ctx.config.sync_storage_classes {
+            set.spawn(storageclasses::run(ctx.clone()));
         }
         set.spawn(cleanup::run(ctx.clone(), Duration::from_secs(2)));
         while set.join_next().await.is_some() {}

@@ -421,3 +421,48 @@ fn pods_get_a_virtual_cluster_token_that_kubectl_accepts() {
     let (ok, _, err) = as_sa(&["auth", "whoami"]);
     assert!(!ok && err.contains("Unauthorized"), "{err}");
 }
+
+#[test]
+fn host_storage_classes_appear_in_the_virtual_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("vcluster.yaml");
+    std::fs::write(&values, "sync:\n  fromHost:\n    storageClasses:\n      enabled: true\n").expect("values");
+    let values = values.display().to_string();
+    let vk = start_up_in(dir, &["-f", &values]);
+    let host_sc = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast, labels: {tier: ssd}}\nprovisioner: csi.example.com\nparameters: {type: ssd}\nvolumeBindingMode: WaitForFirstConsumer\n";
+    let out = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", vk.host_kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(host_sc.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("kubectl");
+    assert!(out.status.success());
+    // A class the user makes in the virtual cluster is theirs: never touched.
+    vk.apply(
+        &["apply", "-f", "-"],
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: mine}\nprovisioner: example.com/local\n",
+    );
+    vk.wait_for(
+        &[
+            "get",
+            "sc",
+            "fast",
+            "-o",
+            "jsonpath={.provisioner} {.parameters.type} {.volumeBindingMode} {.metadata.labels.tier}",
+        ],
+        20,
+        |o| o == "csi.example.com ssd WaitForFirstConsumer ssd",
+    );
+    // Host changes flow in; a host class that goes takes its copy along.
+    vk.host_ok(&["label", "sc", "fast", "tier=nvme", "--overwrite"]);
+    vk.wait_for(&["get", "sc", "fast", "-o", "jsonpath={.metadata.labels.tier}"], 20, |o| o == "nvme");
+    vk.host_ok(&["delete", "sc", "fast"]);
+    vk.wait_for(&["get", "sc", "-o", "name"], 20, |o| !o.contains("storageclass.storage.k8s.io/fast"));
+    assert!(vk.ok(&["get", "sc", "-o", "name"]).contains("storageclass.storage.k8s.io/mine"));
+}
