@@ -5,18 +5,24 @@
 //!   checks each against the current state (and the ones before it in the batch),
 //!   hands the accepted changes to [`Durability::commit`] in one call (one transaction,
 //!   one fsync: group commit), and only then makes them visible and answers the callers.
-//! - Visible state and the event history change under one lock, and live events are
-//!   broadcast under it too, so a watch that snapshots history and subscribes under the
-//!   read lock sees every event exactly once.
+//! - Visible state and the event history change under one lock. There is one buffer of
+//!   events, the history: a watch is a cursor (a revision) into it that reads forward
+//!   under the read lock and sleeps until the writer announces a newer revision, so it
+//!   sees every event exactly once, in order, and holds no copies of its own.
+//! - The history is bounded by a count and by the bytes of the values it holds, so a
+//!   burst of large writes cannot hold memory; a watch that falls behind its window
+//!   ends with `Compacted` (410 Gone to API clients, which list again).
 
 use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{oneshot, watch};
 
-/// How many watch events a slow watcher may fall behind before it is dropped.
-const WATCH_CHANNEL_CAPACITY: usize = 16 * 1024;
+/// The most bytes of values the history keeps (beyond this, the oldest events go).
+pub const HISTORY_BYTES: usize = 32 * 1024 * 1024;
+/// How many events a watch reads from the history per lock.
+const WATCH_BATCH: usize = 256;
 
 /// The durable part of a backend.
 pub trait Durability: Send + 'static {
@@ -41,6 +47,11 @@ struct State {
     compacted: Revision,
     data: BTreeMap<String, KeyValue>,
     history: VecDeque<Arc<Event>>,
+    history_bytes: usize,
+}
+
+fn event_bytes(ev: &Event) -> usize {
+    ev.kv.value.len() + ev.kv.key.len() + std::mem::size_of::<Event>()
 }
 
 enum Op {
@@ -58,7 +69,7 @@ struct WriteRequest {
 /// The engine: in-memory MVCC state plus the writer thread.
 pub struct Engine {
     state: Arc<RwLock<State>>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: watch::Sender<Revision>,
     writer: std::sync::mpsc::Sender<WriteRequest>,
     history_limit: usize,
 }
@@ -77,8 +88,14 @@ impl Engine {
         durability: Box<dyn Durability>,
         history_limit: usize,
     ) -> Self {
-        let state = Arc::new(RwLock::new(State { revision, compacted: revision, data, history: VecDeque::new() }));
-        let (events, _) = broadcast::channel(WATCH_CHANNEL_CAPACITY);
+        let state = Arc::new(RwLock::new(State {
+            revision,
+            compacted: revision,
+            data,
+            history: VecDeque::new(),
+            history_bytes: 0,
+        }));
+        let (events, _) = watch::channel(revision);
         let (writer, queue) = std::sync::mpsc::channel::<WriteRequest>();
         let thread_state = state.clone();
         let thread_events = events.clone();
@@ -199,37 +216,27 @@ impl Engine {
 
     /// Watch a prefix from a revision.
     pub fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
-        let st = self.state.read().map_err(poisoned)?;
-        if after < st.compacted {
-            return Err(StoreError::Compacted { requested: after, oldest: st.compacted });
-        }
-        if after > st.revision {
-            return Err(StoreError::FutureRevision(after));
-        }
-        let backlog: Vec<Arc<Event>> =
-            st.history.iter().filter(|e| e.revision() > after && e.kv.key.starts_with(prefix)).cloned().collect();
-        let rx = self.events.subscribe();
-        drop(st);
-        let prefix = prefix.to_string();
-        let backlog = futures::stream::iter(backlog.into_iter().map(|e| Ok((*e).clone())));
-        let live = futures::stream::unfold((rx, prefix, false), |(mut rx, prefix, done)| async move {
-            if done {
-                return None;
+        {
+            let st = self.state.read().map_err(poisoned)?;
+            if after < st.compacted {
+                return Err(StoreError::Compacted { requested: after, oldest: st.compacted });
             }
-            loop {
-                match rx.recv().await {
-                    Ok(ev) if ev.kv.key.starts_with(&prefix) => {
-                        return Some((Ok((*ev).clone()), (rx, prefix, false)));
-                    }
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        return Some((Err(StoreError::WatchLagged), (rx, prefix, true)));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
+            if after > st.revision {
+                return Err(StoreError::FutureRevision(after));
             }
-        });
-        Ok(Box::pin(futures::StreamExt::chain(backlog, live)))
+        }
+        let cursor = Cursor {
+            state: self.state.clone(),
+            announced: self.events.subscribe(),
+            prefix: prefix.to_string(),
+            after,
+            ready: VecDeque::new(),
+            ended: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(cursor, |mut c| async move {
+            let next = c.next().await?;
+            Some((next, c))
+        })))
     }
 
     /// Drop history up to `revision`.
@@ -242,7 +249,9 @@ impl Engine {
             return Ok(());
         }
         while st.history.front().is_some_and(|e| e.revision() <= revision) {
-            st.history.pop_front();
+            if let Some(old) = st.history.pop_front() {
+                st.history_bytes -= event_bytes(&old);
+            }
         }
         st.compacted = revision;
         Ok(())
@@ -254,10 +263,56 @@ impl Engine {
     }
 }
 
+/// A watch: a position in the history.
+struct Cursor {
+    state: Arc<RwLock<State>>,
+    announced: watch::Receiver<Revision>,
+    prefix: String,
+    after: Revision,
+    ready: VecDeque<Event>,
+    ended: bool,
+}
+
+impl Cursor {
+    async fn next(&mut self) -> Option<Result<Event, StoreError>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(ev) = self.ready.pop_front() {
+                return Some(Ok(ev));
+            }
+            // Mark the latest announcement seen before reading, so a write that lands
+            // after the read wakes the wait below.
+            self.announced.borrow_and_update();
+            {
+                let Ok(st) = self.state.read() else { return Some(Err(StoreError::Closed)) };
+                if self.after < st.compacted {
+                    self.ended = true;
+                    return Some(Err(StoreError::Compacted { requested: self.after, oldest: st.compacted }));
+                }
+                let start = st.history.partition_point(|e| e.revision() <= self.after);
+                for ev in st.history.range(start..) {
+                    self.after = ev.revision();
+                    if ev.kv.key.starts_with(&self.prefix) {
+                        self.ready.push_back((**ev).clone());
+                        if self.ready.len() >= WATCH_BATCH {
+                            break;
+                        }
+                    }
+                }
+            }
+            if self.ready.is_empty() && self.announced.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
 fn writer_loop(
     queue: std::sync::mpsc::Receiver<WriteRequest>,
     state: Arc<RwLock<State>>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: watch::Sender<Revision>,
     mut durability: Box<dyn Durability>,
     history_limit: usize,
 ) {
@@ -347,18 +402,56 @@ fn writer_loop(
                         st.data.insert(ev.kv.key.clone(), ev.kv.clone());
                     }
                 }
-                let ev = Arc::new(ev.clone());
-                st.history.push_back(ev.clone());
-                let _ = events.send(ev);
+                st.history_bytes += event_bytes(ev);
+                st.history.push_back(Arc::new(ev.clone()));
             }
-            while st.history.len() > history_limit {
+            while st.history.len() > history_limit || (st.history_bytes > HISTORY_BYTES && st.history.len() > 1) {
                 if let Some(old) = st.history.pop_front() {
                     st.compacted = old.revision();
+                    st.history_bytes -= event_bytes(&old);
                 }
             }
         }
+        events.send_replace(next);
         for (ev, reply) in accepted {
             let _ = reply.send(Ok(ev));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn history_is_bounded_by_bytes_and_late_watches_are_compacted() {
+        let engine = Engine::start(BTreeMap::new(), 1, Box::new(Volatile), 1_000_000);
+        let big = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let first = engine.create("/k/0", big.clone()).await.expect("create");
+        let mut early = engine.watch("/k/", first).expect("watch");
+        let writes = HISTORY_BYTES / big.len() + 8;
+        let mut last = first;
+        for i in 1..writes {
+            last = engine.create(&format!("/k/{i}"), big.clone()).await.expect("create");
+        }
+        let bytes = engine.state.read().expect("lock").history_bytes;
+        assert!(bytes <= HISTORY_BYTES, "{bytes}");
+        // A watch from before the window ends with Compacted, after the events it could
+        // still read; one from inside it sees the rest in order.
+        assert!(matches!(engine.watch("/k/", first), Err(StoreError::Compacted { .. })));
+        let mut seen = 0;
+        loop {
+            match early.next().await {
+                Some(Ok(_)) => seen += 1,
+                Some(Err(StoreError::Compacted { .. })) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(seen < writes);
+        let mut recent = engine.watch("/k/", last - 3).expect("watch");
+        for want in last - 2..=last {
+            assert_eq!(recent.next().await.expect("event").expect("ok").revision(), want);
         }
     }
 }
