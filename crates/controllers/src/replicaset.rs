@@ -1,30 +1,135 @@
 //! ReplicaSet: keep `spec.replicas` pods matching the template, and report status.
+//!
+//! Pods are read from a watch-fed cache (with managedFields dropped), not listed per
+//! reconcile: a ReplicaSet of 1,000 pods would otherwise fetch all 1,000 on each of the
+//! many pod changes. The cache lags the writes this controller makes, so, as
+//! kube-controller-manager does, it keeps *expectations*: pods it created that the
+//! cache has not shown yet count as present, pods it deleted count as gone.
 
-use crate::util::{Error, controlled_by, controller_ref, is_active, is_ready, pp, selector_string};
+use crate::util::{Error, controlled_by, controller_ref, is_active, is_ready, pp};
 use futures::StreamExt;
+use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const MANAGER: &str = "replicaset-controller";
+/// How long a write of this controller may take to show in the cache before it is
+/// believed lost.
+const EXPECTATION_TTL: Duration = Duration::from_secs(30);
+
+/// Writes made but not yet seen in the cache, per owner uid.
+#[derive(Default)]
+pub struct Expectations {
+    created: Mutex<HashMap<String, HashMap<String, (Instant, Pod)>>>,
+    deleted: Mutex<HashMap<String, HashMap<String, Instant>>>,
+}
+
+impl Expectations {
+    fn created(&self, owner: &str, pod: Pod) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Ok(mut m) = self.created.lock() {
+            m.entry(owner.to_string()).or_default().insert(name, (Instant::now(), pod));
+        }
+    }
+    fn deleted(&self, owner: &str, name: &str) {
+        if let Ok(mut m) = self.deleted.lock() {
+            m.entry(owner.to_string()).or_default().insert(name.to_string(), Instant::now());
+        }
+    }
+    /// The owner's pods as this controller knows them: the cache, plus pods created
+    /// and not yet seen, minus pods deleted and still seen.
+    pub fn view(&self, owner: &str, cached: Vec<Pod>) -> Vec<Pod> {
+        let mut out = Vec::with_capacity(cached.len());
+        let seen: std::collections::HashSet<String> = cached.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        if let Ok(mut m) = self.deleted.lock()
+            && let Some(d) = m.get_mut(owner)
+        {
+            d.retain(|name, at| seen.contains(name) && at.elapsed() < EXPECTATION_TTL);
+            out.extend(cached.into_iter().filter(|p| !p.metadata.name.as_ref().is_some_and(|n| d.contains_key(n))));
+        } else {
+            out = cached;
+        }
+        if let Ok(mut m) = self.created.lock()
+            && let Some(c) = m.get_mut(owner)
+        {
+            c.retain(|name, (at, _)| !seen.contains(name) && at.elapsed() < EXPECTATION_TTL);
+            out.extend(c.values().map(|(_, p)| p.clone()));
+        }
+        out
+    }
+    /// A pod change came through the watch: a creation it shows is no longer awaited.
+    pub fn observe(&self, pod: &Pod) {
+        let (Some(name), Some(refs)) = (&pod.metadata.name, &pod.metadata.owner_references) else { return };
+        if let Ok(mut m) = self.created.lock() {
+            for r in refs.iter().filter(|r| r.controller == Some(true)) {
+                if let Some(c) = m.get_mut(&r.uid) {
+                    c.remove(name);
+                }
+            }
+        }
+    }
+    /// Forget an owner (deleted).
+    pub fn forget(&self, owner: &str) {
+        if let Ok(mut m) = self.created.lock() {
+            m.remove(owner);
+        }
+        if let Ok(mut m) = self.deleted.lock() {
+            m.remove(owner);
+        }
+    }
+}
 
 struct Ctx {
     client: kube::Client,
+    pods: Store<Pod>,
+    expectations: Arc<Expectations>,
+}
+
+/// A watch-fed cache of every pod (managedFields dropped) and the stream of its changes.
+pub fn pod_cache(
+    client: &kube::Client,
+) -> (Store<Pod>, impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static) {
+    let (reader, writer) = reflector::store::<Pod>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().modify(|p| {
+            p.metadata.managed_fields = None;
+        }),
+    )
+    .touched_objects();
+    (reader, stream)
 }
 
 /// Run the ReplicaSet controller.
 pub async fn run(client: kube::Client) {
     let rs: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(rs, watcher::Config::default())
+    let (pods, pod_changes) = pod_cache(&client);
+    let expectations = Arc::new(Expectations::default());
+    let seen = expectations.clone();
+    let controller = Controller::new(rs, watcher::Config::default())
         .with_config(crate::util::controller_config())
-        .owns(pods, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
+        .owns_stream(pod_changes.inspect_ok(move |p| seen.observe(p)));
+    let ctx = Arc::new(Ctx { client, pods: pods.clone(), expectations });
+    controller
+        .run(
+            move |rs, ctx: Arc<Ctx>| async move {
+                // An empty cache before the first list would look like "no pods".
+                if ctx.pods.wait_until_ready().await.is_err() {
+                    return Ok(Action::requeue(Duration::from_millis(500)));
+                }
+                reconcile(rs, ctx).await
+            },
+            |_, _, _| Action::requeue(Duration::from_millis(500)),
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
@@ -62,16 +167,23 @@ pub fn deletion_rank(p: &Pod) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
     if rs.metadata.deletion_timestamp.is_some() {
+        ctx.expectations.forget(&uid);
         return Ok(Action::await_change());
     }
     let ns = rs.metadata.namespace.clone().unwrap_or_default();
     let name = rs.metadata.name.clone().unwrap_or_default();
-    let uid = rs.metadata.uid.clone().unwrap_or_default();
     let spec = &rs.spec;
-    let selector = selector_string(Some(&spec.selector));
     let desired = spec.replicas.unwrap_or(1).max(0) as usize;
-    let all = owned_pods(&ctx.client, &ns, &selector, &uid).await?;
+    let cached: Vec<Pod> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controlled_by(&p.metadata, &uid))
+        .map(|p| (**p).clone())
+        .collect();
+    let all = ctx.expectations.view(&uid, cached);
     let mut active: Vec<Pod> = all.iter().filter(|p| is_active(p)).cloned().collect();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     if active.len() < desired {
@@ -82,7 +194,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         let creates = (0..desired - active.len()).map(|_| pods.create(&post, &pod));
         for r in futures::future::join_all(creates).await {
             match r {
-                Ok(p) => active.push(p),
+                Ok(p) => {
+                    ctx.expectations.created(&uid, p.clone());
+                    active.push(p);
+                }
                 Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
                     return Ok(Action::requeue(Duration::from_secs(2)));
                 }
@@ -94,6 +209,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         let extra: Vec<Pod> = active.drain(..active.len() - desired).collect();
         let dp = DeleteParams::default();
         let deletes = extra.iter().map(|p| pods.delete(p.metadata.name.as_deref().unwrap_or_default(), &dp));
+        for p in &extra {
+            ctx.expectations.deleted(&uid, p.metadata.name.as_deref().unwrap_or_default());
+        }
         for r in futures::future::join_all(deletes).await {
             if let Err(kube::Error::Api(e)) = &r
                 && e.code == 404
