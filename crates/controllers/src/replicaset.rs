@@ -25,10 +25,13 @@ const MANAGER: &str = "replicaset-controller";
 /// believed lost.
 const EXPECTATION_TTL: Duration = Duration::from_secs(30);
 
+/// Pods created but not yet seen, by name: when, and the pod the API returned.
+type Awaited = HashMap<String, (Instant, Pod)>;
+
 /// Writes made but not yet seen in the cache, per owner uid.
 #[derive(Default)]
 pub struct Expectations {
-    created: Mutex<HashMap<String, HashMap<String, (Instant, Pod)>>>,
+    created: Mutex<HashMap<String, Awaited>>,
     deleted: Mutex<HashMap<String, HashMap<String, Instant>>>,
 }
 
