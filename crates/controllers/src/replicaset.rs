@@ -194,10 +194,16 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         let owner = controller_ref("apps/v1", "ReplicaSet", &name, &uid);
         let pod = pod_from_template(&template, &format!("{name}-"), &owner)?;
         let post = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-        let creates = (0..desired - active.len()).map(|_| pods.create(&post, &pod));
-        for r in futures::future::join_all(creates).await {
+        let creates = (0..desired - active.len()).map(|_| {
+            let (pods, post, pod) = (pods.clone(), post.clone(), pod.clone());
+            async move { pods.create(&post, &pod).await }
+        });
+        let results: Vec<_> =
+            futures::stream::iter(creates).buffer_unordered(crate::util::WRITE_CONCURRENCY).collect().await;
+        for r in results {
             match r {
-                Ok(p) => {
+                Ok(mut p) => {
+                    p.metadata.managed_fields = None;
                     ctx.expectations.created(&uid, p.clone());
                     active.push(p);
                 }
@@ -211,11 +217,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         active.sort_by_key(deletion_rank);
         let extra: Vec<Pod> = active.drain(..active.len() - desired).collect();
         let dp = DeleteParams::default();
-        let deletes = extra.iter().map(|p| pods.delete(p.metadata.name.as_deref().unwrap_or_default(), &dp));
+        let names: Vec<String> = extra.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+        let deletes = names.into_iter().map(|name| {
+            let (pods, dp) = (pods.clone(), dp.clone());
+            async move { pods.delete(&name, &dp).await.map(|_| ()) }
+        });
         for p in &extra {
             ctx.expectations.deleted(&uid, p.metadata.name.as_deref().unwrap_or_default());
         }
-        for r in futures::future::join_all(deletes).await {
+        let results: Vec<_> =
+            futures::stream::iter(deletes).buffer_unordered(crate::util::WRITE_CONCURRENCY).collect().await;
+        for r in results {
             if let Err(kube::Error::Api(e)) = &r
                 && e.code == 404
             {

@@ -133,8 +133,18 @@ pub async fn event(client: &kube::Client, component: &str, regarding: &Value, ty
 /// a short window are folded into one reconcile, so a burst of pod events (a rollout of
 /// a thousand pods) costs a few lists, not one per event.
 pub fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().debounce(std::time::Duration::from_millis(100))
+    kube::runtime::controller::Config::default()
+        .debounce(std::time::Duration::from_millis(100))
+        .concurrency(RECONCILE_CONCURRENCY)
 }
+
+/// How many objects one controller reconciles at once. Unbounded, a burst of 1,000
+/// changes would open as many client connections (kube-rs speaks HTTP/1.1), each with
+/// its TLS state and buffers on both ends.
+pub const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// How many writes one reconcile has in flight at once (creating or deleting many pods).
+pub const WRITE_CONCURRENCY: usize = 32;
 
 /// Field manager used by every controller write.
 pub fn pp(manager: &str) -> kube::api::PatchParams {

@@ -155,6 +155,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
         set.spawn(async move {
             let api: Api<ConfigMap> = Api::all(c.virtual_client.clone());
             Controller::new(api, watcher::Config::default())
+                .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
                 .run(
                     |o, ctx| async move { reconcile_obj("ConfigMap", serde_json::to_value(&*o)?, ctx).await },
                     |_, _, _| Action::requeue(Duration::from_secs(1)),
@@ -169,6 +170,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
         set.spawn(async move {
             let api: Api<Secret> = Api::all(c.virtual_client.clone());
             Controller::new(api, watcher::Config::default())
+                .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
                 .run(
                     |o, ctx| async move { reconcile_obj("Secret", serde_json::to_value(&*o)?, ctx).await },
                     |_, _, _| Action::requeue(Duration::from_secs(1)),

@@ -29,6 +29,10 @@ use std::time::Duration;
 /// Field manager of every syncer write.
 pub const MANAGER: &str = "vkube-syncer";
 
+/// How many objects one syncer reconciles at once: unbounded, a burst of 1,000 pods
+/// would open as many connections to each API server (kube-rs speaks HTTP/1.1).
+pub const RECONCILE_CONCURRENCY: u16 = 32;
+
 /// Errors of a reconcile (retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,7 +210,18 @@ pub async fn run(ctx: Arc<SyncContext>) {
     let virtual_pods: Api<Pod> = Api::all(ctx.virtual_client.clone());
     let host_pods: Api<Pod> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let mapper = ctx.mapper.clone();
-    Controller::new(virtual_pods, watcher::Config::default())
+    // The virtual pods are cached without managedFields (half of a pod's bytes, never
+    // read here), and reconciled a bounded number at a time.
+    let (reader, writer) = kube::runtime::reflector::store::<Pod>();
+    let virtual_changes = kube::runtime::reflector::reflector(
+        writer,
+        watcher(virtual_pods, watcher::Config::default()).default_backoff().modify(|p| {
+            p.metadata.managed_fields = None;
+        }),
+    )
+    .applied_objects();
+    Controller::for_stream(virtual_changes, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
         .watches(host_pods, watcher::Config::default().labels(&ctx.mapper.selector()), move |hp: Pod| {
             mapper.virtual_of(&hp.metadata).map(|(ns, name)| ObjectRef::new(&name).within(&ns))
         })

@@ -48,6 +48,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
     let host: Api<Service> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let mapper = ctx.mapper.clone();
     Controller::new(api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
         .watches(host, watcher::Config::default().labels(&ctx.mapper.selector()), move |h: Service| {
             mapper.virtual_of(&h.metadata).map(|(ns, name)| ObjectRef::new(&name).within(&ns))
         })

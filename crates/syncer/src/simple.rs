@@ -128,6 +128,7 @@ where
     let host_api: Api<K> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let mapper = ctx.mapper.clone();
     Controller::new(virtual_api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
         .watches(host_api, watcher::Config::default().labels(&ctx.mapper.selector()), move |h: K| {
             mapper.virtual_of(h.meta()).map(|(ns, name)| ObjectRef::new(&name).within(&ns))
         })
