@@ -242,6 +242,23 @@ impl Registry {
         serde_json::to_vec(&canonical(obj)).map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
     }
 
+    /// Parse only the metadata of a stored value (the rest is scanned, not built): for
+    /// PartialObjectMetadata lists, which garbage collectors ask for often.
+    ///
+    /// # Errors
+    /// A corrupt stored value.
+    pub fn decode_metadata(kv: &KeyValue) -> Result<Value, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct MetadataOnly {
+            #[serde(default)]
+            metadata: serde_json::Map<String, Value>,
+        }
+        let mut m: MetadataOnly = serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+        m.metadata.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        Ok(json!({"metadata": m.metadata}))
+    }
+
     /// Parse a stored value into the form `res` serves.
     pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
         let v = Self::decode(kv)?;

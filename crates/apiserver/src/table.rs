@@ -877,6 +877,16 @@ pub fn list_response(res: &Resource, page: ListPage, output: Output, q: &HashMap
             out.extend_from_slice(b"]}");
             respond(out, "application/json")
         }
+        Output::Metadata if res.conversion.is_none() => {
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .filter_map(|kv| Registry::decode_metadata(kv).ok())
+                .map(|o| partial_metadata(&o))
+                .collect();
+            let body = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(&page), "items": items});
+            respond(serde_json::to_vec(&body).unwrap_or_default(), "application/json")
+        }
         _ => {
             let items: Vec<Value> = page.items.iter().filter_map(|kv| Registry::decode_as(res, kv).ok()).collect();
             let body = match output {

@@ -61,6 +61,8 @@ pub struct SyncContext {
     /// resourceVersion written, so the pods sharing one (e.g. `kube-root-ca.crt`) do not
     /// each rewrite it.
     pub applied: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// The pod syncer's cache of virtual pods (without managedFields), once it runs.
+    pub virtual_pods: std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
 }
 
 impl SyncContext {
@@ -78,6 +80,7 @@ impl SyncContext {
             config,
             owner: std::sync::OnceLock::new(),
             applied: Default::default(),
+            virtual_pods: std::sync::OnceLock::new(),
         }
     }
 }

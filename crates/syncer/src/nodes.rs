@@ -6,6 +6,7 @@
 //! overwritten on the next reconcile).
 
 use crate::{Error, SyncContext};
+use futures::FutureExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -427,14 +428,16 @@ async fn sweep(ctx: &SyncContext) -> Result<(), Error> {
             }
         }
     }
-    let pods: Api<Pod> = Api::all(ctx.virtual_client.clone());
-    let used: std::collections::HashSet<String> = pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
-        .collect();
+    // The nodes virtual pods run on: from the pod syncer's cache once it is filled.
+    let node_of = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
+    let used: std::collections::HashSet<String> =
+        match ctx.virtual_pods.get().filter(|s| s.wait_until_ready().now_or_never().is_some()) {
+            Some(store) => store.state().iter().filter_map(|p| node_of(p)).collect(),
+            None => {
+                let pods: Api<Pod> = Api::all(ctx.virtual_client.clone());
+                pods.list(&ListParams::default()).await?.items.iter().filter_map(node_of).collect()
+            }
+        };
     for v in virtual_nodes.list(&ListParams::default().labels(&format!("{VIRTUAL_NODE}=true"))).await?.items {
         let name = v.metadata.name.clone().unwrap_or_default();
         let host = hosts.iter().find(|h| h.metadata.name.as_deref() == Some(name.as_str()));

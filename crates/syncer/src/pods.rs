@@ -213,6 +213,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
     // The virtual pods are cached without managedFields (half of a pod's bytes, never
     // read here), and reconciled a bounded number at a time.
     let (reader, writer) = kube::runtime::reflector::store::<Pod>();
+    let _ = ctx.virtual_pods.set(reader.clone());
     let virtual_changes = kube::runtime::reflector::reflector(
         writer,
         watcher(virtual_pods, watcher::Config::default()).default_backoff().modify(|p| {
