@@ -3,6 +3,7 @@
 //! gets, a 10k-pod list, watch fan-out, and RSS. Each figure is the median of several
 //! runs; the same workload over the in-memory store is the baseline.
 
+use anyhow::Context;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchParams};
 use std::sync::Arc;
@@ -240,9 +241,37 @@ fn percentile_f(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Virtual cluster benchmarks: start-up, sync latency, 1000 pods, RSS of `vkube serve`.
-pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
+/// A deployment of `pods` replicas in `default`, timed from its creation until a watch
+/// has seen every pod Running (a watch, as a client would follow it: polling lists would
+/// load the server being measured).
+async fn many_pods_running(client: &kube::Client, pods: usize) -> anyhow::Result<f64> {
     use futures::StreamExt;
     use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let vpods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "many"}, "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "many"}}, "template": {"metadata": {"labels": {"app": "many"}}, "spec": {"containers": [{"name": "c", "image": "app"}]}}}}),
+    )?;
+    let mut running_pods =
+        watcher(vpods, watcher::Config::default().labels("app=many")).default_backoff().applied_objects().boxed();
+    let t = Instant::now();
+    deploys.create(&PostParams::default(), &d).await?;
+    let mut running = std::collections::HashSet::new();
+    while running.len() < pods {
+        let next = tokio::time::timeout(Duration::from_secs(300).saturating_sub(t.elapsed()), running_pods.next()).await;
+        let Ok(Some(Ok(p))) = next else {
+            anyhow::bail!("only {} of {pods} Running", running.len());
+        };
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            running.insert(p.metadata.name.clone().unwrap_or_default());
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     let mut rows: Vec<(String, String)> = Vec::new();
     // Start-up of `vkube up` (host and virtual cluster), and of the host alone as baseline.
@@ -350,40 +379,67 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
         "sync latency host Running -> virtual Running, p50 / p99 ms (upper bound, 2 ms polling)".to_string(),
         format!("{:.1} / {:.1}", percentile_f(&mut back.clone(), 0.5), percentile_f(&mut back, 0.99)),
     ));
-    // Many pods at once.
-    let deploys: Api<Deployment> = Api::namespaced(vc_client.clone(), "default");
-    let d: Deployment = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "many"}, "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "many"}}, "template": {"metadata": {"labels": {"app": "many"}}, "spec": {"containers": [{"name": "c", "image": "app"}]}}}}),
-    )?;
-    // Counted from a watch (as a client would follow it), not by polling lists, so the
-    // measuring does not load the server it measures.
-    let mut running_pods = watcher(vpods.clone(), watcher::Config::default().labels("app=many"))
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    let t = Instant::now();
-    deploys.create(&PostParams::default(), &d).await?;
-    let mut running = std::collections::HashSet::new();
-    while running.len() < pods {
-        let next =
-            tokio::time::timeout(Duration::from_secs(300).saturating_sub(t.elapsed()), running_pods.next()).await;
-        let Ok(Some(Ok(p))) = next else {
-            anyhow::bail!("only {} of {pods} Running", running.len());
-        };
-        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-            running.insert(p.metadata.name.clone().unwrap_or_default());
-        }
-    }
-    drop(running_pods);
-    rows.push((
-        format!("{pods} pods created at once in the virtual cluster until all Running there, s"),
-        format!("{:.2}", t.elapsed().as_secs_f64()),
-    ));
-    rows.push((format!("RSS of vkube serve with {pods} pods, MiB"), format!("{:.0}", rss_of(serve.id()))));
     let _ = serve.kill();
     let _ = host.kill();
     let _ = serve.wait();
     let _ = host.wait();
+    // Many pods at once: fresh processes each run; the same deployment on the host alone
+    // (no virtual cluster) is the baseline of the same run.
+    let (mut virt_s, mut host_s, mut rss) = (vec![], vec![], vec![]);
+    for _ in 0..runs.clamp(1, 5) {
+        let dir = tempfile::tempdir()?;
+        let host_dir = dir.path().join("host");
+        let (mut host, _) = spawn_ready(&[
+            "host".into(),
+            "--nodes".into(),
+            nodes.to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            host_dir.display().to_string(),
+        ])?;
+        let host_client = crate::host::client_from(&host_dir.join("host.kubeconfig")).await?;
+        host_s.push(many_pods_running(&host_client, pods).await.context("on the host alone")?);
+        // A fresh host for the virtual cluster: the baseline's pods fill this one.
+        let _ = host.kill();
+        let _ = host.wait();
+        let host_dir = dir.path().join("host2");
+        let (mut host, _) = spawn_ready(&[
+            "host".into(),
+            "--nodes".into(),
+            nodes.to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            host_dir.display().to_string(),
+        ])?;
+        let vc_dir = dir.path().join("vc");
+        let (mut serve, _) = spawn_ready(&[
+            "serve".into(),
+            "--name".into(),
+            "vc".into(),
+            "--host-kubeconfig".into(),
+            host_dir.join("host.kubeconfig").display().to_string(),
+            "--data-dir".into(),
+            vc_dir.display().to_string(),
+        ])?;
+        let vc_client = crate::host::client_from(&vc_dir.join("vc.kubeconfig")).await?;
+        virt_s.push(many_pods_running(&vc_client, pods).await.context("in the virtual cluster")?);
+        rss.push(rss_of(serve.id()));
+        let _ = serve.kill();
+        let _ = host.kill();
+        let _ = serve.wait();
+        let _ = host.wait();
+    }
+    let n = virt_s.len();
+    let (v, h) = (median(virt_s), median(host_s));
+    rows.push((
+        format!("{pods} pods created at once in the virtual cluster until all Running there, s (median of {n})"),
+        format!("{v:.2}"),
+    ));
+    rows.push((format!("baseline: the same {pods} pods on the host alone, s (median of {n})"), format!("{h:.2}")));
+    rows.push(("ratio virtual / host alone".into(), format!("{:.2}", v / h.max(1e-9))));
+    rows.push((format!("RSS of vkube serve with {pods} pods, MiB (median of {n})"), format!("{:.0}", median(rss))));
     println!("| measure | value |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
