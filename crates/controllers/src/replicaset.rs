@@ -65,6 +65,9 @@ impl Expectations {
         {
             c.retain(|name, (at, _)| !seen.contains(name) && at.elapsed() < EXPECTATION_TTL);
             out.extend(c.values().map(|(_, p)| p.clone()));
+            if c.is_empty() {
+                m.remove(owner);
+            }
         }
         out
     }
@@ -75,6 +78,9 @@ impl Expectations {
             for r in refs.iter().filter(|r| r.controller == Some(true)) {
                 if let Some(c) = m.get_mut(&r.uid) {
                     c.remove(name);
+                    if c.is_empty() {
+                        m.remove(&r.uid);
+                    }
                 }
             }
         }

@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{oneshot, watch};
 
 /// The most bytes of values the history keeps (beyond this, the oldest events go).
-pub const HISTORY_BYTES: usize = 32 * 1024 * 1024;
+pub const HISTORY_BYTES: usize = 16 * 1024 * 1024;
 /// How many events a watch reads from the history per lock.
 const WATCH_BATCH: usize = 256;
 

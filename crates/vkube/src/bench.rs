@@ -259,7 +259,8 @@ async fn many_pods_running(client: &kube::Client, pods: usize) -> anyhow::Result
     deploys.create(&PostParams::default(), &d).await?;
     let mut running = std::collections::HashSet::new();
     while running.len() < pods {
-        let next = tokio::time::timeout(Duration::from_secs(300).saturating_sub(t.elapsed()), running_pods.next()).await;
+        let next =
+            tokio::time::timeout(Duration::from_secs(300).saturating_sub(t.elapsed()), running_pods.next()).await;
         let Ok(Some(Ok(p))) = next else {
             anyhow::bail!("only {} of {pods} Running", running.len());
         };
