@@ -61,6 +61,9 @@ pub struct SyncContext {
     /// resourceVersion written, so the pods sharing one (e.g. `kube-root-ca.crt`) do not
     /// each rewrite it.
     pub applied: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Where pods reach the virtual API server (`KUBERNETES_SERVICE_HOST`/`_PORT` in
+    /// host pods), when its address is one they can reach.
+    pub api_endpoint: Option<(String, u16)>,
     /// The pod syncer's cache of virtual pods (without managedFields), once it runs.
     pub virtual_pods: std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
 }
@@ -81,6 +84,7 @@ impl SyncContext {
             owner: std::sync::OnceLock::new(),
             applied: Default::default(),
             virtual_pods: std::sync::OnceLock::new(),
+            api_endpoint: None,
         }
     }
 }

@@ -196,6 +196,27 @@ async fn request_token(ctx: &SyncContext, vpod: &Pod, audience: Option<String>) 
     Ok(out.status.and_then(|s| s.token).unwrap_or_default())
 }
 
+/// Point in-pod clients at the virtual API server: `KUBERNETES_SERVICE_HOST` and
+/// `KUBERNETES_SERVICE_PORT` in every container (what client-go's in-cluster config
+/// reads; a value in the container spec wins over the host kubelet's), unless the pod
+/// sets them itself.
+pub fn point_at_virtual_api(host_pod: &mut Value, host: &str, port: u16) {
+    for list in ["initContainers", "containers"] {
+        for c in host_pod.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(c) = c.as_object_mut() else { continue };
+            let env = c.entry("env").or_insert_with(|| json!([]));
+            let Some(env) = env.as_array_mut() else { continue };
+            for (name, value) in
+                [("KUBERNETES_SERVICE_HOST", host.to_string()), ("KUBERNETES_SERVICE_PORT", port.to_string())]
+            {
+                if !env.iter().any(|e| e.get("name").and_then(Value::as_str) == Some(name)) {
+                    env.push(json!({"name": name, "value": value}));
+                }
+            }
+        }
+    }
+}
+
 /// The virtual pod's status from its host copy.
 pub fn status_back(host_pod: &Value) -> Value {
     let mut status = host_pod.get("status").cloned().unwrap_or_else(|| json!({}));
@@ -303,6 +324,9 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                 crate::config::ensure_referenced(&ctx, &vpod).await?;
                 let vpod_value = serde_json::to_value(&*vpod)?;
                 let mut host_pod = translate(&vpod_value, &ctx.mapper, &ctx.config.enforce_tolerations);
+                if let Some((host, port)) = &ctx.api_endpoint {
+                    point_at_virtual_api(&mut host_pod, host, *port);
+                }
                 for need in token_needs(&vpod_value) {
                     let token = request_token(&ctx, &vpod, need.audience).await?;
                     host_pod["metadata"]["annotations"][need.annotation] = json!(token);
@@ -443,6 +467,24 @@ mod tests {
         assert_eq!(
             h["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
             "metadata.annotations['vkube.dev/object-namespace']"
+        );
+    }
+
+    #[test]
+    fn host_pods_are_pointed_at_the_virtual_api() {
+        let v = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+            "initContainers": [{"name": "i", "image": "i"}],
+            "containers": [{"name": "c", "image": "i", "env": [{"name": "KUBERNETES_SERVICE_PORT", "value": "8443"}]}]}});
+        let mut h = translate(&v, &mapper(), &[]);
+        point_at_virtual_api(&mut h, "10.0.0.5", 6443);
+        assert_eq!(
+            h["spec"]["initContainers"][0]["env"],
+            json!([{"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.5"}, {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}])
+        );
+        // The pod's own value stays.
+        assert_eq!(
+            h["spec"]["containers"][0]["env"],
+            json!([{"name": "KUBERNETES_SERVICE_PORT", "value": "8443"}, {"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.5"}])
         );
     }
 

@@ -152,7 +152,13 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             }
         }));
     }
-    let ctx = Arc::new(vkube_syncer::SyncContext::new(virtual_client, host_client, mapper, values));
+    let mut sync = vkube_syncer::SyncContext::new(virtual_client, host_client, mapper, values);
+    // Pods are told where the virtual API is when it listens on a definite address (the
+    // serving certificate names it); with 0.0.0.0 the reachable address is unknown.
+    if !server.addr.ip().is_unspecified() {
+        sync.api_endpoint = Some((server.addr.ip().to_string(), server.addr.port()));
+    }
+    let ctx = Arc::new(sync);
     tasks.push(tokio::spawn(vkube_syncer::Syncer::run(ctx)));
     Ok(Virtual { server, kubeconfig, tasks })
 }

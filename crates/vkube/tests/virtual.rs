@@ -398,6 +398,15 @@ fn pods_get_a_virtual_cluster_token_that_kubectl_accepts() {
         "-o",
         "jsonpath={.clusters[0].cluster.certificate-authority-data}",
     ]);
+    // In-pod clients are pointed at the virtual API server.
+    let env = host_pod["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
+    let var = |n: &str| env.iter().find(|e| e["name"] == n).and_then(|e| e["value"].as_str()).map(String::from);
+    let url = format!(
+        "https://{}:{}",
+        var("KUBERNETES_SERVICE_HOST").unwrap_or_default(),
+        var("KUBERNETES_SERVICE_PORT").unwrap_or_default()
+    );
+    assert_eq!(url, server, "{env:?}");
     let kc = serde_json::json!({"apiVersion": "v1", "kind": "Config", "current-context": "sa",
         "clusters": [{"name": "vc", "cluster": {"server": server, "certificate-authority-data": ca}}],
         "users": [{"name": "sa", "user": {"token": token}}],
