@@ -18,6 +18,11 @@ use std::time::Duration;
 use vkube_core::status::ApiError;
 use vkube_store::{EventKind, ListOptions};
 
+/// Lines a watch buffers ahead of a slow client. Small on purpose: the store's history
+/// is the buffer (the watch task reads it at the client's pace), so a lagging client
+/// costs a few lines here, not a copy of every event it has not read yet.
+const WATCH_BUFFER: usize = 16;
+
 struct Encoder {
     resource: Arc<Resource>,
     output: Output,
@@ -113,7 +118,7 @@ pub async fn serve(
         Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?)
     };
     let include = q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(WATCH_BUFFER);
     tokio::spawn(async move {
         let mut enc = Encoder { resource: res.clone(), output, include, sent_columns: false };
         let labels = params.label_selector;
