@@ -217,6 +217,14 @@ pub fn point_at_virtual_api(host_pod: &mut Value, host: &str, port: u16) {
     }
 }
 
+/// Note on the virtual pod which host pod is its copy ([`HOST_UID`]).
+async fn record_host_uid(virtual_api: &Api<Pod>, name: &str, host: &Pod) -> Result<(), Error> {
+    let uid = host.metadata.uid.clone().unwrap_or_default();
+    let pp = PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
+    virtual_api.patch(name, &pp, &Patch::Merge(json!({"metadata": {"annotations": {HOST_UID: uid}}}))).await?;
+    Ok(())
+}
+
 /// The virtual pod's status from its host copy.
 pub fn status_back(host_pod: &Value) -> Value {
     let mut status = host_pod.get("status").cloned().unwrap_or_else(|| json!({}));
@@ -350,14 +358,7 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let uid = created.metadata.uid.clone().unwrap_or_default();
-                virtual_api
-                    .patch(
-                        &name,
-                        &PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
-                        &Patch::Merge(json!({"metadata": {"annotations": {HOST_UID: uid}}})),
-                    )
-                    .await?;
+                record_host_uid(&virtual_api, &name, &created).await?;
                 Ok(Action::requeue(Duration::from_secs(30)))
             }
             Some(h) => {
@@ -389,14 +390,7 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                         .await?;
                 }
                 if synced_before.is_none() {
-                    let uid = h.metadata.uid.clone().unwrap_or_default();
-                    virtual_api
-                        .patch(
-                            &name,
-                            &PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
-                            &Patch::Merge(json!({"metadata": {"annotations": {HOST_UID: uid}}})),
-                        )
-                        .await?;
+                    record_host_uid(&virtual_api, &name, &h).await?;
                 }
                 Ok(Action::requeue(Duration::from_secs(60)))
             }

@@ -241,6 +241,22 @@ fn percentile_f(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Virtual cluster benchmarks: start-up, sync latency, 1000 pods, RSS of `vkube serve`.
+/// A `vkube host` child process with `nodes` nodes on `dir`, once ready.
+fn spawn_host(dir: &std::path::Path, nodes: usize) -> anyhow::Result<std::process::Child> {
+    let args =
+        ["host", "--nodes", &nodes.to_string(), "--listen", "127.0.0.1:0", "--data-dir", &dir.display().to_string()]
+            .map(String::from);
+    Ok(spawn_ready(&args)?.0)
+}
+
+/// A `vkube serve` child process (cluster `vc`) on `vc_dir` against the host on `host_dir`.
+fn spawn_serve(host_dir: &std::path::Path, vc_dir: &std::path::Path) -> anyhow::Result<std::process::Child> {
+    let kubeconfig = host_dir.join("host.kubeconfig").display().to_string();
+    let args = ["serve", "--name", "vc", "--host-kubeconfig", &kubeconfig, "--data-dir", &vc_dir.display().to_string()]
+        .map(String::from);
+    Ok(spawn_ready(&args)?.0)
+}
+
 /// A deployment of `pods` replicas in `default`, timed from its creation until a watch
 /// has seen every pod Running (a watch, as a client would follow it: polling lists would
 /// load the server being measured).
@@ -304,25 +320,9 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host_dir = dir.path().join("host");
     let nodes = pods.div_ceil(100).max(3);
-    let (mut host, _) = spawn_ready(&[
-        "host".into(),
-        "--nodes".into(),
-        nodes.to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        host_dir.display().to_string(),
-    ])?;
+    let mut host = spawn_host(&host_dir, nodes)?;
     let vc_dir = dir.path().join("vc");
-    let (mut serve, _) = spawn_ready(&[
-        "serve".into(),
-        "--name".into(),
-        "vc".into(),
-        "--host-kubeconfig".into(),
-        host_dir.join("host.kubeconfig").display().to_string(),
-        "--data-dir".into(),
-        vc_dir.display().to_string(),
-    ])?;
+    let mut serve = spawn_serve(&host_dir, &vc_dir)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rows.push(("RSS of vkube serve, idle, MiB".into(), format!("{:.0}", rss_of(serve.id()))));
     let host_client = crate::host::client_from(&host_dir.join("host.kubeconfig")).await?;
@@ -390,40 +390,16 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     for _ in 0..runs.clamp(1, 5) {
         let dir = tempfile::tempdir()?;
         let host_dir = dir.path().join("host");
-        let (mut host, _) = spawn_ready(&[
-            "host".into(),
-            "--nodes".into(),
-            nodes.to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            host_dir.display().to_string(),
-        ])?;
+        let mut host = spawn_host(&host_dir, nodes)?;
         let host_client = crate::host::client_from(&host_dir.join("host.kubeconfig")).await?;
         host_s.push(many_pods_running(&host_client, pods).await.context("on the host alone")?);
         // A fresh host for the virtual cluster: the baseline's pods fill this one.
         let _ = host.kill();
         let _ = host.wait();
         let host_dir = dir.path().join("host2");
-        let (mut host, _) = spawn_ready(&[
-            "host".into(),
-            "--nodes".into(),
-            nodes.to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            host_dir.display().to_string(),
-        ])?;
+        let mut host = spawn_host(&host_dir, nodes)?;
         let vc_dir = dir.path().join("vc");
-        let (mut serve, _) = spawn_ready(&[
-            "serve".into(),
-            "--name".into(),
-            "vc".into(),
-            "--host-kubeconfig".into(),
-            host_dir.join("host.kubeconfig").display().to_string(),
-            "--data-dir".into(),
-            vc_dir.display().to_string(),
-        ])?;
+        let mut serve = spawn_serve(&host_dir, &vc_dir)?;
         let vc_client = crate::host::client_from(&vc_dir.join("vc.kubeconfig")).await?;
         virt_s.push(many_pods_running(&vc_client, pods).await.context("in the virtual cluster")?);
         rss.push(rss_of(serve.id()));
