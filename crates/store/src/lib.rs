@@ -6,9 +6,9 @@
 //! [`StoreError::Compacted`] for revisions older than what is kept.
 //!
 //! Backends: [`MemoryStore`] (tests) and [`SqliteStore`] (the embedded, durable
-//! default). Both share [`engine`]: an in-memory MVCC state with a single writer thread
-//! that group-commits batches of concurrent writes to a [`engine::Durability`] backend.
-//! An etcd backend implements [`Store`] directly, since etcd is already MVCC.
+//! default) share [`engine`]: an in-memory MVCC state with a single writer thread that
+//! group-commits batches of concurrent writes to a [`engine::Durability`] backend.
+//! [`EtcdStore`] implements [`Store`] directly on etcd v3, since etcd is already MVCC.
 //! [`conformance`] holds the test suite every backend must pass.
 
 use async_trait::async_trait;
@@ -17,9 +17,11 @@ use futures::stream::BoxStream;
 
 pub mod conformance;
 pub mod engine;
+mod etcd;
 mod memory;
 mod sqlite;
 
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
