@@ -152,3 +152,22 @@ pub async fn on_change(reg: &Registry) {
 pub async fn load_established(reg: &Registry) {
     on_change(reg).await;
 }
+
+/// Follow CRDs changed through other API server replicas on the same store, so every
+/// replica serves the same custom resources.
+pub async fn follow(reg: Arc<Registry>) {
+    use futures::StreamExt;
+    let Some(crd_res) = reg.catalog().find("apiextensions.k8s.io", "v1", "customresourcedefinitions") else { return };
+    let prefix = crd_res.prefix();
+    loop {
+        if let Ok(from) = reg.store().current_revision().await {
+            on_change(&reg).await;
+            if let Ok(mut events) = reg.store().watch(&prefix, from).await {
+                while let Some(Ok(_)) = events.next().await {
+                    on_change(&reg).await;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

@@ -27,6 +27,58 @@ pub enum PkiError {
     /// Generating or parsing a certificate failed.
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
+    /// Reading or writing the shared keys in the store failed.
+    #[error("sharing the cluster's keys through the store: {0}")]
+    Shared(String),
+}
+
+/// The store key under which API server replicas on one store share the cluster CA and
+/// the service-account signing key (kube-apiserver replicas must share both).
+pub const SHARED_KEYS: &str = "/vkube/pki/shared";
+
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+struct SharedKeys {
+    ca_crt: String,
+    ca_key: String,
+    sa_key: String,
+}
+
+/// Make `DIR/pki/` hold the CA and service-account key shared through `store`: the
+/// first replica publishes its own (created if missing); every later one adopts them,
+/// replacing local ones (and the certificates the old CA signed). Serving and admin
+/// certificates stay per replica, signed by the shared CA.
+///
+/// # Errors
+/// Store errors, unreadable or unwritable files.
+pub async fn share_through_store(data_dir: &Path, store: &dyn vkube_store::Store) -> Result<(), PkiError> {
+    let dir = data_dir.join("pki");
+    let shared_err = |e: &dyn std::fmt::Display| PkiError::Shared(e.to_string());
+    for _ in 0..3 {
+        if let Some(kv) = store.get(SHARED_KEYS).await.map_err(|e| shared_err(&e))? {
+            let keys: SharedKeys = serde_json::from_slice(&kv.value).map_err(|e| shared_err(&e))?;
+            std::fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+            let local = load_pair(&dir, "ca");
+            if local.as_ref().is_none_or(|p| p.cert_pem != keys.ca_crt || p.key_pem != keys.ca_key) {
+                save_pair(&dir, "ca", &CertPair { cert_pem: keys.ca_crt, key_pem: keys.ca_key })?;
+                for stale in ["serving", "admin"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{stale}.crt")));
+                }
+            }
+            write(&dir.join("sa.key"), &keys.sa_key)?;
+            return Ok(());
+        }
+        let local = Pki::load_or_create(data_dir, &[])?;
+        let keys =
+            SharedKeys { ca_crt: local.ca.cert_pem, ca_key: local.ca.key_pem, sa_key: local.service_account_key_pem };
+        let bytes = serde_json::to_vec(&keys).map_err(|e| shared_err(&e))?;
+        match store.create(SHARED_KEYS, bytes.into()).await {
+            Ok(_) => return Ok(()),
+            // Another replica published first: adopt its keys.
+            Err(vkube_store::StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(shared_err(&e)),
+        }
+    }
+    Err(PkiError::Shared("the shared keys keep changing".into()))
 }
 
 /// A certificate and its private key, PEM-encoded.

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub cluster_name: String,
     /// Extra names for the serving certificate.
     pub extra_sans: Vec<String>,
+    /// The store is shared with other replicas of this API server (etcd): take the CA
+    /// and service-account key from it, and follow CRDs created through other replicas.
+    pub replicated: bool,
 }
 
 impl ServerConfig {
@@ -48,6 +51,7 @@ impl ServerConfig {
             token_file: None,
             cluster_name: "vkube".into(),
             extra_sans: vec![],
+            replicated: false,
         }
     }
 }
@@ -92,12 +96,16 @@ pub struct RunningServer {
     pub state: Arc<ApiState>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    crd_follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stop accepting, close connections (watches end), and wait for the loop to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        if let Some(f) = &self.crd_follower {
+            f.abort();
+        }
         let _ = self.task.await;
     }
 }
@@ -139,6 +147,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     if !config.listen.ip().is_unspecified() {
         sans.push(config.listen.ip().to_string());
     }
+    if config.replicated {
+        pki::share_through_store(&config.data_dir, config.store.as_ref()).await?;
+    }
     let pki = Pki::load_or_create(&config.data_dir, &sans)?;
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
@@ -154,6 +165,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let registry = Arc::new(Registry::new(config.store.clone(), catalog.clone(), config.service_cidr));
     crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
     crate::crd::load_established(&registry).await;
+    let crd_follower = config.replicated.then(|| tokio::spawn(crate::crd::follow(registry.clone())));
     let issuer = crate::tokens::TokenIssuer::new(&pki.service_account_key_pem).map_err(ServeError::Tls)?;
     let state = Arc::new(ApiState::new(registry, authenticator).with_tokens(issuer));
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
@@ -188,7 +200,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
             }
         }
     });
-    Ok(RunningServer { addr, url, kubeconfig_path, pki, state, shutdown, task })
+    Ok(RunningServer { addr, url, kubeconfig_path, pki, state, shutdown, task, crd_follower })
 }
 
 async fn serve_connection(

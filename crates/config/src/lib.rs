@@ -343,6 +343,21 @@ pub struct VClusterConfig {
     pub enforce_tolerations: Vec<String>,
     /// `controlPlane.backingStore.etcd.external` endpoints (empty: embedded SQLite).
     pub etcd_endpoints: Vec<String>,
+    /// `controlPlane.backingStore.etcd.external.prefix`: the key prefix (default `/vkube/NAME`).
+    pub etcd_prefix: Option<String>,
+    /// `controlPlane.backingStore.etcd.external.tls.{caFile, certFile, keyFile}`.
+    pub etcd_tls: EtcdTls,
+}
+
+/// TLS files for etcd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA bundle of the members' serving certificates.
+    pub ca_file: Option<String>,
+    /// Client certificate.
+    pub cert_file: Option<String>,
+    /// Client certificate key.
+    pub key_file: Option<String>,
 }
 
 impl Default for VClusterConfig {
@@ -372,6 +387,8 @@ impl Default for VClusterConfig {
             all_secrets: false,
             enforce_tolerations: vec![],
             etcd_endpoints: vec![],
+            etcd_prefix: None,
+            etcd_tls: EtcdTls::default(),
         }
     }
 }
@@ -449,6 +466,13 @@ impl VClusterConfig {
                 eps.push(e.to_string());
             }
             c.etcd_endpoints = eps;
+            let s = |p: &str| {
+                v.pointer(&format!("/controlPlane/backingStore/etcd/external/{p}"))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            };
+            c.etcd_prefix = s("prefix");
+            c.etcd_tls = EtcdTls { ca_file: s("tls/caFile"), cert_file: s("tls/certFile"), key_file: s("tls/keyFile") };
         }
         Ok(Parsed { config: c, not_implemented })
     }
@@ -506,5 +530,17 @@ mod tests {
             "{:?}",
             p.not_implemented
         );
+    }
+
+    #[test]
+    fn reads_the_external_etcd() {
+        let text = "controlPlane:\n  backingStore:\n    etcd:\n      external:\n        enabled: true\n        endpoint: https://e0:2379\n        prefix: /tenants/a\n        tls:\n          caFile: /pki/ca.crt\n          certFile: /pki/c.crt\n          keyFile: /pki/c.key\n";
+        let c = VClusterConfig::parse("vcluster.yaml", text).expect("parses").config;
+        assert_eq!(c.etcd_endpoints, ["https://e0:2379"]);
+        assert_eq!(c.etcd_prefix.as_deref(), Some("/tenants/a"));
+        assert_eq!(c.etcd_tls.ca_file.as_deref(), Some("/pki/ca.crt"));
+        assert_eq!(c.etcd_tls.key_file.as_deref(), Some("/pki/c.key"));
+        let off = text.replace("enabled: true", "enabled: false");
+        assert!(VClusterConfig::parse("vcluster.yaml", &off).expect("parses").config.etcd_endpoints.is_empty());
     }
 }

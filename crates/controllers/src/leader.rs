@@ -28,14 +28,26 @@ fn micro_now() -> String {
 
 /// Try once to acquire or renew; true if this candidate holds the lease afterwards.
 pub async fn try_acquire(client: &kube::Client, cfg: &LeaderConfig) -> bool {
+    attempt(client, cfg).await == Some(true)
+}
+
+/// One attempt: `Some(held)`, or `None` when the API could not be asked (the holder then
+/// keeps leading until its renew deadline passes, as client-go's leader election does).
+async fn attempt(client: &kube::Client, cfg: &LeaderConfig) -> Option<bool> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let now = k8s_openapi::jiff::Timestamp::now();
+    let written = |r: Result<Lease, kube::Error>| match r {
+        Ok(_) => Some(true),
+        // Someone else wrote first.
+        Err(kube::Error::Api(e)) if e.code == 409 => Some(false),
+        Err(_) => None,
+    };
     match api.get_opt(&cfg.name).await {
         Ok(None) => {
             let lease = json!({"metadata": {"name": cfg.name, "namespace": cfg.namespace}, "spec": {"holderIdentity": cfg.identity, "leaseDurationSeconds": cfg.lease_duration.as_secs(), "acquireTime": micro_now(), "renewTime": micro_now(), "leaseTransitions": 0}});
             match serde_json::from_value(lease) {
-                Ok(l) => api.create(&PostParams::default(), &l).await.is_ok(),
-                Err(_) => false,
+                Ok(l) => written(api.create(&PostParams::default(), &l).await),
+                Err(_) => Some(false),
             }
         }
         Ok(Some(mut lease)) => {
@@ -45,7 +57,7 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaderConfig) -> bool {
                 now.duration_since(t.0).as_secs() > i64::from(spec.lease_duration_seconds.unwrap_or(15))
             });
             if holder != cfg.identity && !holder.is_empty() && !expired {
-                return false;
+                return Some(false);
             }
             let mut next = serde_json::to_value(&spec).unwrap_or_default();
             if holder != cfg.identity {
@@ -57,9 +69,9 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaderConfig) -> bool {
             next["renewTime"] = json!(micro_now());
             lease.spec = serde_json::from_value(next).ok();
             let name = cfg.name.clone();
-            api.replace(&name, &PostParams::default(), &lease).await.is_ok()
+            written(api.replace(&name, &PostParams::default(), &lease).await)
         }
-        Err(_) => false,
+        Err(_) => None,
     }
 }
 
@@ -70,8 +82,19 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut running: Option<tokio::task::JoinHandle<()>> = None;
+    // client-go's renew deadline: two thirds of the lease.
+    let renew_deadline = cfg.lease_duration * 2 / 3;
+    let mut renewed = std::time::Instant::now();
     loop {
-        let held = try_acquire(&client, &cfg).await;
+        let held = match attempt(&client, &cfg).await {
+            Some(true) => {
+                renewed = std::time::Instant::now();
+                true
+            }
+            Some(false) => false,
+            // Unreachable API: a leader keeps leading until its renew deadline.
+            None => running.is_some() && renewed.elapsed() < renew_deadline,
+        };
         match (held, running.is_some()) {
             (true, false) => {
                 tracing::info!("{} became leader of {}/{}", cfg.identity, cfg.namespace, cfg.name);

@@ -64,30 +64,29 @@ impl ControllerManager {
             retry_period: Duration::from_secs(2),
         };
         let c = client.clone();
-        leader::run_elected(client, lease, move || {
-            let client = c.clone();
-            let cfg = cfg.clone();
-            async move {
-                let mut set = tokio::task::JoinSet::new();
-                set.spawn(namespace::run(client.clone()));
-                set.spawn(gc::run(client.clone(), cfg.gc_period));
-                set.spawn(deployment::run(client.clone()));
-                set.spawn(replicaset::run(client.clone()));
-                set.spawn(job::run(client.clone()));
-                set.spawn(daemonset::run(client.clone()));
-                set.spawn(statefulset::run(client.clone()));
-                set.spawn(endpoints::run(client.clone()));
-                set.spawn(serviceaccount::run(client.clone()));
-                set.spawn(pdb::run(client.clone()));
-                if let Some(ca) = cfg.root_ca_pem.clone() {
-                    set.spawn(rootca::run(client.clone(), ca));
-                }
-                if cfg.node_lifecycle_enabled {
-                    set.spawn(nodelifecycle::run(client.clone(), cfg.node_lifecycle.clone()));
-                }
-                while set.join_next().await.is_some() {}
-            }
-        })
-        .await;
+        leader::run_elected(client, lease, move || Self::run_unelected(c.clone(), cfg.clone())).await;
+    }
+
+    /// Run every controller, without an election of its own (for callers that elect
+    /// one leader for more than the controllers).
+    pub async fn run_unelected(client: kube::Client, cfg: ManagerConfig) {
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(namespace::run(client.clone()));
+        set.spawn(gc::run(client.clone(), cfg.gc_period));
+        set.spawn(deployment::run(client.clone()));
+        set.spawn(replicaset::run(client.clone()));
+        set.spawn(job::run(client.clone()));
+        set.spawn(daemonset::run(client.clone()));
+        set.spawn(statefulset::run(client.clone()));
+        set.spawn(endpoints::run(client.clone()));
+        set.spawn(serviceaccount::run(client.clone()));
+        set.spawn(pdb::run(client.clone()));
+        if let Some(ca) = cfg.root_ca_pem.clone() {
+            set.spawn(rootca::run(client.clone(), ca));
+        }
+        if cfg.node_lifecycle_enabled {
+            set.spawn(nodelifecycle::run(client.clone(), cfg.node_lifecycle.clone()));
+        }
+        while set.join_next().await.is_some() {}
     }
 }

@@ -140,8 +140,7 @@ impl EtcdStore {
             .map_err(|_| StoreError::Backend(format!("etcd: no answer from {}", config.endpoints.join(","))))?
             .map_err(backend)?;
         let prefix = config.prefix.trim_end_matches('/').to_string();
-        let mut store =
-            EtcdStore { client, prefix, floor: Arc::new(AtomicI64::new(0)), compactor: None };
+        let mut store = EtcdStore { client, prefix, floor: Arc::new(AtomicI64::new(0)), compactor: None };
         // Fail now, not at the first request, when etcd is not there.
         tokio::time::timeout(Duration::from_secs(10), store.current_revision())
             .await
@@ -187,7 +186,8 @@ fn convert(prefix_len: usize, kv: &etcd_client::KeyValue) -> KeyValue {
 }
 
 fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> Result<Revision, StoreError> {
-    h.map(etcd_client::ResponseHeader::revision).ok_or_else(|| StoreError::Backend("etcd: answer without header".into()))
+    h.map(etcd_client::ResponseHeader::revision)
+        .ok_or_else(|| StoreError::Backend("etcd: answer without header".into()))
 }
 
 /// Reads are idempotent: retry briefly while members fail over.
@@ -356,7 +356,9 @@ impl Store for EtcdStore {
             retry_read(|| {
                 let mut kv = self.kv();
                 let (full, end) = (full.clone(), end.clone());
-                async move { kv.get(full, Some(GetOptions::new().with_range(end).with_revision(after).with_count_only())).await }
+                async move {
+                    kv.get(full, Some(GetOptions::new().with_range(end).with_revision(after).with_count_only())).await
+                }
             })
             .await
             .map_err(|e| read_error(e, after, self.floor()))?;
@@ -435,7 +437,8 @@ async fn watch_loop(
                 };
                 let Ok(Some(resp)) = msg else { break };
                 if resp.compact_revision() > 0 {
-                    let _ = tx.send(Err(StoreError::Compacted { requested: last, oldest: resp.compact_revision() })).await;
+                    let _ =
+                        tx.send(Err(StoreError::Compacted { requested: last, oldest: resp.compact_revision() })).await;
                     return;
                 }
                 if resp.canceled() {

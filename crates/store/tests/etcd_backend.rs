@@ -7,12 +7,8 @@ use vkube_etcdkit::EtcdCluster;
 use vkube_store::{EtcdConfig, EtcdStore, ListOptions, Store, StoreError};
 
 async fn store(endpoints: Vec<String>, prefix: &str, compaction: Option<Duration>) -> EtcdStore {
-    let config = EtcdConfig {
-        endpoints,
-        prefix: prefix.to_string(),
-        compaction_interval: compaction,
-        ..Default::default()
-    };
+    let config =
+        EtcdConfig { endpoints, prefix: prefix.to_string(), compaction_interval: compaction, ..Default::default() };
     EtcdStore::connect(config).await.expect("connect")
 }
 
@@ -73,10 +69,8 @@ async fn a_member_killed_and_restarted_under_load_loses_nothing() {
     etcd.kill(0);
     phase.store(1, std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let etcd = tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd))
-        .await
-        .expect("join")
-        .expect("restart");
+    let etcd =
+        tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd)).await.expect("join").expect("restart");
     phase.store(2, std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

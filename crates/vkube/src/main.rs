@@ -25,6 +25,42 @@ struct Cli {
     command: Command,
 }
 
+/// etcd flags, named as kube-apiserver names them.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct EtcdArgs {
+    /// etcd client endpoints, comma-separated (default: vcluster.yaml's
+    /// controlPlane.backingStore.etcd.external, else the embedded SQLite store).
+    /// Replicas of one virtual cluster on one etcd serve together (HA).
+    #[arg(long = "etcd-servers", value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Prefix of every key in etcd (default /vkube/NAME).
+    #[arg(long)]
+    etcd_prefix: Option<String>,
+    /// CA file of the etcd members' certificates.
+    #[arg(long)]
+    etcd_cafile: Option<String>,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    etcd_certfile: Option<String>,
+    /// Client certificate key for etcd.
+    #[arg(long)]
+    etcd_keyfile: Option<String>,
+}
+
+impl EtcdArgs {
+    fn flags(self) -> serve::EtcdFlags {
+        serve::EtcdFlags {
+            endpoints: self.etcd_servers,
+            prefix: self.etcd_prefix,
+            tls: vkube_config::EtcdTls {
+                ca_file: self.etcd_cafile,
+                cert_file: self.etcd_certfile,
+                key_file: self.etcd_keyfile,
+            },
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a Kubernetes API server over the embedded store (a development entry point).
@@ -74,6 +110,8 @@ enum Command {
         /// Address of the virtual API server.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        #[command(flatten)]
+        etcd: EtcdArgs,
     },
     /// The quickstart: a simulated host cluster and one virtual cluster, in one process.
     Up {
@@ -166,11 +204,11 @@ async fn main() -> anyhow::Result<()> {
             host.stop().await;
             Ok(())
         }
-        Command::Serve { host_kubeconfig, name, data_dir, values, host_namespace, listen } => {
+        Command::Serve { host_kubeconfig, name, data_dir, values, host_namespace, listen, etcd } => {
             let started = std::time::Instant::now();
             let host_client = host::client_from(&host_kubeconfig).await.context("reading the host kubeconfig")?;
             let vc = serve::start(
-                serve::ServeConfig { name: name.clone(), data_dir, values, host_namespace, listen },
+                serve::ServeConfig { name: name.clone(), data_dir, values, host_namespace, listen, etcd: etcd.flags() },
                 host_client,
             )
             .await?;
@@ -202,6 +240,7 @@ async fn main() -> anyhow::Result<()> {
                     values,
                     host_namespace: None,
                     listen,
+                    etcd: Default::default(),
                 },
                 host_client,
             )

@@ -25,6 +25,52 @@ pub struct ServeConfig {
     pub host_namespace: Option<String>,
     /// Listen address of the virtual API server.
     pub listen: SocketAddr,
+    /// etcd, from the command line (overrides vcluster.yaml's
+    /// `controlPlane.backingStore.etcd.external`).
+    pub etcd: EtcdFlags,
+}
+
+/// `--etcd-*` flags.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdFlags {
+    /// Client endpoints (empty: vcluster.yaml's, else the embedded SQLite store).
+    pub endpoints: Vec<String>,
+    /// Key prefix (default `/vkube/NAME`).
+    pub prefix: Option<String>,
+    /// CA, client certificate and key files.
+    pub tls: vkube_config::EtcdTls,
+}
+
+/// The store: etcd when endpoints are configured (flags first, then vcluster.yaml), else
+/// SQLite in the data directory. True when the store may be shared with other replicas.
+async fn open_store(
+    cfg: &ServeConfig,
+    values: &vkube_config::VClusterConfig,
+) -> anyhow::Result<(Arc<dyn vkube_store::Store>, bool)> {
+    let endpoints =
+        if cfg.etcd.endpoints.is_empty() { values.etcd_endpoints.clone() } else { cfg.etcd.endpoints.clone() };
+    if endpoints.is_empty() {
+        let store = vkube_store::SqliteStore::open(&cfg.data_dir.join("state.db")).context("opening the store")?;
+        return Ok((Arc::new(store), false));
+    }
+    let pick = |flag: &Option<String>, yaml: &Option<String>| flag.clone().or_else(|| yaml.clone()).map(PathBuf::from);
+    let config = vkube_store::EtcdConfig {
+        prefix: cfg
+            .etcd
+            .prefix
+            .clone()
+            .or_else(|| values.etcd_prefix.clone())
+            .unwrap_or_else(|| format!("/vkube/{}", cfg.name)),
+        ca_file: pick(&cfg.etcd.tls.ca_file, &values.etcd_tls.ca_file),
+        cert_file: pick(&cfg.etcd.tls.cert_file, &values.etcd_tls.cert_file),
+        key_file: pick(&cfg.etcd.tls.key_file, &values.etcd_tls.key_file),
+        compaction_interval: Some(std::time::Duration::from_secs(300)),
+        endpoints: endpoints.clone(),
+    };
+    let store = vkube_store::EtcdStore::connect(config)
+        .await
+        .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+    Ok((Arc::new(store), true))
 }
 
 /// A running virtual cluster.
@@ -65,6 +111,10 @@ impl LogSource for HostLogs {
     }
 }
 
+/// The Lease (in the virtual cluster's `kube-system`) whose holder runs the controllers,
+/// the virtual scheduler and the syncer.
+pub const LEADER_LEASE: &str = "vkube-leader";
+
 /// Read and check vcluster.yaml (printing the vCluster keys vkube ignores).
 ///
 /// # Errors
@@ -91,10 +141,11 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         values.sync_nodes = true;
     }
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let store = vkube_store::SqliteStore::open(&cfg.data_dir.join("state.db")).context("opening the store")?;
-    let mut config = vkube_apiserver::ServerConfig::new(cfg.data_dir.clone(), Arc::new(store));
+    let (store, replicated) = open_store(&cfg, &values).await?;
+    let mut config = vkube_apiserver::ServerConfig::new(cfg.data_dir.clone(), store);
     config.listen = cfg.listen;
     config.cluster_name = cfg.name.clone();
+    config.replicated = replicated;
     let server = vkube_apiserver::start(config).await?;
     let host_namespace = cfg.host_namespace.clone().unwrap_or_else(|| format!("vkube-{}", cfg.name));
     let mapper = NameMapper { cluster: cfg.name.clone(), host_namespace: host_namespace.clone() };
@@ -131,34 +182,52 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         sync_back: values.sync_back_changes,
         host: host_client.clone(),
     }));
-    let mut tasks = Vec::new();
     // Virtual nodes are kept by the syncer; the node lifecycle controller only evicts
     // pods that do not tolerate their NoExecute taints.
+    let identity = format!("{}_{}", cfg.name, server.addr);
     let manager = vkube_controllers::ManagerConfig {
         node_lifecycle: vkube_controllers::nodelifecycle::NodeLifecycleConfig {
             manage_nodes: false,
             ..Default::default()
         },
-        identity: format!("vkube-{}-{}", cfg.name, std::process::id()),
+        identity: identity.clone(),
         root_ca_pem: Some(server.pki.ca.cert_pem.clone()),
         ..Default::default()
     };
-    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(virtual_client.clone(), manager)));
-    if values.virtual_scheduler {
-        let c = virtual_client.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = vkube_scheduler::Scheduler::run(c, Default::default()).await {
-                tracing::error!("virtual scheduler stopped: {e}");
-            }
-        }));
-    }
-    let mut sync = vkube_syncer::SyncContext::new(virtual_client, host_client, mapper, values);
+    let mut sync = vkube_syncer::SyncContext::new(virtual_client.clone(), host_client, mapper, values.clone());
     // Pods are told where the virtual API is when it listens on a definite address (the
     // serving certificate names it); with 0.0.0.0 the reachable address is unknown.
     if !server.addr.ip().is_unspecified() {
         sync.api_endpoint = Some((server.addr.ip().to_string(), server.addr.port()));
     }
-    let ctx = Arc::new(sync);
-    tasks.push(tokio::spawn(vkube_syncer::Syncer::run(ctx)));
+    let sync = Arc::new(sync);
+    // Every replica serves the API; the controllers, the virtual scheduler and the syncer
+    // run on the one holding the Lease, and move when it dies.
+    let lease = vkube_controllers::leader::LeaderConfig {
+        namespace: "kube-system".into(),
+        name: LEADER_LEASE.into(),
+        identity,
+        lease_duration: std::time::Duration::from_secs(15),
+        retry_period: std::time::Duration::from_secs(2),
+    };
+    let virtual_scheduler = values.virtual_scheduler;
+    let c = virtual_client.clone();
+    let elected = vkube_controllers::leader::run_elected(virtual_client, lease, move || {
+        let (client, manager, sync) = (c.clone(), manager.clone(), sync.clone());
+        async move {
+            let mut set = tokio::task::JoinSet::new();
+            set.spawn(vkube_controllers::ControllerManager::run_unelected(client.clone(), manager));
+            if virtual_scheduler {
+                set.spawn(async move {
+                    if let Err(e) = vkube_scheduler::Scheduler::run(client, Default::default()).await {
+                        tracing::error!("virtual scheduler stopped: {e}");
+                    }
+                });
+            }
+            set.spawn(vkube_syncer::Syncer::run(sync));
+            while set.join_next().await.is_some() {}
+        }
+    });
+    let tasks = vec![tokio::spawn(elected)];
     Ok(Virtual { server, kubeconfig, tasks })
 }
