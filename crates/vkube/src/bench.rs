@@ -503,6 +503,114 @@ pub async fn node_edits(runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One backend of the `backends` suite: the store, and what must live as long as it.
+async fn backend_store(
+    kind: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Arc<dyn vkube_store::Store>, Option<vkube_etcdkit::EtcdCluster>)> {
+    Ok(match kind {
+        "sqlite" => (Arc::new(vkube_store::SqliteStore::open(&dir.join("state.db"))?), None),
+        _ => {
+            let members = if kind == "etcd3" { 3 } else { 1 };
+            let etcd = tokio::task::spawn_blocking(move || vkube_etcdkit::EtcdCluster::start(members)).await??;
+            let config = vkube_store::EtcdConfig {
+                endpoints: etcd.endpoints(),
+                prefix: "/vkube/bench".into(),
+                ..Default::default()
+            };
+            (Arc::new(vkube_store::EtcdStore::connect(config).await?), Some(etcd))
+        }
+    })
+}
+
+async fn create_pods(client: &kube::Client, pods: usize) -> anyhow::Result<()> {
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut tasks = Vec::new();
+    for c in 0..32 {
+        let api = pods_api.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..pods / 32 {
+                let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p-{c}-{i}"), "labels": {"app": "bench", "shard": c.to_string()}}, "spec": {"containers": [{"name": "c", "image": "registry.example/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}))?;
+                api.create(&PostParams::default(), &pod).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// The API server on each storage backend in one run: the embedded SQLite store (the
+/// baseline) and etcd with one and three members (throwaway clusters on loopback, fsync
+/// on). Prints a Markdown table.
+///
+/// # Errors
+/// If etcd or a server cannot start, or a request fails.
+pub async fn backends(runs: usize, pods: usize) -> anyhow::Result<()> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut rates = Vec::new();
+    for kind in ["sqlite", "etcd1", "etcd3"] {
+        let label = match kind {
+            "sqlite" => "SQLite (baseline)",
+            "etcd1" => "etcd, 1 member",
+            _ => "etcd, 3 members",
+        };
+        let (mut rate, mut p50, mut p99) = (vec![], vec![], vec![]);
+        for r in 0..runs {
+            let dir = tempfile::tempdir()?;
+            let (store, etcd) = backend_store(kind, dir.path()).await?;
+            let server =
+                vkube_apiserver::start(vkube_apiserver::ServerConfig::new(dir.path().to_path_buf(), store)).await?;
+            let client = client_for(&server).await?;
+            let run = creates(&client, 32, 3200, &format!("r{r}")).await?;
+            rate.push(run.per_sec);
+            p50.push(run.p50_ms);
+            p99.push(run.p99_ms);
+            server.shutdown().await;
+            drop(etcd);
+        }
+        let median_rate = median(rate);
+        rates.push(median_rate);
+        rows.push((format!("creates/s, 32 clients ({label})"), format!("{median_rate:.0}")));
+        rows.push((format!("create p50 / p99 ms ({label})"), format!("{:.2} / {:.2}", median(p50), median(p99))));
+        // A list of many pods, raw JSON over HTTPS (the server's work, not the client's).
+        let dir = tempfile::tempdir()?;
+        let (store, etcd) = backend_store(kind, dir.path()).await?;
+        let server =
+            vkube_apiserver::start(vkube_apiserver::ServerConfig::new(dir.path().to_path_buf(), store)).await?;
+        let client = client_for(&server).await?;
+        create_pods(&client, pods).await?;
+        let mut raw_ms = Vec::new();
+        for _ in 0..runs.max(3) {
+            let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
+            let t = Instant::now();
+            let text = client.request_text(req).await?;
+            raw_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(text.len() > (pods / 32 * 32) * 100, "short list");
+        }
+        rows.push((
+            format!("list {} pods, raw JSON over HTTPS, ms ({label})", pods / 32 * 32),
+            format!("{:.1}", median(raw_ms)),
+        ));
+        server.shutdown().await;
+        drop(etcd);
+    }
+    println!("| measure | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    if let [sqlite, etcd1, etcd3] = rates[..] {
+        println!(
+            "\ncreates/s ratio to SQLite: etcd 1 member {:.2}, etcd 3 members {:.2}",
+            etcd1 / sqlite,
+            etcd3 / sqlite
+        );
+    }
+    Ok(())
+}
+
 /// Run the benchmarks and print a Markdown table.
 ///
 /// # Errors

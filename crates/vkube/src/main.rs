@@ -154,7 +154,8 @@ enum Command {
         /// Pods to store for the list and RSS measures.
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
-        /// Which benchmark: `api`, `scheduler`, `virtual` or `nodes`.
+        /// Which benchmark: `api`, `scheduler`, `virtual`, `nodes` or `backends` (SQLite
+        /// against etcd).
         #[arg(long, default_value = "api")]
         suite: String,
         /// Nodes for the scheduler benchmark.
@@ -277,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
             "scheduler" => bench::scheduler(runs, nodes, pods).await,
             "virtual" => bench::virtual_cluster(runs, pods).await,
             "nodes" => bench::node_edits(runs).await,
+            "backends" => bench::backends(runs, pods).await,
             _ => bench::run(runs, pods).await,
         },
     }

@@ -174,8 +174,14 @@ async fn killing_the_leader_replica_loses_nothing() {
 
     // No acknowledged write is lost ...
     let cms: Api<ConfigMap> = Api::namespaced(clients[survivor].clone(), "default");
-    let stored: BTreeSet<String> =
-        cms.list(&ListParams::default()).await.expect("list").items.into_iter().filter_map(|c| c.metadata.name).collect();
+    let stored: BTreeSet<String> = cms
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
     for name in &acked {
         assert!(stored.contains(name), "acknowledged {name} lost");
     }
