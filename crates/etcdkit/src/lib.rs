@@ -20,7 +20,20 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health`, whatever the client URLs require.
+    metrics_port: u16,
     child: Option<Child>,
+}
+
+/// Serve clients over TLS and require client certificates signed by `ca`.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// CA that signed the clients' certificates.
+    pub ca: PathBuf,
+    /// The members' serving certificate (must name 127.0.0.1).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
 }
 
 /// A running etcd cluster of throwaway members.
@@ -28,6 +41,7 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
     initial_cluster: String,
+    tls: Option<ServerTls>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -48,7 +62,7 @@ fn etcd_binary() -> anyhow::Result<PathBuf> {
     bail!("etcd not found on the PATH: install Debian's etcd-server package (./scripts/test does)")
 }
 
-/// True when `GET /health` on the client port answers healthy.
+/// True when `GET /health` on the (plain HTTP) metrics port answers healthy.
 fn healthy(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
         return false;
@@ -68,14 +82,29 @@ impl EtcdCluster {
     /// # Errors
     /// No etcd binary, or a member that does not become healthy within 30 s.
     pub fn start(members: usize) -> anyhow::Result<Self> {
+        Self::start_with(members, None)
+    }
+
+    /// Like [`EtcdCluster::start`], serving clients over TLS with client-certificate
+    /// authentication when `tls` is given.
+    ///
+    /// # Errors
+    /// As [`EtcdCluster::start`].
+    pub fn start_with(members: usize, tls: Option<ServerTls>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("vkube-etcd-").tempdir()?;
         let mut ms = Vec::new();
         for i in 0..members.max(1) {
-            ms.push(Member { name: format!("m{i}"), client_port: free_port()?, peer_port: free_port()?, child: None });
+            ms.push(Member {
+                name: format!("m{i}"),
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                metrics_port: free_port()?,
+                child: None,
+            });
         }
         let initial_cluster =
             ms.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect::<Vec<_>>().join(",");
-        let mut cluster = EtcdCluster { members: ms, dir, initial_cluster };
+        let mut cluster = EtcdCluster { members: ms, dir, initial_cluster, tls };
         for i in 0..cluster.members.len() {
             cluster.spawn(i, "new")?;
         }
@@ -91,15 +120,28 @@ impl EtcdCluster {
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("{}.log", m.name)))?;
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(bin)
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
+        let mut cmd = Command::new(bin);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key);
+        }
+        let child = cmd
             .args(["--name", &m.name, "--data-dir"])
             .arg(&data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", state])
             .args(["--initial-cluster-token", "vkube-test", "--logger", "zap", "--log-level", "error"])
+            .args(["--listen-metrics-urls", &metrics])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -119,7 +161,7 @@ impl EtcdCluster {
             if self.members[i].child.is_none() {
                 continue;
             }
-            while !healthy(self.members[i].client_port) {
+            while !healthy(self.members[i].metrics_port) {
                 if let Some(Ok(Some(status))) = self.members[i].child.as_mut().map(Child::try_wait) {
                     bail!("etcd member {i} exited ({status}): {}", self.log(i));
                 }
@@ -136,9 +178,10 @@ impl EtcdCluster {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name))).unwrap_or_default()
     }
 
-    /// The client endpoints (`http://127.0.0.1:PORT`), one per member.
+    /// The client endpoints (`http://127.0.0.1:PORT`, or https with TLS), one per member.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect()
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.members.iter().map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port)).collect()
     }
 
     /// Kill member `i` with SIGKILL (its data stays, for [`EtcdCluster::restart`]).

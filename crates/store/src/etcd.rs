@@ -79,10 +79,21 @@ const MAX_MESSAGE: usize = 1 << 30;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn backend(e: etcd_client::Error) -> StoreError {
-    if let etcd_client::Error::GRpcStatus(s) = &e {
-        return StoreError::Backend(format!("etcd: {}", s.message()));
+    let mut text = match &e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
+        other => other.to_string(),
+    };
+    // The cause (a refused TLS handshake, a refused connection) is further down.
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
     }
-    StoreError::Backend(format!("etcd: {e}"))
+    StoreError::Backend(format!("etcd: {text}"))
 }
 
 /// Map etcd's revision errors (which arrive as gRPC statuses) for a read at `requested`.
@@ -142,9 +153,20 @@ impl EtcdStore {
         let prefix = config.prefix.trim_end_matches('/').to_string();
         let mut store = EtcdStore { client, prefix, floor: Arc::new(AtomicI64::new(0)), compactor: None };
         // Fail now, not at the first request, when etcd is not there.
+        let tls = if config.ca_file.is_some() { "with the CA and client certificate given" } else { "without TLS" };
+        let hint = |e: &dyn std::fmt::Display| {
+            StoreError::Backend(format!(
+                "{e} (no etcd answered at {} {tls}: check the endpoints and, for TLS, caFile, certFile and keyFile)",
+                config.endpoints.join(",")
+            ))
+        };
         tokio::time::timeout(Duration::from_secs(10), store.current_revision())
             .await
-            .map_err(|_| StoreError::Backend(format!("etcd: no answer from {}", config.endpoints.join(","))))??;
+            .map_err(|_| hint(&"etcd: timed out"))?
+            .map_err(|e| match e {
+                StoreError::Backend(m) => hint(&m),
+                other => hint(&other),
+            })?;
         if let Some(every) = config.compaction_interval {
             store.compactor = Some(tokio::spawn(compactor(store.client.clone(), every)));
         }

@@ -210,3 +210,79 @@ async fn killing_the_leader_replica_loses_nothing() {
     assert_eq!(host_pods(&host), 3, "host pods duplicated after the failover (new leader {new_leader})");
     eprintln!("takeover after {took_over:?}; {} writes acknowledged, {after_kill} after the kill", acked.len());
 }
+
+/// `controlPlane.backingStore.etcd.external` in vcluster.yaml: endpoint, TLS with a client
+/// certificate, and a key prefix. Without the client certificate etcd refuses, and
+/// `vkube serve` says so instead of starting.
+#[test]
+fn etcd_from_vcluster_yaml_over_tls_under_a_prefix() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let pki = vkube_apiserver::pki::Pki::load_or_create(certs.path(), &["127.0.0.1".into()]).expect("pki");
+    let client = pki.issue_client("vkube", &[]).expect("client cert");
+    let dir = certs.path().join("pki");
+    std::fs::write(dir.join("client.crt"), &client.cert_pem).expect("write");
+    std::fs::write(dir.join("client.key"), &client.key_pem).expect("write");
+    let tls = vkube_etcdkit::ServerTls {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("serving.crt"),
+        key: dir.join("serving.key"),
+    };
+    let etcd = vkube_etcdkit::EtcdCluster::start_with(1, Some(tls)).expect("etcd over TLS");
+    let endpoint = etcd.endpoints()[0].clone();
+    assert!(endpoint.starts_with("https://"));
+    let host = start_host_in(tempfile::tempdir().expect("tempdir"), 1);
+    let host_kc = host.kubeconfig.to_string_lossy().into_owned();
+    let values = |with_client_cert: bool| {
+        let client = if with_client_cert {
+            format!(
+                "\n          certFile: {}\n          keyFile: {}",
+                dir.join("client.crt").display(),
+                dir.join("client.key").display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "controlPlane:\n  backingStore:\n    etcd:\n      external:\n        enabled: true\n        endpoint: {endpoint}\n        prefix: /tenants/t1\n        tls:\n          caFile: {}{client}\n",
+            dir.join("ca.crt").display()
+        )
+    };
+    // No client certificate: refused, with a message that names etcd.
+    let vc_dir = tempfile::tempdir().expect("tempdir");
+    let bad = vc_dir.path().join("bad.yaml");
+    std::fs::write(&bad, values(false)).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["serve", "--name", "t1", "--host-kubeconfig", &host_kc, "--listen", "127.0.0.1:0", "-f"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(vc_dir.path())
+        .output()
+        .expect("vkube serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "served without a client certificate");
+    assert!(err.contains("connecting to etcd at https://127.0.0.1"), "{err}");
+
+    let good = certs.path().join("vcluster.yaml");
+    std::fs::write(&good, values(true)).expect("write");
+    let good = good.to_string_lossy().into_owned();
+    let vc =
+        start_role(vc_dir, &["serve", "--name", "t1", "--host-kubeconfig", &host_kc, "-f", &good], "t1.kubeconfig");
+    vc.ok(&["create", "configmap", "hello", "--from-literal=a=b"]);
+    assert!(vc.ok(&["get", "configmap", "hello", "-o", "jsonpath={.data.a}"]).contains('b'));
+    // The object is in etcd under the prefix.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let keys = rt.block_on(async {
+        let config = vkube_store::EtcdConfig {
+            endpoints: vec![endpoint.clone()],
+            prefix: "/tenants/t1".into(),
+            ca_file: Some(dir.join("ca.crt")),
+            cert_file: Some(dir.join("client.crt")),
+            key_file: Some(dir.join("client.key")),
+            compaction_interval: None,
+        };
+        let store = vkube_store::EtcdStore::connect(config).await.expect("connect");
+        let list = vkube_store::Store::list(&store, "/registry/", Default::default()).await.expect("list");
+        list.items.into_iter().map(|kv| kv.key).collect::<Vec<_>>()
+    });
+    assert!(keys.iter().any(|k| k.ends_with("/configmaps/default/hello")), "{keys:?}");
+}
