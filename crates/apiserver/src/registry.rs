@@ -108,6 +108,9 @@ pub struct Registry {
     allocation_lock: tokio::sync::Mutex<()>,
 }
 
+/// Where service address claims live in the store (outside `/registry/`).
+const CLAIMS: &str = "/vkube/allocations/";
+
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
@@ -666,6 +669,7 @@ impl Registry {
             if finalized {
                 match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(gone) => {
+                        self.after_removal(res, &obj).await;
                         return Ok(WriteOutcome { object: canonical_with_rv(&obj, gone.mod_revision), warnings });
                     }
                     Err(StoreError::Conflict { .. }) if !has_rv => continue,
@@ -845,7 +849,10 @@ impl Registry {
                 return Ok((obj, true));
             }
             match self.store.delete(&kv.key, Some(kv.mod_revision)).await {
-                Ok(gone) => return Ok((canonical_with_rv(&obj, gone.mod_revision), true)),
+                Ok(gone) => {
+                    self.after_removal(res, &obj).await;
+                    return Ok((canonical_with_rv(&obj, gone.mod_revision), true));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(Self::store_error(res, name, e)),
             }
@@ -878,6 +885,7 @@ impl Registry {
         let base = u32::from(base);
         let size = 1u32 << (32 - bits as u32);
         let name = meta::name(obj).to_string();
+        let owner = (meta::namespace(obj).to_string(), name.clone());
         let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
         let ip = if requested == "None" {
             "None".to_string()
@@ -910,7 +918,7 @@ impl Registry {
                     )],
                 ));
             }
-            if used_ips.contains(&requested) {
+            if used_ips.contains(&requested) || !self.claim(res, &format!("serviceips/{requested}"), &owner).await? {
                 return Err(ApiError::invalid(
                     "",
                     "Service",
@@ -924,16 +932,15 @@ impl Registry {
             }
             requested
         } else {
-            let mut rng = rand::rng();
+            let start = rand::rng().random_range(2..size.saturating_sub(1).max(3));
             let mut found = None;
-            let start = rng.random_range(2..size.saturating_sub(1).max(3));
             for i in 0..size {
                 let off = (start + i) % size;
                 if off == 0 || off == size - 1 || off == 1 {
                     continue;
                 }
                 let cand = Ipv4Addr::from(base + off).to_string();
-                if !used_ips.contains(&cand) {
+                if !used_ips.contains(&cand) && self.claim(res, &format!("serviceips/{cand}"), &owner).await? {
                     found = Some(cand);
                     break;
                 }
@@ -950,11 +957,15 @@ impl Registry {
         if (ty == "NodePort" || ty == "LoadBalancer")
             && let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
         {
-            let mut rng = rand::rng();
             for p in ports {
                 if p.get("nodePort").and_then(Value::as_i64).is_none() {
-                    let mut np = rng.random_range(30000..32768);
-                    while used_ports.contains(&np) {
+                    let mut np = rand::rng().random_range(30000..32768);
+                    let mut tried = 0;
+                    while used_ports.contains(&np) || !self.claim(res, &format!("nodeports/{np}"), &owner).await? {
+                        tried += 1;
+                        if tried > 2768 {
+                            return Err(ApiError::internal("failed to allocate a nodePort: range is full"));
+                        }
                         np = if np >= 32767 { 30000 } else { np + 1 };
                     }
                     used_ports.insert(np);
@@ -963,6 +974,63 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Claim `what` (`serviceips/IP`, `nodeports/PORT`) for service `owner` in the
+    /// store, so API server replicas sharing a store never hand out one address twice
+    /// (the per-replica lock only orders this replica's creates). A claim whose service
+    /// is gone is taken over once it is a minute old (its service may still be being
+    /// created); deleting a service releases its claims at once.
+    async fn claim(&self, res: &Resource, what: &str, owner: &(String, String)) -> Result<bool, ApiError> {
+        let key = format!("{CLAIMS}{what}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let value: bytes::Bytes = json!({"namespace": owner.0, "name": owner.1, "at": now}).to_string().into();
+        let internal = |e: StoreError| ApiError::internal(format!("allocating {what}: {e}"));
+        match self.store.create(&key, value.clone()).await {
+            Ok(_) => return Ok(true),
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(internal(e)),
+        }
+        let Some(kv) = self.store.get(&key).await.map_err(internal)? else { return Ok(false) };
+        let held: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+        let (ns, name) = (held["namespace"].as_str().unwrap_or_default(), held["name"].as_str().unwrap_or_default());
+        if (ns, name) == (owner.0.as_str(), owner.1.as_str()) {
+            return Ok(true);
+        }
+        let young = now.saturating_sub(held["at"].as_u64().unwrap_or(0)) < 60;
+        let service = res.key(ns, name);
+        if young || self.store.get(&service).await.map_err(internal)?.is_some() {
+            return Ok(false);
+        }
+        match self.store.update(&key, value, kv.mod_revision).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// After an object is removed from the store: release a service's address claims.
+    async fn after_removal(&self, res: &Resource, obj: &Value) {
+        if !(res.group.is_empty() && res.kind == "Service") {
+            return;
+        }
+        let mut claims = Vec::new();
+        if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| *ip != "None") {
+            claims.push(format!("{CLAIMS}serviceips/{ip}"));
+        }
+        for p in obj.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
+                claims.push(format!("{CLAIMS}nodeports/{np}"));
+            }
+        }
+        for key in claims {
+            if let Ok(Some(kv)) = self.store.get(&key).await {
+                let held: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+                if held["namespace"] == meta::namespace(obj) && held["name"] == meta::name(obj) {
+                    let _ = self.store.delete(&key, Some(kv.mod_revision)).await;
+                }
+            }
+        }
     }
 
     /// Keep the `kubernetes` service's fixed address: the first of the range.

@@ -33,6 +33,23 @@ impl TestServer {
         Ok(TestServer { server: Some(server), dir })
     }
 
+    /// Start a server over `store` (e.g. one replica of several on one etcd), with
+    /// `configure` adjusting its configuration first.
+    ///
+    /// # Errors
+    /// If the server cannot start.
+    pub async fn start_on(
+        store: Arc<dyn vkube_store::Store>,
+        configure: impl FnOnce(&mut vkube_apiserver::ServerConfig),
+    ) -> anyhow::Result<Self> {
+        install_crypto();
+        let dir = tempfile::tempdir()?;
+        let mut config = vkube_apiserver::ServerConfig::new(dir.path().to_path_buf(), store);
+        configure(&mut config);
+        let server = vkube_apiserver::start(config).await?;
+        Ok(TestServer { server: Some(server), dir })
+    }
+
     async fn boot(dir: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<vkube_apiserver::RunningServer> {
         install_crypto();
         let store = vkube_store::SqliteStore::open(&dir.join("state.db"))?;
