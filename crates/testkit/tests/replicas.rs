@@ -100,3 +100,75 @@ async fn replicas_on_one_etcd_share_keys_crds_and_the_address_range() -> anyhow:
     b.stop().await;
     Ok(())
 }
+
+/// One etcd member killed and restarted while clients write through two replicas and
+/// watch through one: writes go on, nothing acknowledged is lost, the watch misses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_member_killed_under_load_through_the_api() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{ListParams, WatchEvent, WatchParams};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let mut etcd = vkube_etcdkit::EtcdCluster::start(3)?;
+    let prefix = vkube_etcdkit::unique_prefix("member-kill");
+    let a = replica(&etcd.endpoints(), &prefix).await?;
+    let b = replica(&etcd.endpoints(), &prefix).await?;
+    let (ca, cb) = (a.client().await?, cross_client(&a, &b).await?);
+    let cms_b: Api<ConfigMap> = Api::namespaced(cb.clone(), "default");
+    let rv = cms_b.list(&ListParams::default()).await?.metadata.resource_version.unwrap_or_default();
+    let mut watch = cms_b.watch(&WatchParams::default().timeout(120), &rv).await?.boxed();
+    let stop = Arc::new(AtomicBool::new(false));
+    let phase = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, phase, clients) = (stop.clone(), phase.clone(), [ca.clone(), cb.clone()]);
+        tokio::spawn(async move {
+            let (mut acked, mut per_phase) = (Vec::new(), [0usize; 3]);
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let api: Api<ConfigMap> = Api::namespaced(clients[i % 2].clone(), "default");
+                let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("c-{i}")}}))?;
+                let pp = PostParams::default();
+                match tokio::time::timeout(std::time::Duration::from_secs(5), api.create(&pp, &cm)).await {
+                    Ok(Ok(_)) => {
+                        acked.push(format!("c-{i}"));
+                        per_phase[phase.load(Ordering::Relaxed)] += 1;
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            }
+            Ok::<_, anyhow::Error>((acked, per_phase))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    etcd.kill(0);
+    phase.store(1, Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let etcd = tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd)).await??;
+    phase.store(2, Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, per_phase) = writer.await??;
+    assert!(per_phase.iter().all(|n| *n > 0), "writes stalled: {per_phase:?} (before, member down, after)");
+    let stored: BTreeSet<String> =
+        cms_b.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    for n in &acked {
+        assert!(stored.contains(n), "acknowledged {n} lost");
+    }
+    let mut seen = BTreeSet::new();
+    while acked.iter().any(|n| !seen.contains(n)) {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), watch.next()).await {
+            Ok(Some(Ok(WatchEvent::Added(cm)))) => {
+                seen.insert(cm.metadata.name.unwrap_or_default());
+            }
+            Ok(Some(Ok(WatchEvent::Error(e)))) => panic!("watch error: {e:?}"),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("watch ended or stalled with {} of {} seen: {other:?}", seen.len(), acked.len()),
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+    drop(etcd);
+    Ok(())
+}
