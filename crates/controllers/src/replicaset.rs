@@ -102,16 +102,29 @@ struct Ctx {
     expectations: Arc<Expectations>,
 }
 
-/// A watch-fed cache of every pod (managedFields dropped) and the stream of its changes.
+/// What the ReplicaSet controller keeps of a pod: identity, labels, owners, phase and
+/// conditions, and the node; not the containers, volumes or managedFields, which are
+/// most of a pod's memory (a cache of 1,000 pods shrinks several-fold).
+pub fn slim(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    if let Some(spec) = p.spec.take() {
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec { node_name: spec.node_name, ..Default::default() });
+    }
+    if let Some(status) = p.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
+    }
+}
+
+/// A watch-fed cache of every pod, [slimmed](slim), and the stream of its changes.
 pub fn pod_cache(
     client: &kube::Client,
 ) -> (Store<Pod>, impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static) {
     let (reader, writer) = reflector::store::<Pod>();
     let stream = reflector::reflector(
         writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().modify(|p| {
-            p.metadata.managed_fields = None;
-        }),
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().modify(slim),
     )
     .touched_objects();
     (reader, stream)
@@ -209,7 +222,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         for r in results {
             match r {
                 Ok(mut p) => {
-                    p.metadata.managed_fields = None;
+                    slim(&mut p);
                     ctx.expectations.created(&uid, p.clone());
                     active.push(p);
                 }

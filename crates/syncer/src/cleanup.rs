@@ -11,7 +11,26 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn sweep_kind<K>(ctx: &SyncContext, used_check: bool) -> Result<(), kube::Error>
+type Live = std::collections::HashMap<(String, String), String>;
+
+/// The virtual pods (namespace, name) → uid, from the pod syncer's cache once it has
+/// listed (no list of every pod each pass).
+fn cached_pods(ctx: &SyncContext) -> Option<Live> {
+    let cache = ctx.virtual_pods.get()?;
+    futures::FutureExt::now_or_never(cache.wait_until_ready())?.ok()?;
+    Some(
+        cache
+            .state()
+            .iter()
+            .filter_map(|p| {
+                let m = &p.metadata;
+                Some(((m.namespace.clone()?, m.name.clone()?), m.uid.clone().unwrap_or_default()))
+            })
+            .collect(),
+    )
+}
+
+async fn sweep_kind<K>(ctx: &SyncContext, used_check: bool, cached: Option<Live>) -> Result<(), kube::Error>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -20,22 +39,26 @@ where
         + serde::Serialize,
 {
     let host: Api<K> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
-    let host_objects = host.list(&ListParams::default().labels(&ctx.mapper.selector())).await?.items;
+    // Metadata only: the marks are all a sweep reads (a full list of 1,000 host pods
+    // every pass was most of the syncer's idle CPU and memory churn).
+    let host_objects = host.list_metadata(&ListParams::default().labels(&ctx.mapper.selector())).await?.items;
     if host_objects.is_empty() {
         return Ok(());
     }
     // One list of the virtual side per pass, not one read per host object.
-    let virtual_all: Api<K> = Api::all(ctx.virtual_client.clone());
-    let live: std::collections::HashMap<(String, String), String> = virtual_all
-        .list_metadata(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|o| Some(((o.metadata.namespace?, o.metadata.name?), o.metadata.uid.unwrap_or_default())))
-        .collect();
+    let live: Live = match cached {
+        Some(live) => live,
+        None => Api::<K>::all(ctx.virtual_client.clone())
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|o| Some(((o.metadata.namespace?, o.metadata.name?), o.metadata.uid.unwrap_or_default())))
+            .collect(),
+    };
     let kind = K::kind(&()).to_string();
     for obj in host_objects {
-        let meta = obj.meta().clone();
+        let meta = obj.metadata;
         let Some((ns, name)) = ctx.mapper.virtual_of(&meta) else { continue };
         let origin_uid =
             meta.annotations.as_ref().and_then(|a| a.get(crate::names::OBJECT_UID)).cloned().unwrap_or_default();
@@ -61,14 +84,14 @@ where
 /// # Errors
 /// API errors.
 pub async fn sweep(ctx: &SyncContext) -> Result<(), kube::Error> {
-    sweep_kind::<Pod>(ctx, false).await?;
-    sweep_kind::<Service>(ctx, false).await?;
-    sweep_kind::<ConfigMap>(ctx, true).await?;
-    sweep_kind::<Secret>(ctx, true).await?;
-    sweep_kind::<PersistentVolumeClaim>(ctx, false).await?;
-    sweep_kind::<Ingress>(ctx, false).await?;
-    sweep_kind::<ServiceAccount>(ctx, false).await?;
-    sweep_kind::<Endpoints>(ctx, false).await?;
+    sweep_kind::<Pod>(ctx, false, cached_pods(ctx)).await?;
+    sweep_kind::<Service>(ctx, false, None).await?;
+    sweep_kind::<ConfigMap>(ctx, true, None).await?;
+    sweep_kind::<Secret>(ctx, true, None).await?;
+    sweep_kind::<PersistentVolumeClaim>(ctx, false, None).await?;
+    sweep_kind::<Ingress>(ctx, false, None).await?;
+    sweep_kind::<ServiceAccount>(ctx, false, None).await?;
+    sweep_kind::<Endpoints>(ctx, false, None).await?;
     Ok(())
 }
 

@@ -120,15 +120,59 @@ pub async fn ensure_referenced(ctx: &SyncContext, pod: &Pod) -> Result<(), Error
 
 /// Whether a virtual configmap/secret is used by a pod in its namespace.
 pub async fn is_used(ctx: &SyncContext, kind: &str, ns: &str, name: &str) -> Result<bool, Error> {
+    let uses = |p: &Pod| {
+        let (cms, secrets) = pod_references(p);
+        if kind == "Secret" { secrets.contains(name) } else { cms.contains(name) }
+    };
+    // The pod syncer's cache, once it has listed: no list of every pod per question
+    // (the cleanup sweep asks for every synced configmap and secret each pass).
+    if let Some(cache) = ctx.virtual_pods.get()
+        && futures::FutureExt::now_or_never(cache.wait_until_ready()).is_some()
+    {
+        return Ok(cache.state().iter().any(|p| p.metadata.namespace.as_deref() == Some(ns) && uses(p)));
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.virtual_client.clone(), ns);
-    for p in pods.list(&ListParams::default()).await?.items {
-        let (cms, secrets) = references(&serde_json::to_value(&p)?);
-        let set = if kind == "Secret" { secrets } else { cms };
-        if set.contains(name) {
-            return Ok(true);
+    Ok(pods.list(&ListParams::default()).await?.items.iter().any(uses))
+}
+
+/// [`references`] of a typed pod, without converting it to JSON first.
+pub fn pod_references(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut cms = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    let Some(spec) = pod.spec.as_ref() else { return (cms, secrets) };
+    let mut env = |env: Option<&Vec<k8s_openapi::api::core::v1::EnvVar>>,
+                   env_from: Option<&Vec<k8s_openapi::api::core::v1::EnvFromSource>>| {
+        for e in env.into_iter().flatten() {
+            let from = e.value_from.as_ref();
+            cms.extend(from.and_then(|f| f.config_map_key_ref.as_ref()).map(|r| r.name.clone()));
+            secrets.extend(from.and_then(|f| f.secret_key_ref.as_ref()).map(|r| r.name.clone()));
+        }
+        for f in env_from.into_iter().flatten() {
+            cms.extend(f.config_map_ref.as_ref().map(|r| r.name.clone()));
+            secrets.extend(f.secret_ref.as_ref().map(|r| r.name.clone()));
+        }
+    };
+    for c in &spec.containers {
+        env(c.env.as_ref(), c.env_from.as_ref());
+    }
+    for c in spec.init_containers.iter().flatten() {
+        env(c.env.as_ref(), c.env_from.as_ref());
+    }
+    for c in spec.ephemeral_containers.iter().flatten() {
+        env(c.env.as_ref(), c.env_from.as_ref());
+    }
+    for v in spec.volumes.iter().flatten() {
+        cms.extend(v.config_map.as_ref().map(|c| c.name.clone()));
+        secrets.extend(v.secret.as_ref().and_then(|s| s.secret_name.clone()));
+        for src in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
+            cms.extend(src.config_map.as_ref().map(|c| c.name.clone()));
+            secrets.extend(src.secret.as_ref().map(|s| s.name.clone()));
         }
     }
-    Ok(false)
+    for p in spec.image_pull_secrets.iter().flatten() {
+        secrets.insert(p.name.clone());
+    }
+    (cms, secrets)
 }
 
 async fn reconcile_obj(kind: &'static str, obj: Value, ctx: Arc<SyncContext>) -> Result<Action, Error> {
@@ -191,7 +235,17 @@ mod tests {
     fn finds_every_reference() {
         let pod = json!({"spec": {"containers": [{"env": [{"valueFrom": {"configMapKeyRef": {"name": "a"}}}], "envFrom": [{"secretRef": {"name": "s1"}}]}], "volumes": [{"configMap": {"name": "b"}}, {"projected": {"sources": [{"secret": {"name": "s2"}}]}}], "imagePullSecrets": [{"name": "pull"}]}});
         let (cms, secrets) = references(&pod);
-        assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["pull", "s1", "s2"]);
+        assert_eq!(cms.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(secrets.iter().collect::<Vec<_>>(), ["pull", "s1", "s2"]);
+        // The typed walk finds the same (containers need a name to be a valid Pod).
+        let mut typed = pod.clone();
+        typed["spec"]["containers"][0]["name"] = json!("c");
+        typed["spec"]["initContainers"] = json!([{"name": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "k"}}}]}]);
+        typed["spec"]["volumes"][0]["name"] = json!("v1");
+        typed["spec"]["volumes"][1]["name"] = json!("v2");
+        let typed: Pod = serde_json::from_value(typed).expect("pod");
+        let (tcms, tsecrets) = pod_references(&typed);
+        assert_eq!(tcms, cms);
+        assert_eq!(tsecrets.into_iter().collect::<Vec<_>>(), ["pull", "s1", "s2", "s3"]);
     }
 }
