@@ -240,7 +240,8 @@ mod tests {
         // The typed walk finds the same (containers need a name to be a valid Pod).
         let mut typed = pod.clone();
         typed["spec"]["containers"][0]["name"] = json!("c");
-        typed["spec"]["initContainers"] = json!([{"name": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "k"}}}]}]);
+        typed["spec"]["initContainers"] =
+            json!([{"name": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "k"}}}]}]);
         typed["spec"]["volumes"][0]["name"] = json!("v1");
         typed["spec"]["volumes"][1]["name"] = json!("v2");
         let typed: Pod = serde_json::from_value(typed).expect("pod");

@@ -184,7 +184,10 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     }));
     // Virtual nodes are kept by the syncer; the node lifecycle controller only evicts
     // pods that do not tolerate their NoExecute taints.
-    let identity = format!("{}_{}", cfg.name, server.addr);
+    // Unique across machines too (two replicas on 0.0.0.0:6443 share an address), with
+    // the address last so an operator can tell which replica leads.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let identity = format!("{}_{}_{}_{}", cfg.name, hostname.trim(), std::process::id(), server.addr);
     let manager = vkube_controllers::ManagerConfig {
         node_lifecycle: vkube_controllers::nodelifecycle::NodeLifecycleConfig {
             manage_nodes: false,
