@@ -2,6 +2,7 @@
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use vkube_etcdkit::EtcdCluster;
 use vkube_store::{EtcdConfig, EtcdStore, ListOptions, Store, StoreError};
@@ -10,6 +11,16 @@ async fn store(endpoints: Vec<String>, prefix: &str, compaction: Option<Duration
     let config =
         EtcdConfig { endpoints, prefix: prefix.to_string(), compaction_interval: compaction, ..Default::default() };
     EtcdStore::connect(config).await.expect("connect")
+}
+
+/// Wait until `counter` shows 50 acknowledged writes; fail after 30 s.
+async fn wait_writes(counter: &AtomicUsize, phase: &str) {
+    let start = counter.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while counter.load(Ordering::Relaxed) < start + 50 {
+        assert!(tokio::time::Instant::now() < deadline, "writes stalled {phase}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -46,36 +57,36 @@ async fn a_member_killed_and_restarted_under_load_loses_nothing() {
     let mut watch = s.watch("/load/", start).await.expect("watch");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let per_phase: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
     let writer = {
-        let (s, stop, phase) = (s.clone(), stop.clone(), phase.clone());
+        let (s, stop, phase, per_phase) = (s.clone(), stop.clone(), phase.clone(), per_phase.clone());
         tokio::spawn(async move {
             let mut acked = Vec::new();
-            let mut per_phase = [0usize; 3];
             let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let key = format!("/load/{i:06}");
                 if let Ok(rev) = s.create(&key, "x".into()).await {
                     acked.push((key, rev));
-                    per_phase[phase.load(std::sync::atomic::Ordering::Relaxed)] += 1;
+                    per_phase[phase.load(Ordering::Relaxed)].fetch_add(1, Ordering::Relaxed);
                 } else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            (acked, per_phase)
+            acked
         })
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Each phase lasts until writes have gone on in it (or fails at a deadline).
+    wait_writes(&per_phase[0], "before the kill").await;
     etcd.kill(0);
-    phase.store(1, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    phase.store(1, Ordering::Relaxed);
+    wait_writes(&per_phase[1], "with a member down").await;
     let etcd =
         tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd)).await.expect("join").expect("restart");
-    phase.store(2, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (acked, per_phase) = writer.await.expect("writer");
-    assert!(per_phase.iter().all(|n| *n > 0), "writes stalled in a phase: {per_phase:?}");
+    phase.store(2, Ordering::Relaxed);
+    wait_writes(&per_phase[2], "after the restart").await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.await.expect("writer");
     // Every acknowledged write is stored, also on the restarted member.
     let listed = s.list("/load/", ListOptions::default()).await.expect("list");
     let stored: BTreeSet<&str> = listed.items.iter().map(|kv| kv.key.as_str()).collect();

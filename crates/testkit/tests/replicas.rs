@@ -120,10 +120,12 @@ async fn an_etcd_member_killed_under_load_through_the_api() -> anyhow::Result<()
     let mut watch = cms_b.watch(&WatchParams::default().timeout(120), &rv).await?.boxed();
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicUsize::new(0));
+    let per_phase: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
     let writer = {
-        let (stop, phase, clients) = (stop.clone(), phase.clone(), [ca.clone(), cb.clone()]);
+        let (stop, phase, per_phase, clients) =
+            (stop.clone(), phase.clone(), per_phase.clone(), [ca.clone(), cb.clone()]);
         tokio::spawn(async move {
-            let (mut acked, mut per_phase) = (Vec::new(), [0usize; 3]);
+            let mut acked = Vec::new();
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -133,24 +135,34 @@ async fn an_etcd_member_killed_under_load_through_the_api() -> anyhow::Result<()
                 match tokio::time::timeout(std::time::Duration::from_secs(5), api.create(&pp, &cm)).await {
                     Ok(Ok(_)) => {
                         acked.push(format!("c-{i}"));
-                        per_phase[phase.load(Ordering::Relaxed)] += 1;
+                        per_phase[phase.load(Ordering::Relaxed)].fetch_add(1, Ordering::Relaxed);
                     }
                     _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
                 }
             }
-            Ok::<_, anyhow::Error>((acked, per_phase))
+            Ok::<_, anyhow::Error>(acked)
         })
     };
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    // Each phase lasts until writes have gone on in it (or fails at a deadline).
+    let wait_writes = |i: usize, what: &'static str| {
+        let per_phase = per_phase.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while per_phase[i].load(Ordering::Relaxed) < 30 {
+                assert!(tokio::time::Instant::now() < deadline, "writes stalled {what}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_writes(0, "before the kill").await;
     etcd.kill(0);
     phase.store(1, Ordering::Relaxed);
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    wait_writes(1, "with a member down").await;
     let etcd = tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd)).await??;
     phase.store(2, Ordering::Relaxed);
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    wait_writes(2, "after the restart").await;
     stop.store(true, Ordering::Relaxed);
-    let (acked, per_phase) = writer.await??;
-    assert!(per_phase.iter().all(|n| *n > 0), "writes stalled: {per_phase:?} (before, member down, after)");
+    let acked = writer.await??;
     let stored: BTreeSet<String> =
         cms_b.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
     for n in &acked {
