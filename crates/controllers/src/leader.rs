@@ -111,3 +111,21 @@ where
         tokio::time::sleep(cfg.retry_period).await;
     }
 }
+
+/// Give the lease up if this candidate holds it (client-go's `ReleaseOnCancel`), so
+/// another candidate takes over at its next retry instead of waiting the lease out.
+pub async fn release(client: &kube::Client, cfg: &LeaderConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await else { return };
+    let spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return;
+    }
+    let mut next = serde_json::to_value(&spec).unwrap_or_default();
+    next["holderIdentity"] = json!("");
+    next["leaseDurationSeconds"] = json!(1);
+    next["renewTime"] = json!(micro_now());
+    lease.spec = serde_json::from_value(next).ok();
+    let name = cfg.name.clone();
+    let _ = api.replace(&name, &PostParams::default(), &lease).await;
+}

@@ -80,14 +80,20 @@ pub struct Virtual {
     /// `DIR/NAME.kubeconfig`.
     pub kubeconfig: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The client and election that run the controllers and the syncer here.
+    election: (kube::Client, vkube_controllers::leader::LeaderConfig),
 }
 
 impl Virtual {
-    /// Stop everything.
+    /// Stop everything; hand the Lease over if this replica holds it.
     pub async fn stop(self) {
         for t in &self.tasks {
             t.abort();
         }
+        let (client, lease) = &self.election;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), vkube_controllers::leader::release(client, lease))
+                .await;
         self.server.shutdown().await;
     }
 }
@@ -215,6 +221,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     };
     let virtual_scheduler = values.virtual_scheduler;
     let c = virtual_client.clone();
+    let election = (virtual_client.clone(), lease.clone());
     let elected = vkube_controllers::leader::run_elected(virtual_client, lease, move || {
         let (client, manager, sync) = (c.clone(), manager.clone(), sync.clone());
         async move {
@@ -232,5 +239,5 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         }
     });
     let tasks = vec![tokio::spawn(elected)];
-    Ok(Virtual { server, kubeconfig, tasks })
+    Ok(Virtual { server, kubeconfig, tasks, election })
 }

@@ -209,6 +209,29 @@ async fn killing_the_leader_replica_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(host_pods(&host), 3, "host pods duplicated after the failover (new leader {new_leader})");
     eprintln!("takeover after {took_over:?}; {} writes acknowledged, {after_kill} after the kill", acked.len());
+
+    // A leader stopped gracefully hands the Lease over: the last replica takes it at its
+    // next retry, not after the lease runs out.
+    let second = servers
+        .iter()
+        .position(|s| s.ends_with(new_leader.rsplit('_').next().unwrap_or("?")))
+        .unwrap_or_else(|| panic!("leader {new_leader} is none of {servers:?}"));
+    let last = (0..3).find(|i| *i != leader && *i != second).expect("a third replica");
+    let stopped = Instant::now();
+    if let Some(vk) = replicas[second].take() {
+        vk.stop();
+    }
+    loop {
+        if let Some(h) = holder(&clients[last]).await
+            && h != new_leader
+            && !h.is_empty()
+        {
+            break;
+        }
+        assert!(stopped.elapsed() < RETRY + Duration::from_secs(5), "the lease was not handed over on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("handover on SIGTERM after {:?}", stopped.elapsed());
 }
 
 /// `controlPlane.backingStore.etcd.external` in vcluster.yaml: endpoint, TLS with a client
