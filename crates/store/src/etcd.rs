@@ -221,22 +221,14 @@ where
     let mut delay = Duration::from_millis(50);
     for _ in 0..6 {
         match op().await {
-            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic_code::UNAVAILABLE => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err(etcd_client::Error::TransportError(_)) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+            Err(etcd_client::Error::TransportError(_)) => {}
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::Unavailable => {}
             other => return other,
         }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
     }
     op().await
-}
-
-mod tonic_code {
-    pub const UNAVAILABLE: tonic::Code = tonic::Code::Unavailable;
 }
 
 #[async_trait]
@@ -374,7 +366,6 @@ impl Store for EtcdStore {
         // etcd reports a compacted start revision only on the watch stream; a range
         // read at `after` answers it (and a future revision) up front.
         if after > 0 {
-            let (full, end) = (full.clone(), end.clone());
             retry_read(|| {
                 let mut kv = self.kv();
                 let (full, end) = (full.clone(), end.clone());

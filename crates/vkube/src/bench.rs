@@ -533,6 +533,21 @@ async fn backend_store(
     })
 }
 
+/// Time `n` lists of the default namespace's pods as raw JSON over HTTPS (the server's
+/// work, not the client's decoding), ms each; `pods` is how many they must hold.
+async fn raw_pod_lists(client: &kube::Client, n: usize, pods: usize) -> anyhow::Result<Vec<f64>> {
+    let mut raw_ms = Vec::new();
+    for _ in 0..n {
+        let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
+        let t = Instant::now();
+        let text = client.request_text(req).await?;
+        raw_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(text.len() > pods * 100, "short list");
+    }
+    Ok(raw_ms)
+}
+
+/// Create `pods` pods (rounded down to a multiple of 32) from 32 concurrent clients.
 async fn create_pods(client: &kube::Client, pods: usize) -> anyhow::Result<()> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut tasks = Vec::new();
@@ -592,14 +607,7 @@ pub async fn backends(runs: usize, pods: usize) -> anyhow::Result<()> {
             vkube_apiserver::start(vkube_apiserver::ServerConfig::new(dir.path().to_path_buf(), store)).await?;
         let client = client_for(&server).await?;
         create_pods(&client, pods).await?;
-        let mut raw_ms = Vec::new();
-        for _ in 0..runs.max(3) {
-            let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
-            let t = Instant::now();
-            let text = client.request_text(req).await?;
-            raw_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            anyhow::ensure!(text.len() > (pods / 32 * 32) * 100, "short list");
-        }
+        let raw_ms = raw_pod_lists(&client, runs.max(3), pods / 32 * 32).await?;
         rows.push((
             format!("list {} pods, raw JSON over HTTPS, ms ({label})", pods / 32 * 32),
             format!("{:.1}", median(raw_ms)),
@@ -658,20 +666,7 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
     let client = client_for(&server).await?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss_before = rss_mib();
-    let mut tasks = Vec::new();
-    for c in 0..32 {
-        let api = pods_api.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..pods / 32 {
-                let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p-{c}-{i}"), "labels": {"app": "bench", "shard": c.to_string()}}, "spec": {"containers": [{"name": "c", "image": "registry.example/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}))?;
-                api.create(&PostParams::default(), &pod).await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    create_pods(&client, pods).await?;
     let mut list_ms = Vec::new();
     let mut count = 0;
     for _ in 0..runs.max(3) {
@@ -684,14 +679,7 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
         format!("list {count} pods, typed kube-rs client incl. decoding, ms (median)"),
         format!("{:.1}", median(list_ms)),
     ));
-    let mut raw_ms = Vec::new();
-    for _ in 0..runs.max(3) {
-        let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
-        let t = Instant::now();
-        let text = client.request_text(req).await?;
-        raw_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(text.len() > count * 100, "short list");
-    }
+    let raw_ms = raw_pod_lists(&client, runs.max(3), count).await?;
     rows.push((format!("list {count} pods, raw JSON over HTTPS, ms (median)"), format!("{:.1}", median(raw_ms))));
     let _ = rss_before;
     rows.push((
