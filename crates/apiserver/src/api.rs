@@ -210,10 +210,22 @@ pub async fn handle(
         headers: parts.headers,
         uri: parts.uri,
     };
-    match route_and_serve(&ctx, body).await {
+    let started = std::time::Instant::now();
+    let response = match route_and_serve(&ctx, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
-    }
+    };
+    // kube-apiserver's httplog (at -v=3): one line per request, for `VKUBE_LOG=vkube_apiserver::access=debug`.
+    tracing::debug!(
+        target: "vkube_apiserver::access",
+        "{} {} {} user={} {:?}",
+        ctx.method,
+        ctx.uri,
+        response.status().as_u16(),
+        ctx.user.name,
+        started.elapsed()
+    );
+    response
 }
 
 async fn authenticate_bearer(state: &ApiState, headers: &HeaderMap) -> Option<User> {

@@ -124,6 +124,12 @@ pub async fn serve(
         let labels = params.label_selector;
         let fields = params.field_selector;
         let fast = output == Output::Json && labels.is_empty() && fields.is_empty() && res.conversion.is_none();
+        // Metadata-only watches (garbage collectors, metadata informers) parse only the
+        // metadata of each stored object, unless a field selector needs the rest.
+        let metadata_only = output == Output::Metadata && fields.is_empty() && res.conversion.is_none();
+        let decode = |kv: &vkube_store::KeyValue| {
+            if metadata_only { Registry::decode_metadata(kv) } else { Registry::decode_as(&res, kv) }
+        };
         let mut from = match start_rev {
             Some(r) => r,
             None => {
@@ -142,7 +148,7 @@ pub async fn serve(
                             }
                             continue;
                         }
-                        let Ok(obj) = Registry::decode_as(&res, kv) else { continue };
+                        let Ok(obj) = decode(kv) else { continue };
                         if Registry::matches(&obj, &labels, &fields)
                             && tx.send(Ok(enc.line("ADDED", &obj))).await.is_err()
                         {
@@ -186,8 +192,8 @@ pub async fn serve(
                         if tx.send(Ok(Encoder::raw_line(ty, &ev.kv))).await.is_err() { return }
                         continue;
                     }
-                    let Ok(cur) = Registry::decode_as(&res, &ev.kv) else { continue };
-                    let prev = ev.prev.as_ref().and_then(|p| Registry::decode_as(&res, p).ok());
+                    let Ok(cur) = decode(&ev.kv) else { continue };
+                    let prev = ev.prev.as_ref().and_then(|p| decode(p).ok());
                     let cur_m = Registry::matches(&cur, &labels, &fields);
                     let prev_m = prev.as_ref().is_some_and(|p| Registry::matches(p, &labels, &fields));
                     let ty = match ev.kind {

@@ -30,7 +30,7 @@ pub struct ManagerConfig {
     pub identity: String,
     /// Node lifecycle settings.
     pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
-    /// How often the garbage collector sweeps.
+    /// The least time between two garbage-collector passes (changes gather meanwhile).
     pub gc_period: Duration,
     /// Run the node lifecycle controller (off in virtual clusters whose nodes the syncer owns).
     pub node_lifecycle_enabled: bool,
@@ -43,7 +43,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             identity: format!("vkube-{}", std::process::id()),
             node_lifecycle: Default::default(),
-            gc_period: Duration::from_secs(1),
+            gc_period: Duration::from_millis(250),
             node_lifecycle_enabled: true,
             root_ca_pem: None,
         }

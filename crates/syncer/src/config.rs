@@ -129,7 +129,10 @@ pub async fn is_used(ctx: &SyncContext, kind: &str, ns: &str, name: &str) -> Res
     if let Some(cache) = ctx.virtual_pods.get()
         && futures::FutureExt::now_or_never(cache.wait_until_ready()).is_some()
     {
-        return Ok(cache.state().iter().any(|p| p.metadata.namespace.as_deref() == Some(ns) && uses(p)));
+        return Ok(cache.state().iter().any(|p| {
+            let refs = if kind == "Secret" { &p.secrets } else { &p.config_maps };
+            p.metadata.namespace.as_deref() == Some(ns) && refs.iter().any(|r| r == name)
+        }));
     }
     let pods: Api<Pod> = Api::namespaced(ctx.virtual_client.clone(), ns);
     Ok(pods.list(&ListParams::default()).await?.items.iter().any(uses))

@@ -64,8 +64,8 @@ pub struct SyncContext {
     /// Where pods reach the virtual API server (`KUBERNETES_SERVICE_HOST`/`_PORT` in
     /// host pods), when its address is one they can reach.
     pub api_endpoint: Option<(String, u16)>,
-    /// The pod syncer's cache of virtual pods (without managedFields), once it runs.
-    pub virtual_pods: std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
+    /// The pod syncer's cache of virtual pods (slim: [`pods::CachedPod`]), once it runs.
+    pub virtual_pods: std::sync::OnceLock<kube::runtime::reflector::Store<pods::CachedPod>>,
 }
 
 impl SyncContext {

@@ -432,7 +432,7 @@ async fn sweep(ctx: &SyncContext) -> Result<(), Error> {
     let node_of = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
     let used: std::collections::HashSet<String> =
         match ctx.virtual_pods.get().filter(|s| s.wait_until_ready().now_or_never().is_some()) {
-            Some(store) => store.state().iter().filter_map(|p| node_of(p)).collect(),
+            Some(store) => store.state().iter().filter_map(|p| p.node_name.clone()).collect(),
             None => {
                 let pods: Api<Pod> = Api::all(ctx.virtual_client.clone());
                 pods.list(&ListParams::default()).await?.items.iter().filter_map(node_of).collect()

@@ -11,6 +11,7 @@ use crate::names::NameMapper;
 use crate::{Error, SyncContext};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -27,6 +28,107 @@ pub const TOKEN_PREFIX: &str = "vkube.dev/token-";
 /// Lifetime of the tokens the syncer requests: the host kubelet cannot refresh them, so
 /// they live a year, and the virtual API server revokes them when the pod is deleted.
 pub const TOKEN_EXPIRATION_SECONDS: i64 = 365 * 24 * 3600;
+
+/// What the pod syncer keeps of a virtual pod: its metadata (without managedFields)
+/// and the few fields read between events. A typed `Pod` takes ~14 KiB in memory
+/// (k8s-openapi's structs hold every optional field inline), this ~1 KiB; the full pod
+/// is read from the API when a host copy is made.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CachedPod {
+    /// The virtual pod's metadata.
+    pub metadata: ObjectMeta,
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// A digest of `{"status": ...}` as the syncer would write it back, to tell whether
+    /// the host status differs.
+    pub status_digest: u64,
+    /// Names of the configmaps the pod references.
+    pub config_maps: Vec<String>,
+    /// Names of the secrets the pod references.
+    pub secrets: Vec<String>,
+}
+
+impl kube::Resource for CachedPod {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl CachedPod {
+    /// The parts of `pod` the syncer keeps.
+    pub fn of(pod: Pod) -> Self {
+        let (cms, secrets) = crate::config::pod_references(&pod);
+        let status = serde_json::to_value(&pod.status).unwrap_or_default();
+        let mut metadata = pod.metadata;
+        metadata.managed_fields = None;
+        CachedPod {
+            metadata,
+            node_name: pod.spec.and_then(|s| s.node_name),
+            phase: pod.status.and_then(|s| s.phase),
+            status_digest: status_digest(&json!({"status": status})),
+            config_maps: cms.into_iter().collect(),
+            secrets: secrets.into_iter().collect(),
+        }
+    }
+
+    /// Whether the pod has finished (Succeeded or Failed).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
+    /// The pod as an object reference for events.
+    fn as_regarding(&self) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": self.metadata.name, "namespace": self.metadata.namespace, "uid": self.metadata.uid}})
+    }
+}
+
+/// A digest of a JSON value that does not depend on the order of object keys.
+pub fn status_digest(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn feed(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                b'{'.hash(h);
+                for k in keys {
+                    k.hash(h);
+                    feed(&m[k], h);
+                }
+                b'}'.hash(h);
+            }
+            Value::Array(a) => {
+                b'['.hash(h);
+                a.iter().for_each(|x| feed(x, h));
+                b']'.hash(h);
+            }
+            other => other.to_string().hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(v, &mut h);
+    h.finish()
+}
 
 /// A virtual-cluster token a host pod needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,17 +341,20 @@ pub async fn run(ctx: Arc<SyncContext>) {
     let virtual_pods: Api<Pod> = Api::all(ctx.virtual_client.clone());
     let host_pods: Api<Pod> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let mapper = ctx.mapper.clone();
-    // The virtual pods are cached without managedFields (half of a pod's bytes, never
-    // read here), and reconciled a bounded number at a time.
-    let (reader, writer) = kube::runtime::reflector::store::<Pod>();
+    // The virtual pods are cached slim ([`CachedPod`]), and reconciled a bounded number
+    // at a time.
+    let (reader, writer) = kube::runtime::reflector::store::<CachedPod>();
     let _ = ctx.virtual_pods.set(reader.clone());
-    let virtual_changes = kube::runtime::reflector::reflector(
-        writer,
-        watcher(virtual_pods, watcher::Config::default()).default_backoff().modify(|p| {
-            p.metadata.managed_fields = None;
-        }),
-    )
-    .applied_objects();
+    let slim = watcher(virtual_pods, watcher::Config::default()).default_backoff().map(|ev| {
+        ev.map(|ev| match ev {
+            watcher::Event::Apply(p) => watcher::Event::Apply(CachedPod::of(p)),
+            watcher::Event::Delete(p) => watcher::Event::Delete(CachedPod::of(p)),
+            watcher::Event::InitApply(p) => watcher::Event::InitApply(CachedPod::of(p)),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        })
+    });
+    let virtual_changes = kube::runtime::reflector::reflector(writer, slim).applied_objects();
     Controller::for_stream(virtual_changes, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
         .watches(host_pods, watcher::Config::default().labels(&ctx.mapper.selector()), move |hp: Pod| {
@@ -267,7 +372,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
         .await;
 }
 
-async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Error> {
+async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action, Error> {
     let ns = vpod.metadata.namespace.clone().unwrap_or_default();
     let name = vpod.metadata.name.clone().unwrap_or_default();
     let host_name = ctx.mapper.host_name(&name, &ns);
@@ -317,7 +422,7 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                 }
                 crate::events::virtual_event(
                     &ctx,
-                    &serde_json::to_value(&*vpod)?,
+                    &vpod.as_regarding(),
                     "Warning",
                     "HostPodDeleted",
                     "The pod was deleted on the host cluster (drained, evicted or removed); its controller replaces it",
@@ -326,11 +431,18 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                 Ok(Action::await_change())
             }
             None => {
-                if crate::util::is_terminal(&vpod) {
+                if vpod.is_terminal() {
+                    return Ok(Action::await_change());
+                }
+                // The cache is slim: the host copy is made from the whole pod (the same
+                // pod: one recreated under the name is reconciled on its own event).
+                let cached_uid = vpod.metadata.uid.clone();
+                let Some(vpod) = virtual_api.get_opt(&name).await? else { return Ok(Action::await_change()) };
+                if vpod.metadata.uid != cached_uid {
                     return Ok(Action::await_change());
                 }
                 crate::config::ensure_referenced(&ctx, &vpod).await?;
-                let vpod_value = serde_json::to_value(&*vpod)?;
+                let vpod_value = serde_json::to_value(&vpod)?;
                 let mut host_pod = translate(&vpod_value, &ctx.mapper, &ctx.config.enforce_tolerations);
                 if let Some((host, port)) = &ctx.api_endpoint {
                     point_at_virtual_api(&mut host_pod, host, *port);
@@ -364,7 +476,7 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
             Some(h) => {
                 // Bind the virtual pod where the host scheduler put it.
                 let host_node = h.spec.as_ref().and_then(|s| s.node_name.clone());
-                let virtual_node = vpod.spec.as_ref().and_then(|s| s.node_name.clone());
+                let virtual_node = vpod.node_name.clone();
                 if let (Some(node), None) = (&host_node, &virtual_node) {
                     crate::nodes::ensure_virtual_node(&ctx, node).await?;
                     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
@@ -379,8 +491,7 @@ async fn reconcile(vpod: Arc<Pod>, ctx: Arc<SyncContext>) -> Result<Action, Erro
                 }
                 let host_v = serde_json::to_value(&h)?;
                 let wanted = status_back(&host_v);
-                let current = json!({"status": serde_json::to_value(&vpod.status)?});
-                if current != wanted {
+                if status_digest(&wanted) != vpod.status_digest {
                     virtual_api
                         .patch_status(
                             &name,
@@ -480,6 +591,34 @@ mod tests {
             h["spec"]["containers"][0]["env"],
             json!([{"name": "KUBERNETES_SERVICE_PORT", "value": "8443"}, {"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.5"}])
         );
+    }
+
+    #[test]
+    fn the_cache_keeps_what_the_syncer_reads() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "annotations": {HOST_UID: "h"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                "envFrom": [{"configMapRef": {"name": "cfg"}}]}],
+                "volumes": [{"name": "s", "secret": {"secretName": "sec"}}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .expect("pod");
+        let host_status = status_back(&serde_json::to_value(&pod).expect("json"));
+        let c = CachedPod::of(pod);
+        assert!(c.metadata.managed_fields.is_none());
+        assert_eq!(c.metadata.annotations.as_ref().and_then(|a| a.get(HOST_UID)).map(String::as_str), Some("h"));
+        assert_eq!(c.node_name.as_deref(), Some("n1"));
+        assert!(!c.is_terminal());
+        assert_eq!(
+            (c.config_maps.as_slice(), c.secrets.as_slice()),
+            (&["cfg".to_string()][..], &["sec".to_string()][..])
+        );
+        // The same status from the host, keys in any order: nothing to write back.
+        assert_eq!(status_digest(&host_status), c.status_digest);
+        let reordered = json!({"status": {"podIP": "10.0.0.1", "conditions": [{"status": "True", "type": "Ready"}], "phase": "Running"}});
+        assert_eq!(status_digest(&reordered), c.status_digest);
+        let changed = json!({"status": {"podIP": "10.0.0.2", "conditions": [{"status": "True", "type": "Ready"}], "phase": "Running"}});
+        assert_ne!(status_digest(&changed), c.status_digest);
     }
 
     #[test]

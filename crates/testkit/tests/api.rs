@@ -138,6 +138,38 @@ async fn watch_sees_changes_in_order_with_selectors() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn metadata_only_watch_with_a_label_selector() -> anyhow::Result<()> {
+    // What garbage collectors and metadata informers use: PartialObjectMetadata events.
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let start = cms.list(&ListParams::default()).await?.metadata.resource_version.expect("rv");
+    let mut stream = cms.watch_metadata(&WatchParams::default().labels("app=m").timeout(20), &start).await?.boxed();
+    cms.create(&PostParams::default(), &cm("m1", json!({"app": "m"}))).await?;
+    cms.create(&PostParams::default(), &cm("other", json!({"app": "z"}))).await?;
+    cms.patch("m1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}}))).await?;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await??.expect("event");
+        seen.push(match ev {
+            WatchEvent::Added(o) => {
+                assert_eq!(o.types.as_ref().map(|t| t.kind.as_str()), Some("PartialObjectMetadata"));
+                assert_eq!(o.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("m"));
+                assert!(o.metadata.uid.is_some() && o.metadata.resource_version.is_some());
+                format!("ADDED {}", o.metadata.name.unwrap_or_default())
+            }
+            WatchEvent::Modified(o) => format!("MODIFIED {}", o.metadata.name.unwrap_or_default()),
+            WatchEvent::Deleted(o) => format!("DELETED {}", o.metadata.name.unwrap_or_default()),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        });
+    }
+    assert_eq!(seen, ["ADDED m1", "DELETED m1"]);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn reflector_survives_a_server_restart() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let client = server.client().await?;
