@@ -20,7 +20,11 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{oneshot, watch};
 
 /// The most bytes of values the history keeps (beyond this, the oldest events go).
-pub const HISTORY_BYTES: usize = 16 * 1024 * 1024;
+/// Watches read it at their own pace and stay well inside it (a burst of 1,000 pods
+/// with every controller watching needs no relist); one that falls further behind gets
+/// 410 Gone and lists again, as with kube-apiserver's watch cache. Idle, it is memory
+/// held for nothing, hence 4 MiB rather than more.
+pub const HISTORY_BYTES: usize = 4 * 1024 * 1024;
 /// How many events a watch reads from the history per lock.
 const WATCH_BATCH: usize = 256;
 

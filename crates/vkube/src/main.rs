@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-// mimalloc: the API server and controllers allocate and free many small JSON values;
-// it is faster than glibc's malloc at that and returns freed memory, so RSS follows the
-// live heap (BENCHMARKS.md).
-#[cfg(feature = "mimalloc")]
+// jemalloc: the API server and controllers allocate and free many small JSON values;
+// with a background thread returning freed pages after a second (.cargo/config.toml),
+// RSS follows the live heap instead of a burst's high-water mark (BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench;
 mod host;
