@@ -37,6 +37,9 @@ use tokio::sync::Notify;
 
 /// How often the set of resources is rediscovered.
 const DISCOVERY_PERIOD: Duration = Duration::from_secs(15);
+/// How often while an owner reference names a kind not discovered yet (a custom
+/// resource just defined): like a REST mapper that refreshes on a miss.
+const DISCOVERY_ON_MISS: Duration = Duration::from_secs(2);
 /// A pass runs at least this often, changes or not (retries what failed).
 const RESYNC: Duration = Duration::from_secs(30);
 /// An object acted on is left alone this long, while the watch catches up with the act.
@@ -118,8 +121,9 @@ pub async fn run(client: kube::Client, period: Duration) {
     let mut watches: HashMap<String, (Arc<Kind>, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut last_discovery: Option<Instant> = None;
     let mut acted: HashMap<String, Instant> = HashMap::new();
+    let mut discovery_period = DISCOVERY_PERIOD;
     loop {
-        if last_discovery.is_none_or(|t| t.elapsed() > DISCOVERY_PERIOD) {
+        if last_discovery.is_none_or(|t| t.elapsed() > discovery_period) {
             if let Ok(d) = Discovery::new(client.clone()).run().await {
                 rediscover(&client, &d, &mut watches, &graph, &wake);
             }
@@ -127,7 +131,10 @@ pub async fn run(client: kube::Client, period: Duration) {
         }
         let started = Instant::now();
         let actions = match graph.lock() {
-            Ok(g) => plan(&g, &acted),
+            Ok(g) => {
+                discovery_period = if names_unknown_kind(&g) { DISCOVERY_ON_MISS } else { DISCOVERY_PERIOD };
+                plan(&g, &acted)
+            }
             Err(_) => return,
         };
         acted.retain(|_, t| t.elapsed() < COOLDOWN);
@@ -137,7 +144,7 @@ pub async fn run(client: kube::Client, period: Duration) {
         }
         // Wait for a change (or the resync), then let changes gather for the rest of
         // the period, so a burst of events costs one pass.
-        let until_discovery = DISCOVERY_PERIOD.saturating_sub(last_discovery.map_or(Duration::ZERO, |t| t.elapsed()));
+        let until_discovery = discovery_period.saturating_sub(last_discovery.map_or(Duration::ZERO, |t| t.elapsed()));
         let _ = tokio::time::timeout(RESYNC.min(until_discovery), wake.notified()).await;
         tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
     }
@@ -228,6 +235,16 @@ async fn follow(client: kube::Client, kind: Arc<Kind>, graph: Arc<Mutex<Graph>>,
 /// The resource an owner reference names, if discovered.
 fn kind_of<'a>(g: &'a Graph, r: &OwnerReference) -> Option<&'a Arc<Kind>> {
     g.kinds.get(&(r.api_version.clone(), r.kind.clone()))
+}
+
+/// Whether some object's owners are all absent and one of them is of a kind not
+/// discovered (yet).
+fn names_unknown_kind(g: &Graph) -> bool {
+    g.nodes.values().any(|n| {
+        !n.owners.is_empty()
+            && !n.owners.iter().any(|r| g.nodes.contains_key(&r.uid))
+            && n.owners.iter().any(|r| kind_of(g, r).is_none())
+    })
 }
 
 /// Decide what to do from the graph alone.
@@ -422,6 +439,18 @@ mod tests {
         // Just acted on: left alone while the watch catches up.
         let acted = HashMap::from([("p2".to_string(), Instant::now())]);
         assert_eq!(plan(&g, &acted).len(), 2);
+    }
+
+    #[test]
+    fn an_owner_of_an_undiscovered_kind_asks_for_discovery() {
+        let rs = kind("ReplicaSet", "apps/v1", "replicasets");
+        let pod = kind("Pod", "v1", "pods");
+        let mut g = Graph::default();
+        g.kinds.insert(("apps/v1".into(), "ReplicaSet".into()), rs.clone());
+        add(&mut g, &pod, "p", vec![owner("ReplicaSet", "apps/v1", "gone")], &[]);
+        assert!(!names_unknown_kind(&g));
+        add(&mut g, &pod, "q", vec![owner("Widget", "example.com/v1", "w")], &[]);
+        assert!(names_unknown_kind(&g));
     }
 
     #[test]

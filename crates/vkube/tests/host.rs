@@ -265,3 +265,45 @@ fn cascading_deletion_foreground_and_orphan() {
     assert_eq!(vk.ok(&["get", "rs", "-l", "app=or", "-o", "name"]).lines().count(), 1, "orphaned ReplicaSet stays");
     assert!(left.trim().is_empty() || left.trim() == "[]", "owner reference removed: {left}");
 }
+
+#[test]
+fn garbage_collection_follows_owners_of_any_kind() {
+    // The collector watches every resource it discovers, custom ones included.
+    let vk = host(1);
+    let crd = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], crd);
+    assert!(ok, "{err}");
+    vk.ok(&["wait", "--for=condition=established", "crd/widgets.example.com", "--timeout=30s"]);
+    let (ok, _, err) =
+        vk.apply(&["apply", "-f", "-"], "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\n");
+    assert!(ok, "{err}");
+    let uid = vk.ok(&["get", "widget", "w1", "-o", "jsonpath={.metadata.uid}"]);
+    let owned = |name: &str, uid: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences:\n  - {{apiVersion: example.com/v1, kind: Widget, name: w1, uid: {uid}}}\n"
+        )
+    };
+    for (name, owner_uid) in [("dep", uid.trim()), ("stale", "00000000-0000-0000-0000-000000000000")] {
+        let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &owned(name, owner_uid));
+        assert!(ok, "{err}");
+    }
+    vk.ok(&["create", "configmap", "unowned"]);
+    // An owner of that name exists, but not with that uid: the dependent goes.
+    vk.wait_for(&["get", "configmap", "-o", "name"], 40, |o| !o.contains("configmap/stale"));
+    assert!(vk.ok(&["get", "configmap", "-o", "name"]).contains("configmap/dep"), "its owner is there");
+    vk.ok(&["delete", "widget", "w1"]);
+    vk.wait_for(&["get", "configmap", "-o", "name"], 40, |o| !o.contains("configmap/dep"));
+    assert!(vk.ok(&["get", "configmap", "-o", "name"]).contains("configmap/unowned"));
+}
