@@ -130,13 +130,11 @@ pub async fn run(client: kube::Client, period: Duration) {
             last_discovery = Some(Instant::now());
         }
         let started = Instant::now();
-        let actions = match graph.lock() {
-            Ok(g) => {
-                discovery_period = if names_unknown_kind(&g) { DISCOVERY_ON_MISS } else { DISCOVERY_PERIOD };
-                plan(&g, &acted)
-            }
+        let Plan { actions, names_unknown_kind } = match graph.lock() {
+            Ok(g) => plan(&g, &acted),
             Err(_) => return,
         };
+        discovery_period = if names_unknown_kind { DISCOVERY_ON_MISS } else { DISCOVERY_PERIOD };
         acted.retain(|_, t| t.elapsed() < COOLDOWN);
         let mut owners_gone: HashMap<String, bool> = HashMap::new();
         for action in actions {
@@ -174,13 +172,13 @@ fn rediscover(
     if let Ok(mut g) = graph.lock() {
         g.kinds = kinds.iter().map(|k| ((k.ar.api_version.clone(), k.ar.kind.clone()), k.clone())).collect();
     }
-    watches.retain(|key, (_, task)| {
+    watches.retain(|key, (watched, task)| {
         let keep = keys.contains(key);
         if !keep {
             task.abort();
             if let Ok(mut g) = graph.lock() {
                 g.synced.remove(key);
-                g.nodes.retain(|_, n| n.kind.key() != *key);
+                g.nodes.retain(|_, n| !Arc::ptr_eq(&n.kind, watched));
             }
         }
         keep
@@ -212,7 +210,7 @@ async fn follow(client: kube::Client, kind: Arc<Kind>, graph: Arc<Mutex<Graph>>,
             }
             Ok(watcher::Event::InitDone) => {
                 // A relist: what it did not return is gone.
-                g.nodes.retain(|uid, n| n.kind.key() != key || listed.contains(uid));
+                g.nodes.retain(|uid, n| !Arc::ptr_eq(&n.kind, &kind) || listed.contains(uid));
                 listed = HashSet::new();
                 g.synced.insert(key.clone());
                 wake.notify_one();
@@ -237,18 +235,16 @@ fn kind_of<'a>(g: &'a Graph, r: &OwnerReference) -> Option<&'a Arc<Kind>> {
     g.kinds.get(&(r.api_version.clone(), r.kind.clone()))
 }
 
-/// Whether some object's owners are all absent and one of them is of a kind not
-/// discovered (yet).
-fn names_unknown_kind(g: &Graph) -> bool {
-    g.nodes.values().any(|n| {
-        !n.owners.is_empty()
-            && !n.owners.iter().any(|r| g.nodes.contains_key(&r.uid))
-            && n.owners.iter().any(|r| kind_of(g, r).is_none())
-    })
+/// What a pass decided, from the graph alone.
+#[derive(Default)]
+struct Plan {
+    actions: Vec<Action>,
+    /// Some object's owners are all absent and one is of a kind not discovered (yet).
+    names_unknown_kind: bool,
 }
 
 /// Decide what to do from the graph alone.
-fn plan(g: &Graph, acted: &HashMap<String, Instant>) -> Vec<Action> {
+fn plan(g: &Graph, acted: &HashMap<String, Instant>) -> Plan {
     let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
     for (uid, n) in &g.nodes {
         for r in &n.owners {
@@ -256,8 +252,12 @@ fn plan(g: &Graph, acted: &HashMap<String, Instant>) -> Vec<Action> {
         }
     }
     let cooling = |uid: &str| acted.get(uid).is_some_and(|t| t.elapsed() < COOLDOWN);
-    let mut actions = Vec::new();
+    let mut plan = Plan::default();
     for (uid, n) in &g.nodes {
+        let orphan_like = !n.owners.is_empty() && !n.owners.iter().any(|r| g.nodes.contains_key(&r.uid));
+        if orphan_like && n.owners.iter().any(|r| kind_of(g, r).is_none()) {
+            plan.names_unknown_kind = true;
+        }
         if cooling(uid) {
             continue;
         }
@@ -270,22 +270,22 @@ fn plan(g: &Graph, acted: &HashMap<String, Instant>) -> Vec<Action> {
                 .map(|d| d.to_string())
                 .collect();
             if n.finalizers.iter().any(|f| f == "orphan") {
-                actions.push(Action::Orphan { uid: uid.clone(), dependents: deps });
+                plan.actions.push(Action::Orphan { uid: uid.clone(), dependents: deps });
             } else if n.finalizers.iter().any(|f| f == "foregroundDeletion") {
-                actions.push(Action::Foreground { uid: uid.clone(), dependents: deps });
+                plan.actions.push(Action::Foreground { uid: uid.clone(), dependents: deps });
             }
             continue;
         }
-        if n.owners.is_empty() || n.owners.iter().any(|r| g.nodes.contains_key(&r.uid)) {
+        if !orphan_like {
             continue;
         }
         // Every owner looks gone; wait until the owners' resources have been listed.
         let waiting = n.owners.iter().any(|r| kind_of(g, r).is_some_and(|k| !g.synced.contains(&k.key())));
         if !waiting {
-            actions.push(Action::CollectIfOrphan { uid: uid.clone() });
+            plan.actions.push(Action::CollectIfOrphan { uid: uid.clone() });
         }
     }
-    actions
+    plan
 }
 
 /// A node, copied out of the lock.
@@ -412,12 +412,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn plans_only_what_needs_doing() {
+    /// A graph that knows ReplicaSets (listed or not: the caller says) and pods.
+    fn replica_sets_and_pods() -> (Arc<Kind>, Arc<Kind>, Graph) {
         let rs = kind("ReplicaSet", "apps/v1", "replicasets");
         let pod = kind("Pod", "v1", "pods");
         let mut g = Graph::default();
         g.kinds.insert(("apps/v1".into(), "ReplicaSet".into()), rs.clone());
+        (rs, pod, g)
+    }
+
+    #[test]
+    fn plans_only_what_needs_doing() {
+        let (rs, pod, mut g) = replica_sets_and_pods();
         g.synced.insert(rs.key());
         g.synced.insert(pod.key());
         add(&mut g, &rs, "rs1", vec![], &[]);
@@ -426,7 +432,7 @@ mod tests {
         add(&mut g, &rs, "rs2", vec![], &["foregroundDeletion"]);
         add(&mut g, &pod, "p3", vec![owner("ReplicaSet", "apps/v1", "rs2")], &[]);
         add(&mut g, &rs, "rs3", vec![], &["orphan"]);
-        let mut actions = plan(&g, &HashMap::new());
+        let mut actions = plan(&g, &HashMap::new()).actions;
         actions.sort_by_key(|a| match a {
             Action::CollectIfOrphan { uid } | Action::Orphan { uid, .. } | Action::Foreground { uid, .. } => {
                 uid.clone()
@@ -438,32 +444,26 @@ mod tests {
         assert!(matches!(&actions[2], Action::Orphan { uid, dependents } if uid == "rs3" && dependents.is_empty()));
         // Just acted on: left alone while the watch catches up.
         let acted = HashMap::from([("p2".to_string(), Instant::now())]);
-        assert_eq!(plan(&g, &acted).len(), 2);
+        assert_eq!(plan(&g, &acted).actions.len(), 2);
     }
 
     #[test]
     fn an_owner_of_an_undiscovered_kind_asks_for_discovery() {
-        let rs = kind("ReplicaSet", "apps/v1", "replicasets");
-        let pod = kind("Pod", "v1", "pods");
-        let mut g = Graph::default();
-        g.kinds.insert(("apps/v1".into(), "ReplicaSet".into()), rs.clone());
+        let (_, pod, mut g) = replica_sets_and_pods();
         add(&mut g, &pod, "p", vec![owner("ReplicaSet", "apps/v1", "gone")], &[]);
-        assert!(!names_unknown_kind(&g));
+        assert!(!plan(&g, &HashMap::new()).names_unknown_kind);
         add(&mut g, &pod, "q", vec![owner("Widget", "example.com/v1", "w")], &[]);
-        assert!(names_unknown_kind(&g));
+        assert!(plan(&g, &HashMap::new()).names_unknown_kind);
     }
 
     #[test]
     fn waits_for_the_owners_resource_to_be_listed() {
-        let rs = kind("ReplicaSet", "apps/v1", "replicasets");
-        let pod = kind("Pod", "v1", "pods");
-        let mut g = Graph::default();
-        g.kinds.insert(("apps/v1".into(), "ReplicaSet".into()), rs.clone());
+        let (rs, pod, mut g) = replica_sets_and_pods();
         g.synced.insert(pod.key());
         add(&mut g, &rs, "rs-other", vec![], &[]);
         add(&mut g, &pod, "p", vec![owner("ReplicaSet", "apps/v1", "rs-not-seen-yet")], &[]);
-        assert!(plan(&g, &HashMap::new()).is_empty(), "ReplicaSets are still listing");
+        assert!(plan(&g, &HashMap::new()).actions.is_empty(), "ReplicaSets are still listing");
         g.synced.insert(rs.key());
-        assert_eq!(plan(&g, &HashMap::new()).len(), 1);
+        assert_eq!(plan(&g, &HashMap::new()).actions.len(), 1);
     }
 }
