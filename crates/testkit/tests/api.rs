@@ -110,6 +110,26 @@ async fn selectors_and_pagination() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The next `n` events of a watch, bookmarks skipped, each as "TYPE name" with its object.
+async fn next_events<K: kube::Resource>(
+    stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
+    n: usize,
+) -> anyhow::Result<Vec<(String, K)>> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await??.expect("event");
+        let (kind, obj) = match ev {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        };
+        seen.push((format!("{kind} {}", obj.meta().name.clone().unwrap_or_default()), obj));
+    }
+    Ok(seen)
+}
+
 #[tokio::test]
 async fn watch_sees_changes_in_order_with_selectors() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
@@ -121,17 +141,7 @@ async fn watch_sees_changes_in_order_with_selectors() -> anyhow::Result<()> {
     cms.create(&PostParams::default(), &cm("other", json!({"app": "z"}))).await?;
     cms.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await?;
     cms.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}}))).await?;
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await??.expect("event");
-        seen.push(match ev {
-            WatchEvent::Added(c) => format!("ADDED {}", c.metadata.name.unwrap_or_default()),
-            WatchEvent::Modified(c) => format!("MODIFIED {}", c.metadata.name.unwrap_or_default()),
-            WatchEvent::Deleted(c) => format!("DELETED {}", c.metadata.name.unwrap_or_default()),
-            WatchEvent::Bookmark(_) => continue,
-            WatchEvent::Error(e) => panic!("watch error {e:?}"),
-        });
-    }
+    let seen: Vec<String> = next_events(&mut stream, 3).await?.into_iter().map(|(seen, _)| seen).collect();
     assert_eq!(seen, ["ADDED w1", "MODIFIED w1", "DELETED w1"], "leaving the selector reads as DELETED");
     server.stop().await;
     Ok(())
@@ -148,22 +158,15 @@ async fn metadata_only_watch_with_a_label_selector() -> anyhow::Result<()> {
     cms.create(&PostParams::default(), &cm("m1", json!({"app": "m"}))).await?;
     cms.create(&PostParams::default(), &cm("other", json!({"app": "z"}))).await?;
     cms.patch("m1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}}))).await?;
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await??.expect("event");
-        seen.push(match ev {
-            WatchEvent::Added(o) => {
-                assert_eq!(o.types.as_ref().map(|t| t.kind.as_str()), Some("PartialObjectMetadata"));
-                assert_eq!(o.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("m"));
-                assert!(o.metadata.uid.is_some() && o.metadata.resource_version.is_some());
-                format!("ADDED {}", o.metadata.name.unwrap_or_default())
-            }
-            WatchEvent::Modified(o) => format!("MODIFIED {}", o.metadata.name.unwrap_or_default()),
-            WatchEvent::Deleted(o) => format!("DELETED {}", o.metadata.name.unwrap_or_default()),
-            WatchEvent::Bookmark(_) => continue,
-            WatchEvent::Error(e) => panic!("watch error {e:?}"),
-        });
+    let events = next_events(&mut stream, 2).await?;
+    for (seen, o) in &events {
+        if seen.starts_with("ADDED") {
+            assert_eq!(o.types.as_ref().map(|t| t.kind.as_str()), Some("PartialObjectMetadata"));
+            assert_eq!(o.metadata.labels.clone().unwrap_or_default().get("app").map(String::as_str), Some("m"));
+            assert!(o.metadata.uid.is_some() && o.metadata.resource_version.is_some());
+        }
     }
+    let seen: Vec<&str> = events.iter().map(|(seen, _)| seen.as_str()).collect();
     assert_eq!(seen, ["ADDED m1", "DELETED m1"]);
     server.stop().await;
     Ok(())
