@@ -320,7 +320,16 @@ async fn report_unschedulable(client: kube::Client, pod: Pod, message: String) {
         .filter(|c| c.type_ != "PodScheduled")
         .filter_map(|c| serde_json::to_value(c).ok())
         .collect();
-    conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": vkube_core::meta::now_rfc3339()}));
+    // The transition time stays while the pod stays unschedulable (only the message moves);
+    // observedGeneration as kube-scheduler 1.36 writes it.
+    let since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
+        .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0.to_string()))
+        .unwrap_or_else(vkube_core::meta::now_rfc3339);
+    conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": since, "observedGeneration": pod.metadata.generation.unwrap_or(1)}));
     let pp = PatchParams { field_manager: Some("default-scheduler".into()), ..Default::default() };
     let _ = pods.patch_status(&name, &pp, &Patch::Merge(json!({"status": {"conditions": conditions}}))).await;
     event(&client, &ns, &name, &uid, "Warning", "FailedScheduling", &message).await;

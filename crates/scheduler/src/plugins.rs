@@ -260,9 +260,10 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name
     label_sel.matches(labels) && field_sel.matches(&field_labels)
 }
 
-/// Reasons a node cannot take a pod (empty: it fits). Like kube-scheduler, plugins run
-/// in its order (NodeUnschedulable, NodeAffinity, TaintToleration, NodeResourcesFit,
-/// NodePorts, InterPodAffinity, PodTopologySpread) and the first that fails decides.
+/// Reasons a node cannot take a pod (empty: it fits). Like kube-scheduler 1.36, plugins
+/// run in its default profile's order (NodeUnschedulable, TaintToleration, NodeAffinity,
+/// NodePorts, NodeResourcesFit, PodTopologySpread, InterPodAffinity) and the first that
+/// fails decides.
 pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> {
     let all = cluster.nodes;
     let mut reasons = Vec::new();
@@ -278,6 +279,12 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> 
             return reasons;
         }
     }
+    // TaintToleration.
+    if node.taints.iter().any(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t))
+    {
+        reasons.push("node(s) had untolerated taint(s)".to_string());
+        return reasons;
+    }
     // NodeAffinity (nodeSelector and required affinity).
     let selector_ok = spec.node_selector.as_ref().is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
     let affinity_ok = spec
@@ -290,17 +297,10 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> 
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_string());
         return reasons;
     }
-    // TaintToleration.
-    if let Some(t) = node
-        .taints
-        .iter()
-        .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(&tolerations, t))
-    {
-        reasons.push(format!(
-            "node(s) had untolerated taint {{{}: {}}}",
-            t.key,
-            t.value.as_deref().unwrap_or_default()
-        ));
+    // NodePorts.
+    let wanted = host_ports(pod);
+    if wanted.iter().any(|w| node.pods.iter().any(|p| p.host_ports.contains(w))) {
+        reasons.push("node(s) didn't have free ports for the requested pod ports".to_string());
         return reasons;
     }
     // NodeResourcesFit.
@@ -318,10 +318,9 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> 
     if !reasons.is_empty() {
         return reasons;
     }
-    // NodePorts.
-    let wanted = host_ports(pod);
-    if wanted.iter().any(|w| node.pods.iter().any(|p| p.host_ports.contains(w))) {
-        reasons.push("node(s) didn't have free ports for the requested pod ports".to_string());
+    // PodTopologySpread runs before InterPodAffinity (kube-scheduler's order).
+    if let Some(spread) = topology_spread_reason(pod, node, all) {
+        reasons.push(spread);
         return reasons;
     }
     // InterPodAffinity.
@@ -372,10 +371,20 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> 
     let existing_ok = cluster.anti.iter().all(|(key, domain, sel, namespaces)| {
         !(node.labels.get(key) == Some(domain) && namespaces.contains(&ns) && sel.matches(&pod_labels))
     });
-    if !(anti_ok && existing_ok) {
+    if !anti_ok {
         reasons.push("node(s) didn't match pod anti-affinity rules".to_string());
+    } else if !existing_ok {
+        reasons.push("node(s) didn't satisfy existing pods anti-affinity rules".to_string());
     }
-    // PodTopologySpread (DoNotSchedule).
+    reasons
+}
+
+/// PodTopologySpread's refusal (DoNotSchedule constraints), if any.
+fn topology_spread_reason(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
+    let domain_of = |n: &NodeInfo, key: &str| n.labels().get(key).cloned();
     for c in spec.topology_spread_constraints.iter().flatten() {
         if c.when_unsatisfiable != "DoNotSchedule" {
             continue;
@@ -391,16 +400,15 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cluster: &Cluster<'_>) -> Vec<String> 
             }
         }
         let Some(domain) = domain_of(node, &c.topology_key) else {
-            reasons.push("node(s) didn't match pod topology spread constraints (missing required label)".to_string());
-            continue;
+            return Some("node(s) didn't match pod topology spread constraints (missing required label)".to_string());
         };
         let min = counts.values().copied().min().unwrap_or(0);
         let mine = counts.get(&domain).copied().unwrap_or(0) + if sel.matches(&pod_labels) { 1 } else { 0 };
         if mine - min > c.max_skew {
-            reasons.push("node(s) didn't match pod topology spread constraints".to_string());
+            return Some("node(s) didn't match pod topology spread constraints".to_string());
         }
     }
-    reasons
+    None
 }
 
 /// Score a feasible node (higher is better).
@@ -447,14 +455,19 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
     least_allocated as i64 + balanced as i64 / 2 + affinity - prefer_no * 50 - siblings * 30
 }
 
-/// kube-scheduler's message for a pod that fits nowhere.
+/// kube-scheduler's message for a pod that fits nowhere (v1.36: the filters' reasons,
+/// then what its PostFilter plugins found — DynamicResources had no claims to free,
+/// and preemption, which vkube does not do, could not help).
 pub fn failure_message(total: usize, reasons: &HashMap<String, usize>) -> String {
+    if total == 0 {
+        return "no nodes available to schedule pods".to_string();
+    }
     let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
     parts.sort();
-    if parts.is_empty() {
-        return format!("0/{total} nodes are available.");
-    }
-    format!("0/{total} nodes are available: {}.", parts.join(", "))
+    format!(
+        "0/{total} nodes are available: {}. no new claims to deallocate, preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
+        parts.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -503,8 +516,9 @@ mod tests {
         }
         assert_eq!(
             failure_message(3, &reasons),
-            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}."
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
+        assert_eq!(failure_message(0, &HashMap::new()), "no nodes available to schedule pods");
         let tolerating = pod(
             json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
         );
@@ -542,10 +556,7 @@ mod tests {
     #[test]
     fn not_ready_nodes_are_tainted() {
         let n = node("a", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
-        assert_eq!(
-            filter(&pod(json!({})), &n, &Cluster::new(&[])),
-            vec!["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
-        );
+        assert_eq!(filter(&pod(json!({})), &n, &Cluster::new(&[])), vec!["node(s) had untolerated taint(s)"]);
     }
 
     #[test]

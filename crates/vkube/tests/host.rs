@@ -76,7 +76,7 @@ spec:
     let described = vk.wait_for(&["describe", "pod", "nowhere"], 10, |o| o.contains("FailedScheduling"));
     assert!(
         described.contains(
-            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}."
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         ),
         "{described}"
     );
