@@ -35,6 +35,9 @@ pub struct AdmissionRequest<'a> {
     pub user: &'a User,
     /// The stored object, for updates and deletes.
     pub old: Option<&'a Value>,
+    /// `dryRun=All`: the request must be answered as the real one would be, and a hook
+    /// with side effects (writes elsewhere, claims, events) must not cause them.
+    pub dry_run: bool,
 }
 
 /// What a hook decided.

@@ -194,13 +194,16 @@ pub async fn handle(
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
+    let body = match read_body(body).await {
+        Ok(b) => b,
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return error_response(&ApiError::too_large());
+            let mut response = error_response(&e);
+            if e.code == 413 && parts.version <= http::Version::HTTP_11 {
+                // The rest of the body was drained (up to a bound): the client reads this
+                // answer, and the connection closes cleanly after it.
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            return error_response(&ApiError::bad_request(format!("reading the request body: {e}")));
+            return response;
         }
     };
     let ctx = RequestContext {
@@ -226,6 +229,51 @@ pub async fn handle(
         started.elapsed()
     );
     response
+}
+
+/// How much of a body over [`MAX_BODY`] is read and thrown away before answering 413,
+/// and for how long: a client that sends its whole body before reading the answer (most
+/// do) then gets the answer instead of a connection reset mid-upload.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Read a request body of at most [`MAX_BODY`] bytes.
+///
+/// # Errors
+/// 413 for a larger body (after draining it, see [`DRAIN_LIMIT`]), 400 when the body
+/// cannot be read.
+async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    let declared = hyper::body::Body::size_hint(&body).exact().and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return Err(ApiError::too_large());
+    }
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            total += data.len();
+            if total > MAX_BODY {
+                buf.clear();
+                if total > DRAIN_LIMIT {
+                    break;
+                }
+                continue;
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok::<(), ApiError>(())
+    };
+    match tokio::time::timeout(DRAIN_TIME, drain).await {
+        Ok(result) => result?,
+        Err(_) if total > MAX_BODY => return Err(ApiError::too_large()),
+        Err(_) => return Err(ApiError::new(408, "Timeout", "timed out reading the request body")),
+    }
+    if total > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    Ok(buf.freeze())
 }
 
 async fn authenticate_bearer(state: &ApiState, headers: &HeaderMap) -> Option<User> {
@@ -532,7 +580,7 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
         (&Method::POST, None, None) => {
             let opts = write_options(ctx, &q)?;
             let obj = parse_body(&ctx.headers, &body)?;
-            let obj = admit(ctx, &route, crate::admission::Operation::Create, obj, None).await?;
+            let obj = admit(ctx, &route, crate::admission::Operation::Create, opts.dry_run, obj, None).await?;
             let out = reg.create(&res, &route.namespace, obj.0, &opts).await?;
             let mut warnings = obj.1;
             warnings.extend(out.warnings);
@@ -542,7 +590,8 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             Ok(encode(StatusCode::CREATED, &out.object, Output::Json, &warnings))
         }
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
-            crate::subresources::bind(ctx, &route, name, &body).await
+            let opts = write_options(ctx, &q)?;
+            crate::subresources::bind(ctx, &route, name, &body, opts.dry_run).await
         }
         (&Method::POST, Some(name), Some(Subresource::Token)) => {
             let issuer = ctx.state.tokens.as_ref().ok_or_else(ApiError::method_not_allowed)?;
@@ -550,7 +599,8 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             Ok(encode(StatusCode::CREATED, &out, Output::Json, &[]))
         }
         (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
-            crate::subresources::evict(ctx, &route, name, &body).await
+            let opts = write_options(ctx, &q)?;
+            crate::subresources::evict(ctx, &route, name, &body, opts.dry_run).await
         }
         (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status) | Some(Subresource::Finalize))) => {
             let opts = write_options(ctx, &q)?;
@@ -558,7 +608,7 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             let storage_sub = if sub == Some(Subresource::Finalize) { None } else { sub };
             let old = reg.get(&res, &route.namespace, name).await.ok();
             let (obj, mut warnings) =
-                admit(ctx, &route, crate::admission::Operation::Update, obj, old.as_ref()).await?;
+                admit(ctx, &route, crate::admission::Operation::Update, opts.dry_run, obj, old.as_ref()).await?;
             let finalize = sub == Some(Subresource::Finalize);
             let out = reg
                 .update_with(&res, &route.namespace, name, storage_sub, &opts, |current| {
@@ -574,7 +624,7 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
                 })
                 .await?;
             warnings.extend(out.warnings);
-            let object = crate::namespaces::maybe_finish_namespace(reg, &res, out.object).await?;
+            let object = crate::namespaces::maybe_finish_namespace(reg, &res, out.object, opts.dry_run).await?;
             if res.group == "apiextensions.k8s.io" && !opts.dry_run {
                 crate::crd::on_change(reg).await;
             }
@@ -592,7 +642,8 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             let opts = delete_options(&q, &ctx.headers, &body)?;
             let current = reg.get(&res, &route.namespace, name).await?;
             let (_, warnings) =
-                admit(ctx, &route, crate::admission::Operation::Delete, current.clone(), Some(&current)).await?;
+                admit(ctx, &route, crate::admission::Operation::Delete, opts.dry_run, current.clone(), Some(&current))
+                    .await?;
             let (obj, gone) = reg.delete(&res, &route.namespace, name, &opts).await?;
             if res.group == "apiextensions.k8s.io" && gone && !opts.dry_run {
                 crate::crd::on_change(reg).await;
@@ -610,6 +661,8 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
                 let obj = Registry::decode_as(&res, kv)?;
                 let ns = vkube_core::meta::namespace(&obj).to_string();
                 let name = vkube_core::meta::name(&obj).to_string();
+                let item = Route { namespace: ns.clone(), name: Some(name.clone()), ..route.clone() };
+                admit(ctx, &item, crate::admission::Operation::Delete, opts.dry_run, obj.clone(), Some(&obj)).await?;
                 match reg.delete(&res, &ns, &name, &opts).await {
                     Ok((o, _)) => items.push(o),
                     Err(e) if e.code == 404 => {}
@@ -634,6 +687,7 @@ pub async fn admit(
     ctx: &RequestContext,
     route: &Route,
     operation: crate::admission::Operation,
+    dry_run: bool,
     obj: Value,
     old: Option<&Value>,
 ) -> Result<(Value, Vec<String>), ApiError> {
@@ -656,6 +710,7 @@ pub async fn admit(
             subresource: route.sub,
             user: &ctx.user,
             old,
+            dry_run,
         };
         let out = h.admit(&req, obj).await?;
         obj = out.object;

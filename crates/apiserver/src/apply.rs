@@ -535,7 +535,8 @@ pub async fn serve(
     match reg.get(&res, &route.namespace, name).await {
         Err(e) if e.code == 404 && sub.is_none() => {
             let obj = apply(None, &applied, manager, force, &api_version, None)?;
-            let (obj, mut warnings) = admit(ctx, route, crate::admission::Operation::Create, obj, None).await?;
+            let (obj, mut warnings) =
+                admit(ctx, route, crate::admission::Operation::Create, opts.dry_run, obj, None).await?;
             let out = reg.create(&res, &route.namespace, obj, &opts_apply).await?;
             warnings.extend(out.warnings);
             if res.group == "apiextensions.k8s.io" && !opts.dry_run {
@@ -547,7 +548,7 @@ pub async fn serve(
         Ok(current) => {
             let preview = apply(Some(&current), &applied, manager, force, &api_version, sub_name)?;
             let (_, mut warnings) =
-                admit(ctx, route, crate::admission::Operation::Update, preview, Some(&current)).await?;
+                admit(ctx, route, crate::admission::Operation::Update, opts.dry_run, preview, Some(&current)).await?;
             let out = reg
                 .update_with(&res, &route.namespace, name, sub, &opts_apply, |cur| {
                     let mut next = apply(Some(cur), &applied, manager, force, &api_version, sub_name)?;

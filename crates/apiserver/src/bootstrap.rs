@@ -38,8 +38,15 @@ pub async fn ensure_defaults(reg: &Registry) -> Result<(), ApiError> {
         "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
     });
     match reg.create(&svc, "default", kubernetes, &opts).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {}
+        Err(e) => return Err(e),
     }
+    // Services stored without claims (by a vkube older than the claims) keep their
+    // addresses: claim them before anything else is allocated.
+    let claimed = crate::service_addresses::claim_unclaimed(reg.store().as_ref(), &svc).await?;
+    if claimed > 0 {
+        tracing::info!("claimed {claimed} service addresses stored without a claim");
+    }
+    Ok(())
 }

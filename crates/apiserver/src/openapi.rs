@@ -2,7 +2,7 @@
 //! index of group-versions) and `/openapi/v3/{api/v1|apis/G/V}` (OpenAPI 3.0 with
 //! `x-kubernetes-group-version-kind` on each kind and on each operation, and the
 //! `fieldValidation` parameter kubectl looks for before it relies on server-side
-//! validation), plus `/openapi/v2` in JSON.
+//! validation), plus `/openapi/v2` in JSON and protobuf ([`crate::openapi_v2`]).
 //!
 //! Built-in schemas come from k8s-openapi (schemars); custom resources use their CRD's
 //! `openAPIV3Schema`.
@@ -242,28 +242,86 @@ pub fn serve_v3(ctx: &RequestContext, catalog: &Catalog, key: &str) -> Result<Re
     Ok(r)
 }
 
-/// `/openapi/v2`: a Swagger 2.0 document in JSON. Clients that accept only the
-/// protobuf encoding get 406 and use OpenAPI v3 instead.
-///
-/// # Errors
-/// 406 for protobuf-only requests.
-pub fn serve_v2(ctx: &RequestContext, catalog: &Catalog) -> Result<Response<Body>, ApiError> {
-    let accept = ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
-    if !(accept.contains("json") || accept.contains("*/*")) {
-        return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2; use /openapi/v3"));
-    }
+/// The v2 document in JSON and in protobuf, built once per set of served kinds.
+struct V2 {
+    signature: String,
+    json: Arc<Vec<u8>>,
+    protobuf: Arc<Vec<u8>>,
+}
+
+fn v2_cache() -> &'static Mutex<Option<V2>> {
+    static CACHE: OnceLock<Mutex<Option<V2>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The Swagger 2.0 document: every group-version's schemas as definitions and its
+/// operations as paths (see [`crate::openapi_v2`]).
+fn build_v2(catalog: &Catalog) -> Value {
     let mut definitions = Map::new();
+    let mut paths = Map::new();
     for (_, rs) in group_versions(catalog) {
         let doc = build_v3(&rs);
-        if let Some(Value::Object(s)) = doc.pointer("/components/schemas") {
-            for (k, v) in s {
-                let text = v.to_string().replace("#/components/schemas/", "#/definitions/");
-                definitions.insert(k.clone(), serde_json::from_str(&text).unwrap_or_default());
+        for (k, v) in doc.pointer("/components/schemas").and_then(Value::as_object).into_iter().flatten() {
+            definitions.insert(k.clone(), crate::openapi_v2::schema_to_v2(v));
+        }
+        for (path, item) in doc.get("paths").and_then(Value::as_object).into_iter().flatten() {
+            let mut v2 = Map::new();
+            for (method, op) in item.as_object().into_iter().flatten() {
+                v2.insert(method.clone(), crate::openapi_v2::operation_to_v2(op));
             }
+            paths.insert(path.clone(), Value::Object(v2));
         }
     }
-    let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.37.0"}, "paths": {}, "definitions": definitions});
-    let mut r = Response::new(Body::from(serde_json::to_vec(&doc).unwrap_or_default()));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.37.0"}, "paths": paths, "definitions": definitions})
+}
+
+/// The protobuf form's media type, as kube-apiserver names it in its answer.
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `GET /openapi/v2`: protobuf when the client asks for it (client-go asks
+/// `application/com.github.proto-openapi.spec.v2@v1.0+protobuf` first), else JSON.
+///
+/// # Errors
+/// 405 for other methods, 406 when neither form is acceptable.
+pub fn serve_v2(ctx: &RequestContext, catalog: &Catalog) -> Result<Response<Body>, ApiError> {
+    if ctx.method != http::Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    let accept = ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
+    let media: Vec<&str> = accept.split(',').map(|p| p.split(';').next().unwrap_or_default().trim()).collect();
+    let protobuf = media.iter().position(|m| m.starts_with("application/com.github.proto-openapi.spec.v2"));
+    let json_at = media.iter().position(|m| matches!(*m, "application/json" | "application/*" | "*/*" | ""));
+    let wants_protobuf = match (protobuf, json_at) {
+        (Some(p), Some(j)) => p < j,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (None, None) => {
+            return Err(ApiError::not_acceptable(format!(
+                "only the following media types are accepted: application/json, {V2_PROTOBUF} (got {accept})"
+            )));
+        }
+    };
+    let signature = signature(&catalog.all());
+    let (json_bytes, proto_bytes) = {
+        let mut cached = v2_cache().lock().map_err(|_| ApiError::internal("openapi cache poisoned"))?;
+        match cached.as_ref().filter(|c| c.signature == signature) {
+            Some(c) => (c.json.clone(), c.protobuf.clone()),
+            None => {
+                let doc = build_v2(catalog);
+                let entry = V2 {
+                    signature,
+                    json: Arc::new(serde_json::to_vec(&doc).unwrap_or_default()),
+                    protobuf: Arc::new(crate::openapi_v2::document_proto(&doc)),
+                };
+                let out = (entry.json.clone(), entry.protobuf.clone());
+                *cached = Some(entry);
+                out
+            }
+        }
+    };
+    let (bytes, content_type) =
+        if wants_protobuf { (proto_bytes, V2_PROTOBUF) } else { (json_bytes, "application/json") };
+    let mut r = Response::new(Body::from(bytes.as_ref().clone()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(r)
 }

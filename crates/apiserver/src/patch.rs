@@ -303,7 +303,7 @@ pub async fn serve(
     let current = reg.get(&res, &route.namespace, name).await?;
     let patched_preview = apply_patch(pt, &res.kind, custom, &current, &body)?;
     let (admitted, mut warnings) =
-        admit(ctx, route, crate::admission::Operation::Update, patched_preview, Some(&current)).await?;
+        admit(ctx, route, crate::admission::Operation::Update, opts.dry_run, patched_preview, Some(&current)).await?;
     let mut first = Some(admitted);
     let kind = res.kind.clone();
     let out = reg
@@ -319,7 +319,7 @@ pub async fn serve(
         })
         .await?;
     warnings.extend(out.warnings);
-    let object = crate::namespaces::maybe_finish_namespace(reg, &res, out.object).await?;
+    let object = crate::namespaces::maybe_finish_namespace(reg, &res, out.object, opts.dry_run).await?;
     let body = serde_json::to_vec(&object).unwrap_or_default();
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::OK;

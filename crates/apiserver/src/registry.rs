@@ -15,7 +15,6 @@ use crate::resources::{Catalog, Resource, Subresource};
 use bytes::Bytes;
 use rand::Rng;
 use serde_json::{Map, Value, json};
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use vkube_core::meta;
@@ -104,12 +103,8 @@ pub struct DeleteOptions {
 pub struct Registry {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
-    service_cidr: (Ipv4Addr, u8),
-    allocation_lock: tokio::sync::Mutex<()>,
+    services: crate::service_addresses::ServiceAddresses,
 }
-
-/// Where service address claims live in the store (outside `/registry/`).
-const CLAIMS: &str = "/vkube/allocations/";
 
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -198,7 +193,7 @@ fn spec_changed(a: &Value, b: &Value) -> bool {
 impl Registry {
     /// A registry over `store` serving `catalog`, allocating service IPs from `service_cidr`.
     pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, service_cidr: (Ipv4Addr, u8)) -> Self {
-        Registry { store, catalog, service_cidr, allocation_lock: tokio::sync::Mutex::new(()) }
+        Registry { store, catalog, services: crate::service_addresses::ServiceAddresses::new(service_cidr) }
     }
 
     /// The store.
@@ -297,26 +292,35 @@ impl Registry {
     /// Check a field selector's labels against what the resource supports.
     ///
     /// # Errors
-    /// 400 `field label not supported`.
+    /// 400 with kube-apiserver's message for an unsupported label.
     pub fn check_field_selector(res: &Resource, fs: &FieldSelector) -> Result<(), ApiError> {
         for r in &fs.requirements {
+            // A cluster-scoped kind with its own field labels refuses metadata.namespace;
+            // one without accepts it (and nothing has one), as kube-apiserver does.
             let ok = r.field == "metadata.name"
-                || (r.field == "metadata.namespace" && res.namespaced)
-                || res.strategy.field_labels().contains(&r.field.as_str());
+                || (r.field == "metadata.namespace" && (res.namespaced || res.strategy.field_labels().is_empty()))
+                || res.strategy.field_labels().iter().any(|l| l.path == r.field);
             if !ok {
-                return Err(ApiError::bad_request(format!("field label not supported: {}", r.field)));
+                return Err(ApiError::bad_request(res.strategy.unsupported_field_label(&r.field)));
             }
         }
         Ok(())
     }
 
-    /// Whether an object matches label and field selectors.
-    pub fn matches(obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+    /// Whether an object of `res` matches label and field selectors. A field the object
+    /// does not have compares as its zero value (`spec.unschedulable=false` matches a
+    /// node that never set it), as kube-apiserver's typed field sets do.
+    pub fn matches(res: &Resource, obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
         labels.matches_object(obj)
             && (fields.is_empty()
                 || fields.matches(|f| match f {
-                    "source" => field_value(obj, "source.component"),
-                    _ => field_value(obj, f),
+                    "metadata.name" | "metadata.namespace" => field_value(obj, f),
+                    _ => res
+                        .strategy
+                        .field_labels()
+                        .iter()
+                        .find(|l| l.path == f)
+                        .map(|l| res.strategy.field_value(obj, l)),
                 }))
     }
 
@@ -374,7 +378,7 @@ impl Registry {
         let mut continue_token = None;
         for kv in result.items {
             let obj = Self::decode_as(res, &kv)?;
-            if Self::matches(&obj, &p.label_selector, &p.field_selector) {
+            if Self::matches(res, &obj, &p.label_selector, &p.field_selector) {
                 if p.limit > 0 && items.len() == p.limit {
                     let last: &KeyValue = items.last().unwrap_or(&kv);
                     continue_token = Some(encode_continue(result.revision, &last.key[prefix.len()..]));
@@ -569,12 +573,12 @@ impl Registry {
         warnings.extend(res.strategy.warnings(&obj));
         self.check_namespace(res, namespace).await?;
         crate::apply::record_update(&mut obj, None, opts.field_manager.as_deref(), "Update", &res.api_version(), None);
-        let _guard = if res.group.is_empty() && res.kind == "Service" {
-            let g = self.allocation_lock.lock().await;
+        let _guard = if is_service(res) {
+            let g = self.services.lock().await;
             if self.store.get(&res.key(namespace, &name)).await.ok().flatten().is_some() {
                 return Err(ApiError::already_exists(res.group_resource(), &name));
             }
-            self.allocate_service(res, &mut obj, None).await?;
+            self.services.allocate(self.store.as_ref(), res, &mut obj, None, opts.dry_run).await?;
             Some(g)
         } else {
             None
@@ -646,6 +650,14 @@ impl Registry {
                 return Err(ApiError::invalid(&res.group, &res.kind, name, causes));
             }
             warnings.extend(res.strategy.warnings(&obj));
+            // A service's addresses follow its type and ports (held until the write).
+            let _guard = if is_service(res) && sub.is_none() {
+                let g = self.services.lock().await;
+                self.services.allocate(self.store.as_ref(), res, &mut obj, Some(&old), opts.dry_run).await?;
+                Some(g)
+            } else {
+                None
+            };
             let operation_sub = sub.map(|s| s.name());
             crate::apply::record_update(
                 &mut obj,
@@ -678,7 +690,12 @@ impl Registry {
             }
             let bytes = Self::encode_as(res, &obj)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
-                Ok(rev) => return Ok(WriteOutcome { object: canonical_with_rv(&obj, rev), warnings }),
+                Ok(rev) => {
+                    if is_service(res) {
+                        self.services.release_unused(self.store.as_ref(), Some(&obj), &old).await;
+                    }
+                    return Ok(WriteOutcome { object: canonical_with_rv(&obj, rev), warnings });
+                }
                 Err(StoreError::Conflict { .. }) if !has_rv => continue,
                 Err(e) => return Err(Self::store_error(res, name, e)),
             }
@@ -860,183 +877,21 @@ impl Registry {
         Err(ApiError::stale(res.group_resource(), name))
     }
 
-    async fn allocate_service(&self, res: &Resource, obj: &mut Value, _old: Option<&Value>) -> Result<(), ApiError> {
-        let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-        if ty == "ExternalName" {
-            return Ok(());
-        }
-        let all =
-            self.store.list(&res.prefix(), ListOptions::default()).await.map_err(|e| Self::store_error(res, "", e))?;
-        let mut used_ips = HashSet::new();
-        let mut used_ports = HashSet::new();
-        for kv in &all.items {
-            if let Ok(svc) = serde_json::from_slice::<Value>(&kv.value) {
-                if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
-                    used_ips.insert(ip.to_string());
-                }
-                for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
-                    if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-                        used_ports.insert(np);
-                    }
-                }
-            }
-        }
-        let (base, bits) = self.service_cidr;
-        let base = u32::from(base);
-        let size = 1u32 << (32 - bits as u32);
-        let name = meta::name(obj).to_string();
-        let owner = (meta::namespace(obj).to_string(), name.clone());
-        let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
-        let ip = if requested == "None" {
-            "None".to_string()
-        } else if !requested.is_empty() {
-            let parsed: Ipv4Addr = requested.parse().map_err(|_| {
-                ApiError::invalid(
-                    "",
-                    "Service",
-                    &name,
-                    vec![Cause::invalid(
-                        "spec.clusterIPs[0]",
-                        &requested,
-                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                    )],
-                )
-            })?;
-            let n = u32::from(parsed);
-            if n < base || n >= base + size {
-                return Err(ApiError::invalid(
-                    "",
-                    "Service",
-                    &name,
-                    vec![Cause::invalid(
-                        "spec.clusterIPs",
-                        &requested,
-                        format!(
-                            "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}/{bits}",
-                            Ipv4Addr::from(base)
-                        ),
-                    )],
-                ));
-            }
-            if used_ips.contains(&requested) || !self.claim(res, &format!("serviceips/{requested}"), &owner).await? {
-                return Err(ApiError::invalid(
-                    "",
-                    "Service",
-                    &name,
-                    vec![Cause::invalid(
-                        "spec.clusterIPs",
-                        &requested,
-                        format!("failed to allocate IP {requested}: provided IP is already allocated"),
-                    )],
-                ));
-            }
-            requested
-        } else {
-            let start = rand::rng().random_range(2..size.saturating_sub(1).max(3));
-            let mut found = None;
-            for i in 0..size {
-                let off = (start + i) % size;
-                if off == 0 || off == size - 1 || off == 1 {
-                    continue;
-                }
-                let cand = Ipv4Addr::from(base + off).to_string();
-                if !used_ips.contains(&cand) && self.claim(res, &format!("serviceips/{cand}"), &owner).await? {
-                    found = Some(cand);
-                    break;
-                }
-            }
-            found.ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?
-        };
-        obj["spec"]["clusterIP"] = json!(ip);
-        obj["spec"]["clusterIPs"] = json!([ip]);
-        if ip == "None"
-            && let Some(m) = obj["spec"].as_object_mut()
-        {
-            m.remove("ipFamilyPolicy");
-        }
-        if (ty == "NodePort" || ty == "LoadBalancer")
-            && let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
-        {
-            for p in ports {
-                if p.get("nodePort").and_then(Value::as_i64).is_none() {
-                    let mut np = rand::rng().random_range(30000..32768);
-                    let mut tried = 0;
-                    while used_ports.contains(&np) || !self.claim(res, &format!("nodeports/{np}"), &owner).await? {
-                        tried += 1;
-                        if tried > 2768 {
-                            return Err(ApiError::internal("failed to allocate a nodePort: range is full"));
-                        }
-                        np = if np >= 32767 { 30000 } else { np + 1 };
-                    }
-                    used_ports.insert(np);
-                    p["nodePort"] = json!(np);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Claim `what` (`serviceips/IP`, `nodeports/PORT`) for service `owner` in the
-    /// store, so API server replicas sharing a store never hand out one address twice
-    /// (the per-replica lock only orders this replica's creates). A claim whose service
-    /// is gone is taken over once it is a minute old (its service may still be being
-    /// created); deleting a service releases its claims at once.
-    async fn claim(&self, res: &Resource, what: &str, owner: &(String, String)) -> Result<bool, ApiError> {
-        let key = format!("{CLAIMS}{what}");
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let value: bytes::Bytes = json!({"namespace": owner.0, "name": owner.1, "at": now}).to_string().into();
-        let internal = |e: StoreError| ApiError::internal(format!("allocating {what}: {e}"));
-        match self.store.create(&key, value.clone()).await {
-            Ok(_) => return Ok(true),
-            Err(StoreError::AlreadyExists(_)) => {}
-            Err(e) => return Err(internal(e)),
-        }
-        let Some(kv) = self.store.get(&key).await.map_err(internal)? else { return Ok(false) };
-        let held: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
-        let (ns, name) = (held["namespace"].as_str().unwrap_or_default(), held["name"].as_str().unwrap_or_default());
-        if (ns, name) == (owner.0.as_str(), owner.1.as_str()) {
-            return Ok(true);
-        }
-        let young = now.saturating_sub(held["at"].as_u64().unwrap_or(0)) < 60;
-        let service = res.key(ns, name);
-        if young || self.store.get(&service).await.map_err(internal)?.is_some() {
-            return Ok(false);
-        }
-        match self.store.update(&key, value, kv.mod_revision).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(false),
-            Err(e) => Err(internal(e)),
-        }
-    }
-
-    /// After an object is removed from the store: release a service's address claims.
+    /// After an object is removed from the store: release a service's addresses.
     async fn after_removal(&self, res: &Resource, obj: &Value) {
-        if !(res.group.is_empty() && res.kind == "Service") {
-            return;
-        }
-        let mut claims = Vec::new();
-        if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| *ip != "None") {
-            claims.push(format!("{CLAIMS}serviceips/{ip}"));
-        }
-        for p in obj.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-                claims.push(format!("{CLAIMS}nodeports/{np}"));
-            }
-        }
-        for key in claims {
-            if let Ok(Some(kv)) = self.store.get(&key).await {
-                let held: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
-                if held["namespace"] == meta::namespace(obj) && held["name"] == meta::name(obj) {
-                    let _ = self.store.delete(&key, Some(kv.mod_revision)).await;
-                }
-            }
+        if is_service(res) {
+            self.services.release_unused(self.store.as_ref(), None, obj).await;
         }
     }
 
-    /// Keep the `kubernetes` service's fixed address: the first of the range.
+    /// The `kubernetes` service's fixed address: the first of the range.
     pub fn first_service_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.service_cidr.0) + 1)
+        self.services.first_ip()
     }
+}
+
+fn is_service(res: &Resource) -> bool {
+    res.group.is_empty() && res.kind == "Service"
 }
 
 /// An object re-ordered canonically with its resourceVersion set.

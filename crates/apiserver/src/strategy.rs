@@ -34,9 +34,25 @@ pub trait Strategy: Send + Sync {
     fn name_is_dns_label(&self) -> bool {
         false
     }
-    /// Field selector labels supported beyond `metadata.name` and `metadata.namespace`.
-    fn field_labels(&self) -> &'static [&'static str] {
+    /// Field selector labels supported beyond `metadata.name` and `metadata.namespace`,
+    /// each with the value an object without the field has (kube-apiserver selects on
+    /// the typed object, where an absent field is its zero value: `false`, `""`, `0`).
+    fn field_labels(&self) -> &'static [FieldLabel] {
         &[]
+    }
+    /// The value of a field label of `obj` (a label from [`Strategy::field_labels`]).
+    fn field_value(&self, obj: &Value, label: &FieldLabel) -> String {
+        vkube_core::selector::field_value(obj, label.path).unwrap_or_else(|| label.zero.to_string())
+    }
+    /// The refusal for a field selector on a label the kind does not support.
+    /// Kinds with field label conversions in kube-apiserver answer `field label not
+    /// supported`; the others list what is.
+    fn unsupported_field_label(&self, field: &str) -> String {
+        if self.field_labels().is_empty() {
+            format!("\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")
+        } else {
+            format!("field label not supported: {field}")
+        }
     }
     /// The grace period to use when deleting `obj` (None or Some(0): delete at once).
     fn grace_period(&self, _obj: &Value, requested: Option<i64>) -> Option<i64> {
@@ -46,6 +62,23 @@ pub trait Strategy: Send + Sync {
     fn tracks_generation(&self) -> bool {
         false
     }
+}
+
+/// A field selector label of a kind and the value it has when the field is absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLabel {
+    /// The dotted path, e.g. `spec.unschedulable`.
+    pub path: &'static str,
+    /// The zero value of the field's Go type, as a field selector compares it.
+    pub zero: &'static str,
+}
+
+const fn label(path: &'static str) -> FieldLabel {
+    FieldLabel { path, zero: "" }
+}
+
+const fn flag(path: &'static str) -> FieldLabel {
+    FieldLabel { path, zero: "false" }
 }
 
 /// The default strategy (no special behaviour).
@@ -299,17 +332,31 @@ impl Strategy for PodStrategy {
         }
         causes
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ]
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const {
+            &[
+                label("spec.nodeName"),
+                label("spec.restartPolicy"),
+                label("spec.schedulerName"),
+                label("spec.serviceAccountName"),
+                flag("spec.hostNetwork"),
+                label("status.phase"),
+                label("status.podIP"),
+                // Accepted by kube-apiserver's conversion, never set in its field set.
+                label("status.podIPs"),
+                label("status.nominatedNodeName"),
+            ]
+        }
+    }
+    fn field_value(&self, obj: &Value, label: &FieldLabel) -> String {
+        match label.path {
+            "status.podIPs" => String::new(),
+            // kube-apiserver reads the first of `status.podIPs`.
+            "status.podIP" => {
+                obj.pointer("/status/podIPs/0/ip").and_then(Value::as_str).unwrap_or_default().to_string()
+            }
+            path => vkube_core::selector::field_value(obj, path).unwrap_or_else(|| label.zero.to_string()),
+        }
     }
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
         // Unscheduled and finished pods go at once, as in kube-apiserver.
@@ -341,16 +388,90 @@ impl Strategy for NamespaceStrategy {
     fn name_is_dns_label(&self) -> bool {
         true
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["status.phase"]
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const { &[label("status.phase")] }
     }
 }
 
 /// Services.
 pub struct ServiceStrategy;
+
+fn service_type(obj: &Value) -> &str {
+    match str_at(obj, "/spec/type") {
+        "" => "ClusterIP",
+        t => t,
+    }
+}
+
+fn service_needs_node_ports(obj: &Value) -> bool {
+    match service_type(obj) {
+        "NodePort" => true,
+        "LoadBalancer" => obj.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true),
+        _ => false,
+    }
+}
+
+fn service_node_ports(obj: &Value) -> Vec<Option<i64>> {
+    obj.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ps| ps.iter().map(|p| p.get("nodePort").and_then(Value::as_i64)).collect())
+        .unwrap_or_default()
+}
+
 impl Strategy for ServiceStrategy {
     fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({"loadBalancer": {}});
+    }
+    /// kube-apiserver's `dropTypeDependentFields`: a type change wipes what the new type
+    /// does not use — when the client left it as it was (so it was not asked for) — so
+    /// the addresses are released and the defaults of the new type apply.
+    fn prepare_for_update(&self, obj: &mut Value, old: &Value) {
+        let same = |ptr: &str, obj: &Value| obj.pointer(ptr) == old.pointer(ptr);
+        let (old_type, new_type) = (service_type(old).to_string(), service_type(obj).to_string());
+        let mut wipe: Vec<&str> = Vec::new();
+        if old_type != "ExternalName" && new_type == "ExternalName" {
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"] {
+                if same(&format!("/spec/{f}"), obj) {
+                    wipe.push(f);
+                }
+            }
+        }
+        if service_needs_node_ports(old)
+            && !service_needs_node_ports(obj)
+            && service_node_ports(old) == service_node_ports(obj)
+            && let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
+        {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                p.remove("nodePort");
+            }
+        }
+        let needs_health_check =
+            |v: &Value| service_type(v) == "LoadBalancer" && str_at(v, "/spec/externalTrafficPolicy") == "Local";
+        if needs_health_check(old) && !needs_health_check(obj) && same("/spec/healthCheckNodePort", obj) {
+            wipe.push("healthCheckNodePort");
+        }
+        if old_type == "LoadBalancer" && new_type != "LoadBalancer" {
+            for f in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
+                if same(&format!("/spec/{f}"), obj) {
+                    wipe.push(f);
+                }
+            }
+        }
+        let externally_accessible = |t: &str| t == "NodePort" || t == "LoadBalancer";
+        if externally_accessible(&old_type)
+            && !externally_accessible(&new_type)
+            && same("/spec/externalTrafficPolicy", obj)
+        {
+            wipe.push("externalTrafficPolicy");
+        }
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            for f in wipe {
+                spec.remove(f);
+            }
+        }
+        if new_type != "LoadBalancer" {
+            obj["status"] = json!({"loadBalancer": {}});
+        }
     }
     fn default(&self, obj: &mut Value) {
         set_default(obj, &["spec", "type"], json!("ClusterIP"));
@@ -363,6 +484,9 @@ impl Strategy for ServiceStrategy {
         }
         if ty == "NodePort" || ty == "LoadBalancer" {
             set_default(obj, &["spec", "externalTrafficPolicy"], json!("Cluster"));
+        }
+        if ty == "LoadBalancer" {
+            set_default(obj, &["spec", "allocateLoadBalancerNodePorts"], json!(true));
         }
         if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for p in ports {
@@ -385,6 +509,18 @@ impl Strategy for ServiceStrategy {
             ));
         }
         let headless = str_at(obj, "/spec/clusterIP") == "None";
+        if headless && (ty == "NodePort" || ty == "LoadBalancer") {
+            causes.push(Cause::invalid(
+                "spec.clusterIPs[0]",
+                "None",
+                format!("may not be set to 'None' for {ty} services"),
+            ));
+        }
+        if ty == "ExternalName"
+            && obj.pointer("/spec/clusterIP").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty())
+        {
+            causes.push(Cause::forbidden("spec.clusterIPs", "may not be set for ExternalName services"));
+        }
         let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
         if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
             causes.push(Cause::required("spec.ports"));
@@ -401,6 +537,14 @@ impl Strategy for ServiceStrategy {
             if ports.is_some_and(|ps| ps.len() > 1) && str_at(p, "/name").is_empty() {
                 causes.push(Cause::required(format!("spec.ports[{i}].name")));
             }
+            if (ty == "ClusterIP" || ty == "ExternalName")
+                && p.get("nodePort").and_then(Value::as_i64).is_some_and(|n| n != 0)
+            {
+                causes.push(Cause::forbidden(
+                    format!("spec.ports[{i}].nodePort"),
+                    format!("may not be used when `type` is '{ty}'"),
+                ));
+            }
         }
         causes
     }
@@ -416,6 +560,9 @@ impl Strategy for ServiceStrategy {
     fn name_is_dns_label(&self) -> bool {
         true
     }
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const { &[label("spec.clusterIP"), label("spec.type")] }
+    }
 }
 
 /// Nodes.
@@ -429,8 +576,8 @@ impl Strategy for NodeStrategy {
             obj["status"]["allocatable"] = cap;
         }
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["spec.unschedulable"]
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const { &[flag("spec.unschedulable")] }
     }
 }
 
@@ -451,10 +598,21 @@ impl Strategy for SecretStrategy {
         }
     }
     fn validate(&self, obj: &Value) -> Vec<Cause> {
-        data_keys(obj, "data")
+        let mut c = data_keys(obj, "data");
+        let size: usize = obj
+            .get("data")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, |b| b.len() / 4 * 3))
+            .sum();
+        if size > MAX_DATA_BYTES {
+            c.push(too_long("data"));
+        }
+        c
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["type"]
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const { &[label("type")] }
     }
 }
 
@@ -476,12 +634,34 @@ fn data_keys(obj: &Value, field: &str) -> Vec<Cause> {
     causes
 }
 
+/// The most data a ConfigMap or Secret holds (kube-apiserver's `MaxSecretSize`).
+const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+fn too_long(field: &str) -> Cause {
+    Cause {
+        reason: "FieldValueTooLong".into(),
+        message: format!("Too long: may not be more than {MAX_DATA_BYTES} bytes"),
+        field: field.into(),
+    }
+}
+
 /// ConfigMaps.
 pub struct ConfigMapStrategy;
 impl Strategy for ConfigMapStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut c = data_keys(obj, "data");
         c.extend(data_keys(obj, "binaryData"));
+        // Keys and values of both maps count (binary values decoded).
+        let mut size = 0usize;
+        for (k, v) in obj.get("data").and_then(Value::as_object).into_iter().flatten() {
+            size += k.len() + v.as_str().map_or(0, str::len);
+        }
+        for (k, v) in obj.get("binaryData").and_then(Value::as_object).into_iter().flatten() {
+            size += k.len() + v.as_str().map_or(0, |b| b.len() / 4 * 3);
+        }
+        if size > MAX_DATA_BYTES {
+            c.push(too_long("[]"));
+        }
         c
     }
 }
@@ -489,37 +669,45 @@ impl Strategy for ConfigMapStrategy {
 /// Core events.
 pub struct EventStrategy;
 impl Strategy for EventStrategy {
-    fn field_labels(&self) -> &'static [&'static str] {
-        &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ]
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const {
+            &[
+                label("involvedObject.kind"),
+                label("involvedObject.namespace"),
+                label("involvedObject.name"),
+                label("involvedObject.uid"),
+                label("involvedObject.apiVersion"),
+                label("involvedObject.resourceVersion"),
+                label("involvedObject.fieldPath"),
+                label("reason"),
+                label("reportingComponent"),
+                label("source"),
+                label("type"),
+            ]
+        }
+    }
+    fn field_value(&self, obj: &Value, label: &FieldLabel) -> String {
+        let path = if label.path == "source" { "source.component" } else { label.path };
+        vkube_core::selector::field_value(obj, path).unwrap_or_default()
     }
 }
 
 /// events.k8s.io/v1 Events.
 pub struct EventsV1Strategy;
 impl Strategy for EventsV1Strategy {
-    fn field_labels(&self) -> &'static [&'static str] {
-        &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "regarding.apiVersion",
-            "reason",
-            "reportingController",
-            "type",
-        ]
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const {
+            &[
+                label("regarding.kind"),
+                label("regarding.namespace"),
+                label("regarding.name"),
+                label("regarding.uid"),
+                label("regarding.apiVersion"),
+                label("reason"),
+                label("reportingController"),
+                label("type"),
+            ]
+        }
     }
 }
 
@@ -733,6 +921,12 @@ impl Strategy for JobStrategy {
     }
     fn tracks_generation(&self) -> bool {
         true
+    }
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        const { &[FieldLabel { path: "status.successful", zero: "0" }] }
+    }
+    fn unsupported_field_label(&self, field: &str) -> String {
+        format!("field label \"{field}\" not supported for Job")
     }
 }
 

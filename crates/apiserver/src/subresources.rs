@@ -104,7 +104,13 @@ where
 ///
 /// # Errors
 /// 409 if already bound, 404.
-pub async fn bind(ctx: &RequestContext, route: &Route, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn bind(
+    ctx: &RequestContext,
+    route: &Route,
+    name: &str,
+    body: &[u8],
+    dry_run: bool,
+) -> Result<Response<Body>, ApiError> {
     let binding = parse_body(&ctx.headers, body)?;
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
     if node.is_empty() {
@@ -112,7 +118,7 @@ pub async fn bind(ctx: &RequestContext, route: &Route, name: &str, body: &[u8]) 
     }
     let res = route.resource.clone();
     let reg = &ctx.state.registry;
-    let opts = WriteOptions { field_manager: Some("vkube-scheduler".into()), ..Default::default() };
+    let opts = WriteOptions { field_manager: Some("vkube-scheduler".into()), dry_run, ..Default::default() };
     reg.update_with(&res, &route.namespace, name, None, &opts, |cur| {
         let current = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
         if !current.is_empty() {
@@ -152,29 +158,37 @@ pub async fn bind(ctx: &RequestContext, route: &Route, name: &str, body: &[u8]) 
 ///
 /// # Errors
 /// 429 when a budget allows no disruption, 404.
-pub async fn evict(ctx: &RequestContext, route: &Route, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn evict(
+    ctx: &RequestContext,
+    route: &Route,
+    name: &str,
+    body: &[u8],
+    dry_run: bool,
+) -> Result<Response<Body>, ApiError> {
     let eviction = if body.is_empty() { json!({}) } else { parse_body(&ctx.headers, body)? };
+    let dry_run = dry_run
+        || eviction
+            .pointer("/deleteOptions/dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
     let reg = &ctx.state.registry;
     let res = route.resource.clone();
     let pod = reg.get(&res, &route.namespace, name).await?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
     let terminal = phase == "Succeeded" || phase == "Failed" || phase == "Pending";
     if !terminal && pod.pointer("/metadata/deletionTimestamp").is_none() {
-        check_budgets(reg, &route.namespace, &pod).await?;
+        check_budgets(reg, &route.namespace, &pod, dry_run).await?;
     }
     let opts = DeleteOptions {
         grace_period_seconds: eviction.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64),
-        dry_run: eviction
-            .pointer("/deleteOptions/dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "All")),
+        dry_run,
         ..Default::default()
     };
     reg.delete(&res, &route.namespace, name, &opts).await?;
     Ok(respond(StatusCode::CREATED, &success_status(json!({"name": name, "kind": "pods"}))))
 }
 
-async fn check_budgets(reg: &Registry, namespace: &str, pod: &Value) -> Result<(), ApiError> {
+async fn check_budgets(reg: &Registry, namespace: &str, pod: &Value, dry_run: bool) -> Result<(), ApiError> {
     let Some(pdb_res) = reg.catalog().find("policy", "v1", "poddisruptionbudgets") else { return Ok(()) };
     let page = reg.list(&pdb_res, namespace, &Default::default()).await?;
     let labels = vkube_core::meta::labels(pod);
@@ -204,7 +218,11 @@ async fn check_budgets(reg: &Registry, namespace: &str, pod: &Value) -> Result<(
             );
             return Err(e);
         }
-        // Take one disruption from the budget (kube-apiserver does the same).
+        // Take one disruption from the budget (kube-apiserver does the same), unless this
+        // is a dry run.
+        if dry_run {
+            continue;
+        }
         let mut next = pdb.clone();
         next["status"]["disruptionsAllowed"] = json!(allowed - 1);
         let _ =

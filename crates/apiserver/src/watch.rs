@@ -149,7 +149,7 @@ pub async fn serve(
                             continue;
                         }
                         let Ok(obj) = decode(kv) else { continue };
-                        if Registry::matches(&obj, &labels, &fields)
+                        if Registry::matches(&res, &obj, &labels, &fields)
                             && tx.send(Ok(enc.line("ADDED", &obj))).await.is_err()
                         {
                             return;
@@ -194,8 +194,8 @@ pub async fn serve(
                     }
                     let Ok(cur) = decode(&ev.kv) else { continue };
                     let prev = ev.prev.as_ref().and_then(|p| decode(p).ok());
-                    let cur_m = Registry::matches(&cur, &labels, &fields);
-                    let prev_m = prev.as_ref().is_some_and(|p| Registry::matches(p, &labels, &fields));
+                    let cur_m = Registry::matches(&res, &cur, &labels, &fields);
+                    let prev_m = prev.as_ref().is_some_and(|p| Registry::matches(&res, p, &labels, &fields));
                     let ty = match ev.kind {
                         EventKind::Create if cur_m => "ADDED",
                         EventKind::Update if cur_m && prev_m => "MODIFIED",

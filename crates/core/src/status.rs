@@ -30,6 +30,15 @@ impl Cause {
             field: field.into(),
         }
     }
+    /// A field whose value is not allowed, echoed as given (`40000`, `["10.0.0.5"]`): for
+    /// numbers and lists, which kube-apiserver prints without quotes.
+    pub fn invalid_raw(field: impl Into<String>, rendered: &str, detail: impl Into<String>) -> Self {
+        Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {rendered}: {}", detail.into()),
+            field: field.into(),
+        }
+    }
     /// A value outside the enumerated set.
     pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();

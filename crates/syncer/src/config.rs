@@ -46,7 +46,7 @@ pub fn references(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
 
 /// The host copy of a configmap or secret.
 pub fn translate(kind: &str, virtual_obj: &Value, ctx: &SyncContext) -> Value {
-    let mut out = json!({"apiVersion": "v1", "kind": kind, "metadata": ctx.mapper.host_metadata(kind, virtual_obj)});
+    let mut out = json!({"apiVersion": "v1", "kind": kind, "metadata": ctx.host_metadata(kind, virtual_obj)});
     for f in ["data", "binaryData", "stringData", "type", "immutable"] {
         if let Some(v) = virtual_obj.get(f) {
             out[f] = v.clone();
@@ -61,6 +61,16 @@ async fn apply_host(ctx: &SyncContext, kind: &str, virtual_obj: &Value) -> Resul
     let pp = PatchParams::apply(crate::MANAGER).force();
     let rv = virtual_obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
     let key = format!("{kind}/{name}");
+    let virtual_ns = virtual_obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let virtual_name = virtual_obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let free = match kind {
+        "Secret" => ctx.may_write::<Secret>(kind, &name, virtual_ns, virtual_name).await?,
+        _ => ctx.may_write::<ConfigMap>(kind, &name, virtual_ns, virtual_name).await?,
+    };
+    if !free {
+        ctx.report_name_taken(kind, virtual_obj, &name).await;
+        return Ok(());
+    }
     match kind {
         "Secret" => {
             let api: Api<Secret> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
@@ -82,7 +92,7 @@ fn applied_lately(ctx: &SyncContext, kind: &str, virtual_obj: &Value) -> bool {
     let name = virtual_obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let ns = virtual_obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
     let rv = virtual_obj.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-    let key = format!("{kind}/{}", ctx.mapper.host_name(name, ns));
+    let key = format!("{kind}/{}", crate::names::HostNames::host_name_for(ctx, kind, ns, name));
     ctx.applied.lock().ok().is_some_and(|a| rv.is_some() && a.get(&key).map(String::as_str) == rv)
 }
 

@@ -15,6 +15,7 @@
 pub mod cleanup;
 pub mod config;
 pub mod events;
+pub mod host_index;
 pub mod names;
 pub mod nodes;
 pub mod pods;
@@ -66,6 +67,8 @@ pub struct SyncContext {
     pub api_endpoint: Option<(String, u16)>,
     /// The pod syncer's cache of virtual pods (slim: [`pods::CachedPod`]), once it runs.
     pub virtual_pods: std::sync::OnceLock<kube::runtime::reflector::Store<pods::CachedPod>>,
+    /// This virtual cluster's host objects, by kind.
+    pub host_index: Arc<host_index::HostIndexes>,
 }
 
 impl SyncContext {
@@ -85,7 +88,75 @@ impl SyncContext {
             applied: Default::default(),
             virtual_pods: std::sync::OnceLock::new(),
             api_endpoint: None,
+            host_index: Default::default(),
         }
+    }
+
+    /// Host metadata for a virtual `kind` object: its host name (see
+    /// [`names::HostNames::host_name_for`]) and the ownership marks.
+    pub fn host_metadata(&self, kind: &str, virtual_obj: &serde_json::Value) -> serde_json::Value {
+        use names::HostNames;
+        let meta = |p: &str| virtual_obj.pointer(p).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let host_name = self.host_name_for(kind, meta("/metadata/namespace"), meta("/metadata/name"));
+        self.mapper.host_metadata(kind, virtual_obj, &host_name)
+    }
+
+    /// Record, on the virtual object, that its host name is taken by someone else's
+    /// object (which is left alone).
+    pub async fn report_name_taken(&self, kind: &str, virtual_obj: &serde_json::Value, host_name: &str) {
+        tracing::warn!("host {kind} {host_name} is not this virtual cluster's copy of it; leaving it alone");
+        let mut regarding = virtual_obj.clone();
+        regarding["kind"] = serde_json::json!(kind);
+        events::virtual_event(
+            self,
+            &regarding,
+            "Warning",
+            "HostNameTaken",
+            &format!(
+                "Host {kind} {}/{host_name} exists and is not this object's copy; it is left alone and this object is not synced",
+                self.mapper.host_namespace
+            ),
+        )
+        .await;
+    }
+
+    /// Whether the syncer may write host object `host_name` as the copy of the virtual
+    /// `kind` object `namespace/name`: it is absent, or it is that object's copy. A host
+    /// object of anyone else (another virtual cluster, another virtual object, a user)
+    /// is never written.
+    ///
+    /// # Errors
+    /// API errors reading the host.
+    pub async fn may_write<K>(&self, kind: &str, host_name: &str, namespace: &str, name: &str) -> Result<bool, Error>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        if let Some(origin) = self.host_index.origin(kind, host_name) {
+            return Ok(origin.namespace == namespace && origin.name == name);
+        }
+        let api: kube::Api<K> = kube::Api::namespaced(self.host_client.clone(), &self.mapper.host_namespace);
+        Ok(match api.get_metadata_opt(host_name).await? {
+            None => true,
+            Some(found) => self.mapper.is_copy_of(&found.metadata, kind, namespace, name),
+        })
+    }
+}
+
+impl names::HostNames for SyncContext {
+    /// The one the object was synced under already, if that is an older vkube's name for
+    /// it, else [`names::NameMapper::host_name`].
+    fn host_name_for(&self, kind: &str, namespace: &str, name: &str) -> String {
+        if let Some(existing) = self.host_index.existing_name(&self.mapper, kind, namespace, name) {
+            return existing;
+        }
+        // A service's endpoints are named as its host service is.
+        if kind == "Endpoints" {
+            return self.host_name_for("Service", namespace, name);
+        }
+        self.mapper.host_name(name, namespace)
     }
 }
 
@@ -122,6 +193,10 @@ impl Syncer {
             }
         }
         let mut set = tokio::task::JoinSet::new();
+        // No syncer writes before the host index knows what is there already (names
+        // given by an older vkube, objects of others).
+        set.spawn(ctx.host_index.clone().follow_all(ctx.host_client.clone(), ctx.mapper.clone()));
+        ctx.host_index.wait_ready().await;
         if ctx.config.syncs("pods") {
             set.spawn(pods::run(ctx.clone()));
         }

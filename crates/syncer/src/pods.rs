@@ -7,7 +7,7 @@
 //! host copy, then finish the virtual delete. Host pods whose virtual pod is gone are
 //! removed by [`crate::cleanup`].
 
-use crate::names::NameMapper;
+use crate::names::{HostNames, NameMapper};
 use crate::{Error, SyncContext};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -179,9 +179,9 @@ fn translate_field_ref(v: &mut Value) {
     }
 }
 
-fn rename(v: &mut Value, ptr: &str, mapper: &NameMapper, ns: &str) {
+fn rename(v: &mut Value, ptr: &str, names: &dyn HostNames, kind: &str, ns: &str) {
     if let Some(Value::String(s)) = v.pointer_mut(ptr) {
-        *s = mapper.host_name(s, ns);
+        *s = names.host_name_for(kind, ns, s);
     }
 }
 
@@ -198,8 +198,13 @@ pub fn parse_toleration(s: &str) -> Value {
     t
 }
 
-/// The host pod for a virtual pod.
-pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: &[String]) -> Value {
+/// The host pod for a virtual pod; `names` gives the host names of what it refers to.
+pub fn translate(
+    virtual_pod: &Value,
+    mapper: &NameMapper,
+    names: &dyn HostNames,
+    enforce_tolerations: &[String],
+) -> Value {
     let ns = virtual_pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
     let name = virtual_pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut spec = virtual_pod.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -208,8 +213,8 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
             for c in cs {
                 if let Some(envs) = c.get_mut("env").and_then(Value::as_array_mut) {
                     for e in envs {
-                        rename(e, "/valueFrom/configMapKeyRef/name", mapper, &ns);
-                        rename(e, "/valueFrom/secretKeyRef/name", mapper, &ns);
+                        rename(e, "/valueFrom/configMapKeyRef/name", names, "ConfigMap", &ns);
+                        rename(e, "/valueFrom/secretKeyRef/name", names, "Secret", &ns);
                         if let Some(from) = e.get_mut("valueFrom") {
                             translate_field_ref(from);
                         }
@@ -217,8 +222,8 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
                 }
                 if let Some(from) = c.get_mut("envFrom").and_then(Value::as_array_mut) {
                     for f in from {
-                        rename(f, "/configMapRef/name", mapper, &ns);
-                        rename(f, "/secretRef/name", mapper, &ns);
+                        rename(f, "/configMapRef/name", names, "ConfigMap", &ns);
+                        rename(f, "/secretRef/name", names, "Secret", &ns);
                     }
                 }
             }
@@ -226,17 +231,17 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
     }
     if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in vols {
-            rename(v, "/configMap/name", mapper, &ns);
-            rename(v, "/secret/secretName", mapper, &ns);
-            rename(v, "/persistentVolumeClaim/claimName", mapper, &ns);
+            rename(v, "/configMap/name", names, "ConfigMap", &ns);
+            rename(v, "/secret/secretName", names, "Secret", &ns);
+            rename(v, "/persistentVolumeClaim/claimName", names, "PersistentVolumeClaim", &ns);
             for item in v.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut).into_iter().flatten() {
                 translate_field_ref(item);
             }
             let volume = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(sources) = v.pointer_mut("/projected/sources").and_then(Value::as_array_mut) {
                 for s in sources {
-                    rename(s, "/configMap/name", mapper, &ns);
-                    rename(s, "/secret/name", mapper, &ns);
+                    rename(s, "/configMap/name", names, "ConfigMap", &ns);
+                    rename(s, "/secret/name", names, "Secret", &ns);
                     for item in s.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut).into_iter().flatten()
                     {
                         translate_field_ref(item);
@@ -255,7 +260,7 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
     }
     if let Some(ips) = spec.get_mut("imagePullSecrets").and_then(Value::as_array_mut) {
         for s in ips {
-            rename(s, "/name", mapper, &ns);
+            rename(s, "/name", names, "Secret", &ns);
         }
     }
     if let Some(m) = spec.as_object_mut() {
@@ -280,7 +285,8 @@ pub fn translate(virtual_pod: &Value, mapper: &NameMapper, enforce_tolerations: 
             }
         }
     }
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": mapper.host_metadata("Pod", virtual_pod), "spec": spec})
+    let host_name = names.host_name_for("Pod", &ns, &name);
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": mapper.host_metadata("Pod", virtual_pod, &host_name), "spec": spec})
 }
 
 /// A virtual-cluster token for a pod's service account, bound to the pod.
@@ -375,11 +381,16 @@ pub async fn run(ctx: Arc<SyncContext>) {
 async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action, Error> {
     let ns = vpod.metadata.namespace.clone().unwrap_or_default();
     let name = vpod.metadata.name.clone().unwrap_or_default();
-    let host_name = ctx.mapper.host_name(&name, &ns);
+    let host_name = ctx.host_name_for("Pod", &ns, &name);
     let host_api: Api<Pod> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let virtual_api: Api<Pod> = Api::namespaced(ctx.virtual_client.clone(), &ns);
     let host = host_api.get_opt(&host_name).await?;
-    let host = host.filter(|h| ctx.mapper.owns(&h.metadata));
+    // Only this pod's own copy counts: a host pod under the name that is anyone else's
+    // (told by its origin annotations) is left alone, and this pod waits.
+    if host.as_ref().is_some_and(|h| !ctx.mapper.is_copy_of(&h.metadata, "Pod", &ns, &name)) {
+        ctx.report_name_taken("Pod", &vpod.as_regarding(), &host_name).await;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     let synced_before = vpod.metadata.annotations.as_ref().and_then(|a| a.get(HOST_UID)).cloned();
     // Virtual pod deleting: host copy first, then the virtual pod.
     if vpod.metadata.deletion_timestamp.is_some() {
@@ -434,6 +445,13 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                 if vpod.is_terminal() {
                     return Ok(Action::await_change());
                 }
+                // With the virtual scheduler, the virtual cluster decides where a pod runs:
+                // an unbound pod never reaches the host (the host scheduler would place it
+                // where the virtual one refused to), as in vCluster. It is synced, bound,
+                // once the virtual scheduler binds it.
+                if ctx.config.virtual_scheduler && vpod.node_name.as_deref().is_none_or(str::is_empty) {
+                    return Ok(Action::await_change());
+                }
                 // The cache is slim: the host copy is made from the whole pod (the same
                 // pod: one recreated under the name is reconciled on its own event).
                 let cached_uid = vpod.metadata.uid.clone();
@@ -443,7 +461,7 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                 }
                 crate::config::ensure_referenced(&ctx, &vpod).await?;
                 let vpod_value = serde_json::to_value(&vpod)?;
-                let mut host_pod = translate(&vpod_value, &ctx.mapper, &ctx.config.enforce_tolerations);
+                let mut host_pod = translate(&vpod_value, &ctx.mapper, ctx.as_ref(), &ctx.config.enforce_tolerations);
                 if let Some((host, port)) = &ctx.api_endpoint {
                     point_at_virtual_api(&mut host_pod, host, *port);
                 }
@@ -514,7 +532,7 @@ mod tests {
     use super::*;
 
     fn mapper() -> NameMapper {
-        NameMapper { cluster: "vc".into(), host_namespace: "host".into() }
+        NameMapper::new("vc", "host")
     }
 
     #[test]
@@ -526,7 +544,7 @@ mod tests {
                 "envFrom": [{"configMapRef": {"name": "cfg2"}}]}],
             "volumes": [{"name": "v", "configMap": {"name": "cfg3"}}, {"name": "s", "secret": {"secretName": "sec2"}}, {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
             "imagePullSecrets": [{"name": "pull"}]}});
-        let h = translate(&v, &mapper(), &["dedicated=vc:NoSchedule".to_string()]);
+        let h = translate(&v, &mapper(), &mapper(), &["dedicated=vc:NoSchedule".to_string()]);
         assert_eq!(h["metadata"]["name"], "p-x-ns-x-vc");
         let c = &h["spec"]["containers"][0];
         assert_eq!(c["env"][0]["valueFrom"]["configMapKeyRef"]["name"], "cfg-x-ns-x-vc");
@@ -557,7 +575,7 @@ mod tests {
         assert_eq!(needs.len(), 2);
         assert_eq!(needs[1].audience.as_deref(), Some("vault"));
         assert_ne!(needs[0].annotation, needs[1].annotation);
-        let h = translate(&v, &mapper(), &[]);
+        let h = translate(&v, &mapper(), &mapper(), &[]);
         let sources = &h["spec"]["volumes"][0]["projected"]["sources"];
         assert_eq!(
             sources[0]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
@@ -580,7 +598,7 @@ mod tests {
         let v = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
             "initContainers": [{"name": "i", "image": "i"}],
             "containers": [{"name": "c", "image": "i", "env": [{"name": "KUBERNETES_SERVICE_PORT", "value": "8443"}]}]}});
-        let mut h = translate(&v, &mapper(), &[]);
+        let mut h = translate(&v, &mapper(), &mapper(), &[]);
         point_at_virtual_api(&mut h, "10.0.0.5", 6443);
         assert_eq!(
             h["spec"]["initContainers"][0]["env"],

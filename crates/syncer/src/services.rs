@@ -39,7 +39,7 @@ pub fn translate(virtual_svc: &Value, ctx: &SyncContext) -> Value {
     if virtual_svc.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None") {
         spec["clusterIP"] = json!("None");
     }
-    json!({"apiVersion": "v1", "kind": "Service", "metadata": ctx.mapper.host_metadata("Service", virtual_svc), "spec": spec})
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": ctx.host_metadata("Service", virtual_svc), "spec": spec})
 }
 
 /// Run the service syncer.
@@ -66,6 +66,10 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<SyncContext>) -> Result<Action, E
     let virtual_v = serde_json::to_value(&*svc)?;
     let host = translate(&virtual_v, &ctx);
     let host_name = host["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if !ctx.may_write::<Service>("Service", &host_name, &ns, &name).await? {
+        ctx.report_name_taken("Service", &virtual_v, &host_name).await;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     let host_api: Api<Service> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let applied = host_api.patch(&host_name, &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(host)).await?;
     let host_ip = applied.spec.as_ref().and_then(|s| s.cluster_ip.clone()).unwrap_or_default();

@@ -16,16 +16,16 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn rename(v: &mut Value, ptr: &str, ctx: &SyncContext, ns: &str) {
+fn rename(v: &mut Value, ptr: &str, ctx: &SyncContext, kind: &str, ns: &str) {
     if let Some(Value::String(s)) = v.pointer_mut(ptr) {
-        *s = ctx.mapper.host_name(s, ns);
+        *s = crate::names::HostNames::host_name_for(ctx, kind, ns, s);
     }
 }
 
 /// The host copy of a virtual object of `kind`.
 pub fn translate(kind: &str, obj: &Value, ctx: &SyncContext) -> Value {
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut out = json!({"apiVersion": obj.get("apiVersion").cloned().unwrap_or(json!("v1")), "kind": kind, "metadata": ctx.mapper.host_metadata(kind, obj)});
+    let mut out = json!({"apiVersion": obj.get("apiVersion").cloned().unwrap_or(json!("v1")), "kind": kind, "metadata": ctx.host_metadata(kind, obj)});
     match kind {
         "PersistentVolumeClaim" => {
             let mut spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -38,14 +38,14 @@ pub fn translate(kind: &str, obj: &Value, ctx: &SyncContext) -> Value {
         }
         "Ingress" => {
             let mut spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
-            rename(&mut spec, "/defaultBackend/service/name", ctx, &ns);
+            rename(&mut spec, "/defaultBackend/service/name", ctx, "Service", &ns);
             for rule in spec.get_mut("rules").and_then(Value::as_array_mut).into_iter().flatten() {
                 for path in rule.pointer_mut("/http/paths").and_then(Value::as_array_mut).into_iter().flatten() {
-                    rename(path, "/backend/service/name", ctx, &ns);
+                    rename(path, "/backend/service/name", ctx, "Service", &ns);
                 }
             }
             for tls in spec.get_mut("tls").and_then(Value::as_array_mut).into_iter().flatten() {
-                rename(tls, "/secretName", ctx, &ns);
+                rename(tls, "/secretName", ctx, "Secret", &ns);
             }
             out["spec"] = spec;
         }
@@ -59,7 +59,7 @@ pub fn translate(kind: &str, obj: &Value, ctx: &SyncContext) -> Value {
                 }
             }
             for s in out.get_mut("imagePullSecrets").and_then(Value::as_array_mut).into_iter().flatten() {
-                rename(s, "/name", ctx, &ns);
+                rename(s, "/name", ctx, "Secret", &ns);
             }
         }
     }
@@ -95,6 +95,10 @@ where
     }
     let host = translate(&kind, &v, &ctx);
     let host_name = host["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if !ctx.may_write::<K>(&kind, &host_name, &ns, &name).await? {
+        ctx.report_name_taken(&kind, &v, &host_name).await;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     let api: Api<K> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let applied = api.patch(&host_name, &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(host)).await?;
     if matches!(kind.as_str(), "PersistentVolumeClaim" | "Ingress") {
@@ -163,12 +167,7 @@ mod tests {
         // Clients are never used by translate.
         let cfg = kube::Config::new("https://127.0.0.1:1".parse().expect("uri"));
         let client = kube::Client::try_from(cfg).expect("client");
-        SyncContext::new(
-            client.clone(),
-            client,
-            crate::names::NameMapper { cluster: "vc".into(), host_namespace: "h".into() },
-            Default::default(),
-        )
+        SyncContext::new(client.clone(), client, crate::names::NameMapper::new("vc", "h"), Default::default())
     }
 
     #[tokio::test]

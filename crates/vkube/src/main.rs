@@ -266,10 +266,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Uninstall { host_kubeconfig, name, host_namespace } => {
             let host_client = host::client_from(&host_kubeconfig).await.context("reading the host kubeconfig")?;
-            let mapper = vkube_syncer::names::NameMapper {
-                host_namespace: host_namespace.unwrap_or_else(|| format!("vkube-{name}")),
-                cluster: name,
-            };
+            let namespace = host_namespace.unwrap_or_else(|| format!("vkube-{name}"));
+            let mapper = vkube_syncer::names::NameMapper::new(name, namespace);
             let n = vkube_syncer::cleanup::uninstall(host_client, &mapper).await?;
             println!("removed {n} host objects of virtual cluster {}", mapper.cluster);
             Ok(())

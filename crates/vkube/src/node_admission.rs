@@ -7,7 +7,8 @@
 //! - sync back: written through to the host node before the API answers; a host refusal
 //!   is the answer, and nothing is applied.
 //!
-//! Writes by the syncer itself (user `vkube-syncer`) pass untouched.
+//! Writes by the syncer itself (user `vkube-syncer`) pass untouched. A dry run gets the
+//! same answer and changes nothing: in sync-back mode the host is asked for a dry run.
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Node;
@@ -88,7 +89,13 @@ impl Admission for NodeEdits {
             if after.unschedulable != before.unschedulable {
                 patch["spec"]["unschedulable"] = json!(after.unschedulable);
             }
-            let pp = PatchParams { field_manager: Some("vkube-sync-back".into()), ..Default::default() };
+            // A dry run asks the host for a dry run of the same change: the answer (and a
+            // refusal) is the real one, and the host node is left as it is.
+            let pp = PatchParams {
+                field_manager: Some("vkube-sync-back".into()),
+                dry_run: req.dry_run,
+                ..Default::default()
+            };
             nodes.patch(req.name, &pp, &Patch::Merge(patch)).await.map_err(host_error)?;
             return pass(object);
         }

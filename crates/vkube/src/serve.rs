@@ -101,6 +101,8 @@ impl Virtual {
 struct HostLogs {
     host: kube::Client,
     mapper: NameMapper,
+    /// The syncer's index of host objects (for pods synced under an older name).
+    index: Arc<vkube_syncer::host_index::HostIndexes>,
 }
 
 #[async_trait]
@@ -110,7 +112,9 @@ impl LogSource for HostLogs {
         let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.host.clone(), &self.mapper.host_namespace);
         let lp = LogParams { container: Some(container.to_string()), tail_lines, ..Default::default() };
-        api.logs(&self.mapper.host_name(name, ns), &lp).await.map_err(|e| match e {
+        let host_name =
+            self.index.existing_name(&self.mapper, "Pod", ns, name).unwrap_or_else(|| self.mapper.host_name(name, ns));
+        api.logs(&host_name, &lp).await.map_err(|e| match e {
             kube::Error::Api(s) => ApiError::new(s.code, &s.reason, s.message.clone()),
             other => ApiError::unavailable(format!("host cluster: {other}")),
         })
@@ -154,9 +158,11 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     config.replicated = replicated;
     let server = vkube_apiserver::start(config).await?;
     let host_namespace = cfg.host_namespace.clone().unwrap_or_else(|| format!("vkube-{}", cfg.name));
-    let mapper = NameMapper { cluster: cfg.name.clone(), host_namespace: host_namespace.clone() };
+    let mapper = NameMapper::new(cfg.name.clone(), host_namespace.clone());
+    let host_index = Arc::new(vkube_syncer::host_index::HostIndexes::default());
     if let Ok(mut logs) = server.state.logs.write() {
-        *logs = Some(Arc::new(HostLogs { host: host_client.clone(), mapper: mapper.clone() }));
+        *logs =
+            Some(Arc::new(HostLogs { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() }));
     }
     let kubeconfig = cfg.data_dir.join(format!("{}.kubeconfig", cfg.name));
     let text = std::fs::read_to_string(&server.kubeconfig_path)?;
@@ -204,6 +210,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         ..Default::default()
     };
     let mut sync = vkube_syncer::SyncContext::new(virtual_client.clone(), host_client, mapper, values.clone());
+    sync.host_index = host_index;
     // Pods are told where the virtual API is when it listens on a definite address (the
     // serving certificate names it); with 0.0.0.0 the reachable address is unknown.
     if !server.addr.ip().is_unspecified() {

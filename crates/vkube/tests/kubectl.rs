@@ -89,6 +89,89 @@ fn patch_apply_and_server_side_apply() {
     assert!(ok && out.contains("replaced"), "{out}{err}");
 }
 
+/// Every kubectl on the machine: the default one and the older minor versions installed
+/// beside it as `kubectl.1.NN`.
+fn every_kubectl() -> Vec<std::path::PathBuf> {
+    let default = Command::new("sh").args(["-c", "readlink -f \"$(command -v kubectl)\""]).output().expect("sh");
+    let default = std::path::PathBuf::from(String::from_utf8_lossy(&default.stdout).trim());
+    let mut all = vec![default.clone()];
+    if let Some(dir) = default.parent()
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        let mut older: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kubectl.1.")))
+            .collect();
+        older.sort();
+        all.extend(older);
+    }
+    all
+}
+
+#[test]
+fn every_kubectl_version_creates_applies_and_explains() {
+    let vk = start();
+    let kubectls = every_kubectl();
+    assert!(kubectls.len() >= 2, "expected kubectl and older versions beside it: {kubectls:?}");
+    for (i, kubectl) in kubectls.iter().enumerate() {
+        let attempt = |args: &[&str], stdin: Option<&str>| {
+            let mut child = Command::new(kubectl)
+                .args(args)
+                .env("KUBECONFIG", &vk.kubeconfig)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("kubectl");
+            if let Some(input) = stdin {
+                use std::io::Write;
+                child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("stdin");
+            }
+            drop(child.stdin.take());
+            let out = child.wait_with_output().expect("output");
+            (
+                out.status.success(),
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            )
+        };
+        let run = |args: &[&str], stdin: Option<&str>| {
+            let (ok, text) = attempt(args, stdin);
+            assert!(ok, "{} {args:?}: {text}", kubectl.display());
+            text
+        };
+        let name = format!("web{i}");
+        let manifest = DEPLOYMENT.replace("name: web\n", &format!("name: {name}\n"));
+        assert!(run(&["create", "-f", "-"], Some(&manifest)).contains("created"));
+        run(&["apply", "-f", "-"], Some(&manifest));
+        let changed = manifest.replace("replicas: 2", "replicas: 3");
+        assert!(run(&["apply", "-f", "-"], Some(&changed)).contains("configured"));
+        assert!(
+            run(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&manifest))
+                .contains("serverside-applied")
+        );
+        assert!(
+            run(&["create", "--dry-run=server", "-f", "-"], Some(&manifest.replace(&name, &format!("{name}-dry"))))
+                .contains("created (server dry run)")
+        );
+        let explain = run(&["explain", "deployment.spec.replicas"], None);
+        assert!(explain.contains("replicas") && explain.contains("integer"), "{}: {explain}", kubectl.display());
+        let explain = run(&["explain", "pods.spec.containers.image"], None);
+        assert!(explain.contains("string"), "{}: {explain}", kubectl.display());
+        assert_eq!(
+            run(&["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"], None),
+            "2",
+            "{}",
+            kubectl.display()
+        );
+        // Client-side validation (older kubectl) and server-side validation refuse a
+        // misspelt field either way.
+        let bad = manifest.replace("replicas: 2", "replicaz: 2").replace(&name, &format!("{name}-bad"));
+        let (ok, err) = attempt(&["create", "-f", "-"], Some(&bad));
+        assert!(!ok && err.contains("replicaz"), "{}: {err}", kubectl.display());
+    }
+}
+
 #[test]
 fn discovery_explain_and_api_resources() {
     let vk = start();
@@ -266,6 +349,47 @@ fn the_official_python_client_works() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn oversized_bodies_get_413_and_a_clean_close_under_load() {
+    let vk = start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/big_bodies.py");
+    let python = std::env::var("VKUBE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python).arg(script).arg(&vk.kubeconfig).output().expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("big bodies ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // curl, over HTTP/1.1 and HTTP/2: the Status arrives, the transfer ends cleanly.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = dir.path().join("big.json");
+    let payload = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}",
+        "x".repeat(16 * 1024 * 1024)
+    );
+    std::fs::write(&body, payload).expect("write body");
+    let server = vk.ok(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let pki = vk.dir.path().join("pki");
+    for version in ["--http1.1", "--http2"] {
+        let out = Command::new("curl")
+            .args(["-sS", version, "--cacert"])
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", body.display()))
+            .args(["-w", "\n%{http_code}", &format!("{server}/api/v1/namespaces/default/configmaps")])
+            .output()
+            .expect("curl");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "curl {version}: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.ends_with("\n413") && stdout.contains("RequestEntityTooLarge"), "curl {version}: {stdout}");
+    }
 }
 
 #[test]

@@ -87,7 +87,7 @@ fn virtual_scheduler_keeps_edits_honours_them_and_merges_host_changes() {
     let described = vk.wait_for(&["describe", "pod", "nowhere"], 15, |o| o.contains("FailedScheduling"));
     assert!(
         described.contains(
-            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {dedicated: gpu}."
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         ),
         "{described}"
     );
@@ -209,4 +209,190 @@ fn both_keys_write_through_and_the_virtual_scheduler_uses_the_edits() {
     assert!(!nodes.contains("node-1"), "{nodes}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(vk.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+}
+
+/// The host pods (in `vkube-vc`) whose virtual origin is the pod `name` in `default`,
+/// found by their origin annotations, not by their names.
+fn host_pods_of(vk: &Vkube, name: &str) -> Vec<(String, String)> {
+    let out = vk.host_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "vkube-vc",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.annotations.vkube\.dev/object-namespace}/{.metadata.annotations.vkube\.dev/object-name} {.metadata.name} {.spec.nodeName}{"\n"}{end}"#,
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&format!("default/{name}").as_str()))
+                .then(|| (f.get(1).unwrap_or(&"").to_string(), f.get(2).unwrap_or(&"").to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn virtual_scheduler_holds_pods_that_fit_nowhere_off_the_host() {
+    let vk = up_with(Some(VIRTUAL_SCHEDULER));
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() == 3);
+    vk.ok(&["cordon", "node-2"]);
+    vk.ok(&["taint", "node", "node-3", "dedicated=gpu:NoSchedule"]);
+    vk.ok(&["taint", "node", "node-1", "maintenance=now:NoExecute"]);
+    let pinned = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n  containers: [{{name: c, image: nginx}}]\n"
+        )
+    };
+    for (pod, node) in
+        [("on-cordoned", "node-2"), ("on-tainted", "node-3"), ("on-noexecute", "node-1"), ("nowhere", "node-9")]
+    {
+        let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &pinned(pod, node));
+        assert!(ok, "{err}");
+    }
+    // kube-scheduler 1.36 stops at the first failing filter per node (NodeUnschedulable,
+    // TaintToleration, NodeAffinity, ...): every node refuses before its selector counts.
+    const ALL_REFUSE: &str = "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
+    let expected = [
+        ("on-cordoned", ALL_REFUSE),
+        ("on-tainted", ALL_REFUSE),
+        ("on-noexecute", ALL_REFUSE),
+        ("nowhere", ALL_REFUSE),
+    ];
+    let condition = r#"jsonpath={.status.phase} {.spec.nodeName}|{.status.conditions[?(@.type=="PodScheduled")].status} {.status.conditions[?(@.type=="PodScheduled")].reason}|{.status.conditions[?(@.type=="PodScheduled")].message}"#;
+    for (pod, message) in expected {
+        vk.wait_for(&["get", "pod", pod, "-o", condition], 15, |o| {
+            o == format!("Pending |False Unschedulable|{message}")
+        });
+    }
+    // Held for 15 s: still Pending, unbound, and no host pod was ever made for them.
+    let held_until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < held_until {
+        for (pod, message) in expected {
+            assert_eq!(vk.ok(&["get", "pod", pod, "-o", condition]), format!("Pending |False Unschedulable|{message}"));
+            assert_eq!(host_pods_of(&vk, pod), vec![], "{pod} reached the host");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Once a pod fits, the virtual scheduler binds it and its host pod is made bound to
+    // that node (not placed by the host scheduler).
+    vk.ok(&["uncordon", "node-2"]);
+    vk.wait_for(&["get", "pod", "on-cordoned", "-o", "jsonpath={.status.phase} {.spec.nodeName}"], 20, |o| {
+        o == "Running node-2"
+    });
+    let host = host_pods_of(&vk, "on-cordoned");
+    assert_eq!(host.len(), 1, "{host:?}");
+    assert_eq!(host[0].1, "node-2");
+    vk.ok(&["taint", "node", "node-3", "dedicated-"]);
+    vk.wait_for(&["get", "pod", "on-tainted", "-o", "jsonpath={.status.phase} {.spec.nodeName}"], 20, |o| {
+        o == "Running node-3"
+    });
+    // What is left: node-1's NoExecute taint, and a selector that matches no node.
+    vk.wait_for(&["get", "pod", "nowhere", "-o", condition], 15, |o| {
+        o == "Pending |False Unschedulable|0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't match Pod's node affinity/selector. no new claims to deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    });
+    assert_eq!(host_pods_of(&vk, "nowhere"), vec![]);
+    assert_eq!(host_pods_of(&vk, "on-noexecute"), vec![]);
+    vk.ok(&["taint", "node", "node-1", "maintenance-"]);
+    vk.wait_for(&["get", "pod", "on-noexecute", "-o", "jsonpath={.status.phase} {.spec.nodeName}"], 20, |o| {
+        o == "Running node-1"
+    });
+    vk.wait_for(&["get", "pod", "nowhere", "-o", condition], 15, |o| {
+        o == "Pending |False Unschedulable|0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. no new claims to deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    });
+    assert_eq!(host_pods_of(&vk, "nowhere"), vec![]);
+}
+
+/// What a node edit could change: its spec (unschedulable, taints) and its labels.
+fn node_edit_fields(json: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(json).expect("node json");
+    serde_json::json!({"spec": v["spec"], "labels": v["metadata"]["labels"]})
+}
+
+/// Every mutating verb on a node with `--dry-run=server`: the answer is the real one,
+/// and nothing changes on the virtual node, on the host node, or in events.
+fn dry_runs_change_nothing(vk: &Vkube) {
+    vk.wait_for(&["get", "nodes", "--no-headers"], 20, |o| o.lines().count() == 3);
+    let virtual_before = node_edit_fields(&vk.ok(&["get", "node", "node-1", "-o", "json"]));
+    let host_before = node_edit_fields(&vk.host_ok(&["get", "node", "node-1", "-o", "json"]));
+    let (ok, out, err) = vk.kubectl(&["cordon", "node-1", "--dry-run=server"]);
+    assert!(ok && out.contains("cordoned (server dry run)"), "{out}{err}");
+    for args in [
+        vec!["label", "node", "node-1", "dry=run"],
+        vec!["annotate", "node", "node-1", "dry=run"],
+        vec!["taint", "node", "node-1", "dry=run:NoSchedule"],
+        vec!["patch", "node", "node-1", "--type=merge", "-p", r#"{"spec":{"unschedulable":true}}"#],
+        vec!["patch", "node", "node-1", "--type=strategic", "-p", r#"{"metadata":{"labels":{"dry":"run"}}}"#],
+        vec![
+            "patch",
+            "node",
+            "node-1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/unschedulable","value":true}]"#,
+        ],
+        vec!["delete", "node", "node-1"],
+    ] {
+        let mut args = args.clone();
+        args.push("--dry-run=server");
+        let (ok, out, err) = vk.kubectl(&args);
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let applied =
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-1, labels: {dry: run}}\nspec: {unschedulable: true}\n";
+    let (ok, out, err) =
+        vk.apply(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"], applied);
+    assert!(ok, "apply: {out}{err}");
+    let mut replaced: serde_json::Value =
+        serde_json::from_str(&vk.ok(&["get", "node", "node-1", "-o", "json"])).expect("json");
+    replaced["spec"]["unschedulable"] = serde_json::json!(true);
+    let (ok, out, err) = vk.apply(&["replace", "--dry-run=server", "-f", "-"], &replaced.to_string());
+    assert!(ok, "replace: {out}{err}");
+    // Nothing changed anywhere, then or later (the syncer saw no edit to revert).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(node_edit_fields(&vk.ok(&["get", "node", "node-1", "-o", "json"])), virtual_before, "virtual node");
+    assert_eq!(node_edit_fields(&vk.host_ok(&["get", "node", "node-1", "-o", "json"])), host_before, "host node");
+    let events = vk.ok(&[
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        "involvedObject.name=node-1",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(!events.contains("NodeChangeReverted"), "{events}");
+}
+
+#[test]
+fn dry_run_node_edits_change_nothing_in_the_default_mode() {
+    let vk = up_with(Some("sync:\n  fromHost:\n    nodes:\n      enabled: true\n"));
+    dry_runs_change_nothing(&vk);
+    // The answer is the real one: the warning comes with the dry run too.
+    let (_, _, err) = vk.kubectl(&["cordon", "node-2", "--dry-run=server"]);
+    assert!(err.contains("will be reverted"), "{err}");
+}
+
+#[test]
+fn dry_run_node_edits_change_nothing_with_the_virtual_scheduler() {
+    let vk = up_with(Some(VIRTUAL_SCHEDULER));
+    dry_runs_change_nothing(&vk);
+}
+
+#[test]
+fn dry_run_node_edits_change_nothing_with_sync_back() {
+    let vk = up_with(Some(SYNC_BACK));
+    dry_runs_change_nothing(&vk);
+    // A change the host refuses is refused in the dry run as well, with the host's words.
+    let (ok, _, err) = vk.kubectl(&[
+        "patch",
+        "node",
+        "node-2",
+        "--dry-run=server",
+        "-p",
+        r#"{"metadata":{"labels":{"bad":"-not-valid-"}}}"#,
+    ]);
+    assert!(!ok && err.contains("host cluster refused"), "{err}");
+    // And a real one still goes through.
+    vk.ok(&["cordon", "node-2"]);
+    assert_eq!(vk.host_ok(&["get", "node", "node-2", "-o", "jsonpath={.spec.unschedulable}"]), "true");
 }

@@ -475,3 +475,117 @@ fn host_storage_classes_appear_in_the_virtual_cluster() {
     vk.wait_for(&["get", "sc", "-o", "name"], 20, |o| !o.contains("storageclass.storage.k8s.io/fast"));
     assert!(vk.ok(&["get", "sc", "-o", "name"]).contains("storageclass.storage.k8s.io/mine"));
 }
+
+/// The host objects of `kind` in `namespace` whose origin annotations name `origin`
+/// (`NS/NAME`): (host name, uid, podIP). `kubectl` runs kubectl against the host.
+fn host_copies(
+    kubectl: impl Fn(&[&str]) -> String,
+    kind: &str,
+    namespace: &str,
+    origin: &str,
+) -> Vec<(String, String, String)> {
+    let out = kubectl(&[
+        "get",
+        kind,
+        "-n",
+        namespace,
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.annotations.vkube\.dev/object-namespace}/{.metadata.annotations.vkube\.dev/object-name} {.metadata.name} {.metadata.uid} {.status.podIP}{"\n"}{end}"#,
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&origin)).then(|| {
+                let at = |i: usize| f.get(i).unwrap_or(&"").to_string();
+                (at(1), at(2), at(3))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn two_virtual_objects_never_share_one_host_object() {
+    let vk = up();
+    // `a-x-b` in `c` and `a` in `b-x-c` both read `a-x-b-x-c-x-vc`.
+    vk.ok(&["create", "namespace", "c"]);
+    vk.ok(&["create", "namespace", "b-x-c"]);
+    for (ns, name, mode) in [("c", "a-x-b", "first"), ("b-x-c", "a", "second")] {
+        vk.ok(&["create", "configmap", "cfg-x-1", "-n", ns, &format!("--from-literal=mode={mode}")]);
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec:\n  containers: [{{name: c, image: nginx, envFrom: [{{configMapRef: {{name: cfg-x-1}}}}]}}]\n"
+        );
+        let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &pod);
+        assert!(ok, "{err}");
+        vk.ok(&["expose", "pod", name, "-n", ns, "--port=80"]);
+    }
+    for (ns, name) in [("c", "a-x-b"), ("b-x-c", "a")] {
+        vk.wait_for(&["get", "pod", name, "-n", ns, "-o", "jsonpath={.status.phase}"], 20, |o| o == "Running");
+    }
+    let first = host_copies(|a| vk.host_ok(a), "pods", "vkube-vc", "c/a-x-b");
+    let second = host_copies(|a| vk.host_ok(a), "pods", "vkube-vc", "b-x-c/a");
+    assert_eq!((first.len(), second.len()), (1, 1), "{first:?} {second:?}");
+    assert_ne!(first[0].0, second[0].0, "one host pod for two virtual pods");
+    // Each virtual pod shows its own host pod's IP, not the other's.
+    for (ns, name, copy) in [("c", "a-x-b", &first[0]), ("b-x-c", "a", &second[0])] {
+        assert_eq!(vk.ok(&["get", "pod", name, "-n", ns, "-o", "jsonpath={.status.podIP}"]), copy.2);
+    }
+    assert_ne!(first[0].2, second[0].2);
+    // Each reads its own configmap and has its own service.
+    for (ns, mode) in [("c", "first"), ("b-x-c", "second")] {
+        let cms = host_copies(|a| vk.host_ok(a), "configmaps", "vkube-vc", &format!("{ns}/cfg-x-1"));
+        assert_eq!(cms.len(), 1, "{cms:?}");
+        assert_eq!(vk.host_ok(&["get", "cm", &cms[0].0, "-n", "vkube-vc", "-o", "jsonpath={.data.mode}"]), mode);
+    }
+    common::retry(20, || {
+        let a = host_copies(|a| vk.host_ok(a), "services", "vkube-vc", "c/a-x-b");
+        let b = host_copies(|a| vk.host_ok(a), "services", "vkube-vc", "b-x-c/a");
+        (a.len() == 1 && b.len() == 1 && a[0].0 != b[0].0).then_some(())
+    });
+}
+
+#[test]
+fn pods_synced_under_an_older_name_keep_their_host_pod() {
+    let host = start_host_in(tempfile::tempdir().expect("tempdir"), 2);
+    let host_kc = host.kubeconfig.display().to_string();
+    let serve = |dir| {
+        start_role(
+            dir,
+            &["serve", "--name", "vc", "--host-namespace", "shared", "--host-kubeconfig", &host_kc],
+            "vc.kubeconfig",
+        )
+    };
+    let vc = serve(tempfile::tempdir().expect("tempdir"));
+    vc.ok(&["create", "namespace", "c"]);
+    vc.ok(&["run", "a-x-b", "-n", "c", "--image=nginx"]);
+    vc.wait_for(&["get", "pod", "a-x-b", "-n", "c", "-o", "jsonpath={.status.phase}"], 20, |o| o == "Running");
+    // What an older vkube left: the same host pod under the name that did not read back.
+    let dir = vc.stop();
+    let copies = host_copies(|a| host.ok(a), "pods", "shared", "c/a-x-b");
+    assert_eq!(copies.len(), 1);
+    let json = host.ok(&["get", "pod", &copies[0].0, "-n", "shared", "-o", "json"]);
+    let mut pod: serde_json::Value = serde_json::from_str(&json).expect("pod json");
+    pod["metadata"]["name"] = serde_json::json!("a-x-b-x-c-x-vc");
+    for f in ["uid", "resourceVersion", "creationTimestamp", "managedFields"] {
+        pod["metadata"].as_object_mut().map(|m| m.remove(f));
+    }
+    host.ok(&["delete", "pod", &copies[0].0, "-n", "shared", "--grace-period=0", "--force"]);
+    let (ok, _, err) = host.apply(&["create", "-f", "-"], &pod.to_string());
+    assert!(ok, "{err}");
+    host.wait_for(&["get", "pod", "a-x-b-x-c-x-vc", "-n", "shared", "-o", "jsonpath={.status.phase}"], 20, |o| {
+        o == "Running"
+    });
+    let legacy_uid = host.ok(&["get", "pod", "a-x-b-x-c-x-vc", "-n", "shared", "-o", "jsonpath={.metadata.uid}"]);
+    // The upgraded syncer keeps using it: no second copy, the pod not recreated.
+    let vc = serve(dir);
+    vc.wait_for(&["get", "pod", "a-x-b", "-n", "c", "-o", "jsonpath={.status.phase}"], 20, |o| o == "Running");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let copies = host_copies(|a| host.ok(a), "pods", "shared", "c/a-x-b");
+    assert_eq!(copies, vec![("a-x-b-x-c-x-vc".to_string(), legacy_uid, copies[0].2.clone())], "{copies:?}");
+    assert_eq!(vc.ok(&["get", "pod", "a-x-b", "-n", "c", "-o", "jsonpath={.status.podIP}"]), copies[0].2);
+    // A new pod with such a name gets the one-to-one name.
+    vc.ok(&["run", "d-x-e", "-n", "c", "--image=nginx"]);
+    vc.wait_for(&["get", "pod", "d-x-e", "-n", "c", "-o", "jsonpath={.status.phase}"], 20, |o| o == "Running");
+    let new = host_copies(|a| host.ok(a), "pods", "shared", "c/d-x-e");
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0].0, "d-x-e-x-c-x-vc");
+}
