@@ -370,6 +370,14 @@ fn dry_run_node_edits_change_nothing_in_the_default_mode() {
     // The answer is the real one: the warning comes with the dry run too.
     let (_, _, err) = vk.kubectl(&["cordon", "node-2", "--dry-run=server"]);
     assert!(err.contains("will be reverted"), "{err}");
+    // Dry-run pods and services never reach the host (no copy, no token, no address).
+    vk.ok(&["run", "dry", "--image=nginx", "--dry-run=server"]);
+    vk.ok(&["create", "service", "nodeport", "dry", "--tcp=80", "--dry-run=server"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(host_pods_of(&vk, "dry"), vec![]);
+    let services = vk.host_ok(&["get", "services", "-n", "vkube-vc", "-o", "name"]);
+    assert!(!services.contains("dry"), "{services}");
+    assert!(vk.kubectl(&["get", "pod", "dry"]).2.contains("NotFound"));
 }
 
 #[test]
