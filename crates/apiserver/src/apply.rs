@@ -8,8 +8,9 @@
 //! and no longer applies when nobody else owns them.
 
 use crate::api::{RequestContext, Route, admit};
-use crate::patch::{merge_key, merges_as_set};
+use crate::patch::merges_as_set;
 use crate::registry::WriteOptions;
+use crate::resources::Strategy;
 use crate::resources::Subresource;
 use axum::body::Body;
 use http::{Response, StatusCode};
@@ -34,7 +35,7 @@ const SYSTEM_METADATA: &[&str] = &[
 ];
 
 /// The leaf fields (and list-item markers) set in an object.
-pub fn field_set(kind: &str, obj: &Value, include_status: bool) -> BTreeSet<FieldPath> {
+pub fn field_set(keys: &dyn Strategy, obj: &Value, include_status: bool) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
     if let Value::Object(m) = obj {
         for (k, v) in m {
@@ -48,7 +49,7 @@ pub fn field_set(kind: &str, obj: &Value, include_status: bool) -> BTreeSet<Fiel
                             continue;
                         }
                         walk(
-                            kind,
+                            keys,
                             mv,
                             &mut vec!["metadata".into(), mk.clone()],
                             &mut vec!["f:metadata".into(), format!("f:{mk}")],
@@ -58,13 +59,19 @@ pub fn field_set(kind: &str, obj: &Value, include_status: bool) -> BTreeSet<Fiel
                 }
                 continue;
             }
-            walk(kind, v, &mut vec![k.clone()], &mut vec![format!("f:{k}")], &mut out);
+            walk(keys, v, &mut vec![k.clone()], &mut vec![format!("f:{k}")], &mut out);
         }
     }
     out
 }
 
-fn walk(kind: &str, v: &Value, keys: &mut Vec<String>, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+fn walk(
+    keys_of: &dyn Strategy,
+    v: &Value,
+    keys: &mut Vec<String>,
+    path: &mut FieldPath,
+    out: &mut BTreeSet<FieldPath>,
+) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             if path.len() > 1 || path.first().is_some_and(|p| p != "f:metadata" && p != "f:spec") {
@@ -75,14 +82,14 @@ fn walk(kind: &str, v: &Value, keys: &mut Vec<String>, path: &mut FieldPath, out
             for (k, child) in m {
                 keys.push(k.clone());
                 path.push(format!("f:{k}"));
-                walk(kind, child, keys, path, out);
+                walk(keys_of, child, keys, path, out);
                 path.pop();
                 keys.pop();
             }
         }
         Value::Array(items) => {
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            if let Some(mk) = merge_key(kind, &key_refs) {
+            if let Some(mk) = keys_of.merge_key(&key_refs) {
                 for item in items {
                     let id = item.get(mk).cloned().unwrap_or(Value::Null);
                     path.push(format!("k:{}", json!({mk: id})));
@@ -93,7 +100,7 @@ fn walk(kind: &str, v: &Value, keys: &mut Vec<String>, path: &mut FieldPath, out
                         for (k, child) in m {
                             keys.push(k.clone());
                             path.push(format!("f:{k}"));
-                            walk(kind, child, keys, path, out);
+                            walk(keys_of, child, keys, path, out);
                             path.pop();
                             keys.pop();
                         }
@@ -279,8 +286,8 @@ fn store_entries(obj: &mut Value, list: Vec<Entry>) {
     }
 }
 
-fn changed_fields(kind: &str, obj: &Value, old: Option<&Value>, status: bool) -> BTreeSet<FieldPath> {
-    let now = field_set(kind, obj, status);
+fn changed_fields(keys: &dyn Strategy, obj: &Value, old: Option<&Value>, status: bool) -> BTreeSet<FieldPath> {
+    let now = field_set(keys, obj, status);
     let Some(old) = old else { return now };
     now.into_iter().filter(|p| value_at(obj, p) != value_at(old, p)).collect()
 }
@@ -288,6 +295,7 @@ fn changed_fields(kind: &str, obj: &Value, old: Option<&Value>, status: bool) ->
 /// Record an Update-operation write by `manager` in `obj`'s managedFields: it now owns
 /// the fields it changed, which other managers lose.
 pub fn record_update(
+    keys: &dyn Strategy,
     obj: &mut Value,
     old: Option<&Value>,
     manager: Option<&str>,
@@ -296,14 +304,13 @@ pub fn record_update(
     subresource: Option<&str>,
 ) {
     let Some(manager) = manager else { return };
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
     // Managed fields come from the stored object, never from the client.
     let mut list = old.map(entries).unwrap_or_default();
     if old.is_none() {
         list = entries(obj);
     }
     let status = subresource == Some("status");
-    let mut changed = changed_fields(&kind, obj, old, status);
+    let mut changed = changed_fields(keys, obj, old, status);
     if status {
         changed.retain(|p| p.first().is_some_and(|f| f == "f:status"));
     }
@@ -317,7 +324,7 @@ pub fn record_update(
         }
     }
     // Drop fields no longer present at all.
-    let present = field_set(&kind, obj, true);
+    let present = field_set(keys, obj, true);
     for e in list.iter_mut() {
         e.fields.retain(|p| present.contains(p));
     }
@@ -344,13 +351,13 @@ pub fn record_update(
 
 /// Merge an applied configuration into a live object (lists by merge key, sets as
 /// unions, everything else replaced).
-fn merge_applied(kind: &str, live: &mut Value, applied: &Value, keys: &mut Vec<String>) {
+fn merge_applied(keys_of: &dyn Strategy, live: &mut Value, applied: &Value, keys: &mut Vec<String>) {
     match (live.as_object_mut(), applied) {
         (Some(l), Value::Object(a)) => {
             for (k, v) in a {
                 keys.push(k.clone());
                 match l.get_mut(k) {
-                    Some(existing) => merge_applied(kind, existing, v, keys),
+                    Some(existing) => merge_applied(keys_of, existing, v, keys),
                     None => {
                         l.insert(k.clone(), v.clone());
                     }
@@ -361,11 +368,11 @@ fn merge_applied(kind: &str, live: &mut Value, applied: &Value, keys: &mut Vec<S
         _ => {
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             if let (Some(mk), Value::Array(items), Some(list)) =
-                (merge_key(kind, &key_refs), applied, live.as_array_mut())
+                (keys_of.merge_key(&key_refs), applied, live.as_array_mut())
             {
                 for item in items {
                     match list.iter_mut().find(|x| x.get(mk) == item.get(mk)) {
-                        Some(existing) => merge_applied(kind, existing, item, keys),
+                        Some(existing) => merge_applied(keys_of, existing, item, keys),
                         None => list.push(item.clone()),
                     }
                 }
@@ -389,6 +396,7 @@ fn merge_applied(kind: &str, live: &mut Value, applied: &Value, keys: &mut Vec<S
 /// # Errors
 /// 409 with the conflicting fields, unless `force`.
 pub fn apply(
+    keys: &dyn Strategy,
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
@@ -396,9 +404,8 @@ pub fn apply(
     api_version: &str,
     subresource: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let kind = applied.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
     let status = subresource == Some("status");
-    let mut applied_fields = field_set(&kind, applied, status);
+    let mut applied_fields = field_set(keys, applied, status);
     if status {
         applied_fields.retain(|p| p.first().is_some_and(|f| f == "f:status"));
     }
@@ -474,7 +481,7 @@ pub fn apply(
             remove_at(&mut obj, p);
         }
     }
-    merge_applied(&kind, &mut obj, &applied_body, &mut Vec::new());
+    merge_applied(keys, &mut obj, &applied_body, &mut Vec::new());
     if force {
         for e in list.iter_mut() {
             if !(e.manager == manager && e.operation == "Apply") {
@@ -534,7 +541,7 @@ pub async fn serve(
     let opts_apply = WriteOptions { field_manager: None, ..opts.clone() };
     match reg.get(&res, &route.namespace, name).await {
         Err(e) if e.code == 404 && sub.is_none() => {
-            let obj = apply(None, &applied, manager, force, &api_version, None)?;
+            let obj = apply(res.strategy.as_ref(), None, &applied, manager, force, &api_version, None)?;
             let (obj, mut warnings) =
                 admit(ctx, route, crate::admission::Operation::Create, opts.dry_run, obj, None).await?;
             let out = reg.create(&res, &route.namespace, obj, &opts_apply).await?;
@@ -546,12 +553,14 @@ pub async fn serve(
         }
         Err(e) => Err(e),
         Ok(current) => {
-            let preview = apply(Some(&current), &applied, manager, force, &api_version, sub_name)?;
+            let preview =
+                apply(res.strategy.as_ref(), Some(&current), &applied, manager, force, &api_version, sub_name)?;
             let (_, mut warnings) =
                 admit(ctx, route, crate::admission::Operation::Update, opts.dry_run, preview, Some(&current)).await?;
             let out = reg
                 .update_with(&res, &route.namespace, name, sub, &opts_apply, |cur| {
-                    let mut next = apply(Some(cur), &applied, manager, force, &api_version, sub_name)?;
+                    let mut next =
+                        apply(res.strategy.as_ref(), Some(cur), &applied, manager, force, &api_version, sub_name)?;
                     if applied.pointer("/metadata/resourceVersion").is_none()
                         && let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut)
                     {
@@ -588,6 +597,12 @@ pub fn owners(obj: &Value) -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::Typed;
+    use crate::resources::apps::deployment::DeploymentKind;
+
+    fn keys() -> Typed<DeploymentKind> {
+        Typed::default()
+    }
 
     fn deploy(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"app": "d"}}, "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})
@@ -595,7 +610,7 @@ mod tests {
 
     #[test]
     fn fields_v1_round_trip() {
-        let set = field_set("Deployment", &deploy(1, "x"), false);
+        let set = field_set(&keys(), &deploy(1, "x"), false);
         assert!(set.contains(&vec!["f:spec".to_string(), "f:replicas".to_string()]));
         assert!(set.iter().any(|p| p.iter().any(|e| e == "k:{\"name\":\"c\"}")));
         assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
@@ -603,27 +618,28 @@ mod tests {
 
     #[test]
     fn apply_conflicts_with_another_manager_unless_forced() {
-        let created = apply(None, &deploy(1, "x"), "alice", false, "apps/v1", None).expect("create");
+        let created = apply(&keys(), None, &deploy(1, "x"), "alice", false, "apps/v1", None).expect("create");
         let mut scaled = created.clone();
         scaled["spec"]["replicas"] = json!(5);
-        record_update(&mut scaled, Some(&created), Some("kubectl-scale"), "Update", "apps/v1", None);
-        let err = apply(Some(&scaled), &deploy(1, "x"), "alice", false, "apps/v1", None).expect_err("conflict");
+        record_update(&keys(), &mut scaled, Some(&created), Some("kubectl-scale"), "Update", "apps/v1", None);
+        let err =
+            apply(&keys(), Some(&scaled), &deploy(1, "x"), "alice", false, "apps/v1", None).expect_err("conflict");
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
             "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"
         );
-        let forced = apply(Some(&scaled), &deploy(1, "y"), "alice", true, "apps/v1", None).expect("forced");
+        let forced = apply(&keys(), Some(&scaled), &deploy(1, "y"), "alice", true, "apps/v1", None).expect("forced");
         assert_eq!(forced["spec"]["replicas"], 1);
         assert_eq!(forced["spec"]["template"]["spec"]["containers"][0]["image"], "y");
     }
 
     #[test]
     fn apply_removes_fields_no_longer_applied() {
-        let created = apply(None, &deploy(1, "x"), "alice", false, "apps/v1", None).expect("create");
+        let created = apply(&keys(), None, &deploy(1, "x"), "alice", false, "apps/v1", None).expect("create");
         let mut next = deploy(1, "x");
         next["metadata"].as_object_mut().map(|m| m.remove("labels"));
-        let out = apply(Some(&created), &next, "alice", false, "apps/v1", None).expect("apply");
+        let out = apply(&keys(), Some(&created), &next, "alice", false, "apps/v1", None).expect("apply");
         assert!(out.pointer("/metadata/labels/app").is_none(), "{out}");
     }
 }

@@ -44,7 +44,7 @@ pub async fn ensure_defaults(reg: &Registry) -> Result<(), ApiError> {
     }
     // Services stored without claims (by a vkube older than the claims) keep their
     // addresses: claim them before anything else is allocated.
-    let claimed = crate::service_addresses::claim_unclaimed(reg.store().as_ref(), &svc).await?;
+    let claimed = crate::resources::core::service_addresses::claim_unclaimed(reg.store().as_ref(), &svc).await?;
     if claimed > 0 {
         tracing::info!("claimed {claimed} service addresses stored without a claim");
     }

@@ -3,10 +3,93 @@
 //! becomes a resource in the catalog, pruned by its structural schema.
 
 use crate::registry::Registry;
+use crate::resources::kind::{Checked, FieldLabel, NAME_AGE, Strategy, age_at, common_merge_key, definitions};
 use crate::resources::{Resource, Subresource};
-use crate::strategy::Plain;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+
+/// A custom resource's behaviour: pruned by its CRD's structural schema, generation
+/// tracked, printed with the CRD's `additionalPrinterColumns` (between NAME and AGE).
+pub struct CustomStrategy {
+    /// The version's `openAPIV3Schema`.
+    pub schema: Option<Value>,
+    /// The version's `additionalPrinterColumns`.
+    pub printer_columns: Vec<Value>,
+}
+
+fn age_cell(obj: &Value) -> Value {
+    let created = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    json!(age_at(created))
+}
+
+impl Strategy for CustomStrategy {
+    fn prune(&self, obj: &Value) -> Result<Value, String> {
+        Ok(match &self.schema {
+            Some(schema) => prune(obj, schema),
+            None => obj.clone(),
+        })
+    }
+    fn before_create(&self, _obj: &mut Value) -> Checked {
+        Checked::default()
+    }
+    fn before_update(&self, _obj: &mut Value, _old: &Value, _status_only: bool) -> Checked {
+        Checked::default()
+    }
+    fn name_is_dns_label(&self) -> bool {
+        false
+    }
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn grace_period(&self, _obj: &Value, requested: Option<i64>) -> Option<i64> {
+        requested.filter(|g| *g > 0).map(|_| 0)
+    }
+    fn field_labels(&self) -> &'static [FieldLabel] {
+        &[]
+    }
+    fn field_value(&self, obj: &Value, label: &FieldLabel) -> String {
+        vkube_core::selector::field_value(obj, label.path).unwrap_or_default()
+    }
+    fn unsupported_field_label(&self, field: &str) -> String {
+        format!("\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")
+    }
+    fn column_definitions(&self) -> Vec<Value> {
+        if self.printer_columns.is_empty() {
+            return definitions(NAME_AGE);
+        }
+        let mut defs = definitions(&NAME_AGE[..1]);
+        for c in &self.printer_columns {
+            defs.push(json!({"name": c["name"], "type": c.get("type").cloned().unwrap_or(json!("string")), "format": c.get("format").cloned().unwrap_or(json!("")), "description": c.get("description").cloned().unwrap_or(json!("")), "priority": c.get("priority").cloned().unwrap_or(json!(0))}));
+        }
+        defs.push(json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}));
+        defs
+    }
+    fn cells(&self, obj: &Value) -> Vec<Value> {
+        let mut cells = vec![json!(vkube_core::meta::name(obj))];
+        for c in &self.printer_columns {
+            let path = c.get("jsonPath").and_then(Value::as_str).unwrap_or_default();
+            let ptr = path.trim_start_matches('.').replace('.', "/");
+            let v = obj.pointer(&format!("/{ptr}")).cloned().unwrap_or(Value::Null);
+            cells.push(if c["type"] == "date" {
+                let at = v.as_str().and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+                json!(v.as_str().map(|_| age_at(at)).unwrap_or_default())
+            } else {
+                v
+            });
+        }
+        cells.push(age_cell(obj));
+        cells
+    }
+    fn merge_key(&self, path: &[&str]) -> Option<&'static str> {
+        common_merge_key(path)
+    }
+    fn supports_strategic_merge(&self) -> bool {
+        false
+    }
+}
 
 /// Drop fields the schema does not declare (unless it preserves unknown fields).
 /// `apiVersion`, `kind` and `metadata` at the top are always kept.
@@ -95,11 +178,18 @@ fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
             short_names: list(&names, "shortNames"),
             categories: list(&names, "categories"),
             subresources,
-            strategy: Arc::new(Plain),
-            pruner: None,
+            strategy: Arc::new(CustomStrategy {
+                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            }),
+            hooks: None,
+            custom: true,
             storage_group: group.clone(),
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
-            printer_columns: v.get("additionalPrinterColumns").and_then(Value::as_array).cloned().unwrap_or_default(),
             openapi: None,
             conversion: None,
         }));

@@ -25,8 +25,6 @@ pub mod protobuf;
 pub mod registry;
 pub mod resources;
 pub mod server;
-pub mod service_addresses;
-pub mod strategy;
 pub mod subresources;
 pub mod table;
 pub mod tokens;

@@ -4,42 +4,13 @@
 
 use crate::api::{RequestContext, Route, admit, parse_body};
 use crate::registry::{FieldValidation, WriteOptions};
-use crate::resources::Subresource;
+use crate::resources::{Strategy, Subresource};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use vkube_core::status::ApiError;
-
-/// The merge key of a list field for strategic merge patch, or None for atomic lists.
-/// `path` is the field path from the object root (keys only).
-pub fn merge_key(kind: &str, path: &[&str]) -> Option<&'static str> {
-    let field = *path.last()?;
-    let in_container =
-        path.iter().rev().skip(1).any(|p| matches!(*p, "containers" | "initContainers" | "ephemeralContainers"));
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "imagePullSecrets"
-        | "resourceClaims"
-        | "schedulingGates"
-        | "secrets" => Some("name"),
-        "volumeMounts" => Some("mountPath"),
-        "volumeDevices" => Some("devicePath"),
-        "ports" if in_container => Some("containerPort"),
-        "ports" if kind == "Service" && path.len() == 2 => Some("port"),
-        "conditions" if kind != "Job" => Some("type"),
-        "addresses" if kind == "Node" => Some("type"),
-        "hostAliases" => Some("ip"),
-        "topologySpreadConstraints" => Some("topologyKey"),
-        "ownerReferences" if path.len() == 2 => Some("uid"),
-        _ => None,
-    }
-}
 
 /// Whether a list of scalars merges as a set (union) under strategic merge patch.
 pub fn merges_as_set(path: &[&str]) -> bool {
@@ -50,13 +21,13 @@ pub fn merges_as_set(path: &[&str]) -> bool {
 ///
 /// # Errors
 /// 400 for a malformed directive.
-pub fn strategic_merge(kind: &str, original: &Value, patch: &Value) -> Result<Value, ApiError> {
+pub fn strategic_merge(keys: &dyn Strategy, original: &Value, patch: &Value) -> Result<Value, ApiError> {
     let mut out = original.clone();
-    smp_into(kind, &mut out, patch, &mut Vec::new())?;
+    smp_into(keys, &mut out, patch, &mut Vec::new())?;
     Ok(out)
 }
 
-fn smp_into(kind: &str, target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result<(), ApiError> {
+fn smp_into(keys: &dyn Strategy, target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result<(), ApiError> {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return Ok(());
@@ -103,13 +74,13 @@ fn smp_into(kind: &str, target: &mut Value, patch: &Value, path: &mut Vec<String
         match v {
             Value::Object(_) => {
                 let entry = t.entry(k.clone()).or_insert(Value::Null);
-                smp_into(kind, entry, v, path)?;
+                smp_into(keys, entry, v, path)?;
                 if entry.is_null() {
                     t.remove(k);
                 }
             }
             Value::Array(items) => {
-                let key = merge_key(kind, &path_refs);
+                let key = keys.merge_key(&path_refs);
                 let replace = items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
                 if replace {
                     let kept: Vec<Value> = items.iter().filter(|i| i.get("$patch").is_none()).cloned().collect();
@@ -129,10 +100,10 @@ fn smp_into(kind: &str, target: &mut Value, patch: &Value, path: &mut Vec<String
                                     list.remove(i);
                                 }
                                 (None, true) => {}
-                                (Some(i), false) => smp_into(kind, &mut list[i], item, path)?,
+                                (Some(i), false) => smp_into(keys, &mut list[i], item, path)?,
                                 (None, false) => {
                                     let mut fresh = Value::Null;
-                                    smp_into(kind, &mut fresh, item, path)?;
+                                    smp_into(keys, &mut fresh, item, path)?;
                                     list.push(fresh);
                                 }
                             }
@@ -200,7 +171,7 @@ pub fn patch_type(ct: &str) -> Result<PatchType, ApiError> {
 ///
 /// # Errors
 /// 400/422 for malformed patches or failing JSON-patch tests.
-pub fn apply_patch(pt: PatchType, kind: &str, custom: bool, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+pub fn apply_patch(pt: PatchType, keys: &dyn Strategy, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     match pt {
         PatchType::Json => {
             let p: json_patch::Patch = serde_json::from_slice(body)
@@ -223,7 +194,7 @@ pub fn apply_patch(pt: PatchType, kind: &str, custom: bool, current: &Value, bod
             Ok(doc)
         }
         PatchType::Strategic => {
-            if custom {
+            if !keys.supports_strategic_merge() {
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
@@ -235,7 +206,7 @@ pub fn apply_patch(pt: PatchType, kind: &str, custom: bool, current: &Value, bod
             if !p.is_object() {
                 return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
             }
-            strategic_merge(kind, current, &p)
+            strategic_merge(keys, current, &p)
         }
         PatchType::Apply => Err(ApiError::internal("apply patches go through server-side apply")),
     }
@@ -258,7 +229,6 @@ pub async fn serve(
     let reg = &ctx.state.registry;
     let res = route.resource.clone();
     let mut opts: WriteOptions = crate::api::write_options(ctx, q)?;
-    let custom = res.pruner.is_none();
     let mentions_rv = body.windows(15).any(|w| w == b"resourceVersion");
     if pt == PatchType::Apply {
         let manager = q.get("fieldManager").cloned().ok_or_else(|| {
@@ -286,9 +256,11 @@ pub async fn serve(
     }
     if sub == Some(Subresource::Scale) {
         let body = body.clone();
-        let kind = res.kind.clone();
+        // A Scale has no lists: the parent kind's rules decide only whether strategic
+        // merge patch applies (not for custom resources).
+        let keys = res.strategy.clone();
         return crate::subresources::update_scale(ctx, route, name, &opts, move |scale| {
-            apply_patch(pt, &kind, true, scale, &body).map(|mut s| {
+            apply_patch(pt, keys.as_ref(), scale, &body).map(|mut s| {
                 if !mentions_rv && let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
                 }
@@ -301,16 +273,15 @@ pub async fn serve(
         opts.field_validation = FieldValidation::Strict;
     }
     let current = reg.get(&res, &route.namespace, name).await?;
-    let patched_preview = apply_patch(pt, &res.kind, custom, &current, &body)?;
+    let patched_preview = apply_patch(pt, res.strategy.as_ref(), &current, &body)?;
     let (admitted, mut warnings) =
         admit(ctx, route, crate::admission::Operation::Update, opts.dry_run, patched_preview, Some(&current)).await?;
     let mut first = Some(admitted);
-    let kind = res.kind.clone();
     let out = reg
         .update_with(&res, &route.namespace, name, sub, &opts, |cur| {
             let mut next = match first.take() {
                 Some(v) if v.pointer("/metadata/resourceVersion") == cur.pointer("/metadata/resourceVersion") => v,
-                _ => apply_patch(pt, &kind, custom, cur, &body)?,
+                _ => apply_patch(pt, res.strategy.as_ref(), cur, &body)?,
             };
             if !mentions_rv && let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
@@ -331,13 +302,16 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::Typed;
+    use crate::resources::core::pod::PodKind;
+    use crate::resources::core::service::ServiceKind;
     use serde_json::json;
 
     #[test]
     fn smp_merges_containers_by_name() {
         let orig = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
         let patch = json!({"spec": {"containers": [{"name": "b", "image": "z"}, {"name": "c", "image": "w"}]}});
-        let out = strategic_merge("Pod", &orig, &patch).expect("merges");
+        let out = strategic_merge(&Typed::<PodKind>::default(), &orig, &patch).expect("merges");
         assert_eq!(out["spec"]["containers"].as_array().map(Vec::len), Some(3));
         assert_eq!(out["spec"]["containers"][1]["image"], "z");
     }
@@ -346,20 +320,24 @@ mod tests {
     fn smp_directives() {
         let orig = json!({"metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["x"]}, "spec": {"containers": [{"name": "a"}, {"name": "b"}], "tolerations": [{"key": "k"}]}});
         let patch = json!({"metadata": {"labels": {"a": null}, "finalizers": ["y"]}, "spec": {"containers": [{"name": "a", "$patch": "delete"}], "tolerations": [{"key": "j"}]}});
-        let out = strategic_merge("Pod", &orig, &patch).expect("merges");
+        let out = strategic_merge(&Typed::<PodKind>::default(), &orig, &patch).expect("merges");
         assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
         assert_eq!(out["spec"]["containers"], json!([{"name": "b"}]));
         assert_eq!(out["spec"]["tolerations"], json!([{"key": "j"}]), "lists without a merge key are replaced");
-        let replace = strategic_merge("Pod", &orig, &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}))
-            .expect("merges");
+        let replace = strategic_merge(
+            &Typed::<PodKind>::default(),
+            &orig,
+            &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}),
+        )
+        .expect("merges");
         assert_eq!(replace["metadata"]["labels"], json!({"c": "3"}));
     }
 
     #[test]
     fn service_ports_merge_by_port_and_container_ports_by_container_port() {
-        assert_eq!(merge_key("Service", &["spec", "ports"]), Some("port"));
-        assert_eq!(merge_key("Pod", &["spec", "containers", "ports"]), Some("containerPort"));
-        assert_eq!(merge_key("EndpointSlice", &["ports"]), None);
+        assert_eq!(Typed::<ServiceKind>::default().merge_key(&["spec", "ports"]), Some("port"));
+        assert_eq!(Typed::<PodKind>::default().merge_key(&["spec", "containers", "ports"]), Some("containerPort"));
+        assert_eq!(Typed::<PodKind>::default().merge_key(&["ports"]), None);
     }
 }

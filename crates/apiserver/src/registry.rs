@@ -1,5 +1,6 @@
 //! The generic registry: the Kubernetes verbs implemented once over a [`Store`], with
-//! per-resource behaviour from each resource's [`Strategy`](crate::strategy::Strategy).
+//! per-resource behaviour from each resource's [`Strategy`](crate::resources::Strategy)
+//! and [`StorageHooks`].
 //!
 //! Start with [`Registry::create`], [`Registry::update_with`] (every update, PUT or
 //! PATCH, is a read-modify-CAS loop through it) and [`Registry::delete`].
@@ -103,7 +104,38 @@ pub struct DeleteOptions {
 pub struct Registry {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
-    services: crate::service_addresses::ServiceAddresses,
+    service_cidr: (Ipv4Addr, u8),
+}
+
+/// What a storage hook gets to work with.
+pub struct HookContext<'a> {
+    /// The store (claims of addresses live there, outside `/registry/`).
+    pub store: &'a dyn Store,
+    /// The resource written.
+    pub resource: &'a Resource,
+    /// `dryRun=All`: nothing may be claimed or written.
+    pub dry_run: bool,
+}
+
+/// Held by the registry from a hook's `begin_*` until the write is done.
+pub type HookGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
+
+/// What a kind does around the store's writes, beyond its strategy: allocations that
+/// must be claimed before a write and released after (service addresses). Called only
+/// for resources that have hooks.
+///
+/// # Errors
+/// A `begin_*` error refuses the write.
+#[async_trait::async_trait]
+pub trait StorageHooks: Send + Sync {
+    /// Before a create is written (after validation).
+    async fn begin_create(&self, ctx: HookContext<'_>, obj: &mut Value) -> Result<HookGuard, ApiError>;
+    /// Before an update is written (after validation); `old` is the stored object.
+    async fn begin_update(&self, ctx: HookContext<'_>, obj: &mut Value, old: &Value) -> Result<HookGuard, ApiError>;
+    /// After an update was written.
+    async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value);
+    /// After an object was removed from the store.
+    async fn after_delete(&self, store: &dyn Store, old: &Value);
 }
 
 fn random_suffix() -> String {
@@ -193,7 +225,7 @@ fn spec_changed(a: &Value, b: &Value) -> bool {
 impl Registry {
     /// A registry over `store` serving `catalog`, allocating service IPs from `service_cidr`.
     pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, service_cidr: (Ipv4Addr, u8)) -> Self {
-        Registry { store, catalog, services: crate::service_addresses::ServiceAddresses::new(service_cidr) }
+        Registry { store, catalog, service_cidr }
     }
 
     /// The store.
@@ -422,18 +454,12 @@ impl Registry {
             }
             _ => obj["kind"] = json!(res.kind),
         }
-        let pruned = match res.pruner {
-            Some(prune) => prune(obj).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "{} in version \"{}\" cannot be handled as a {}: {e}",
-                    res.kind, res.version, res.kind
-                ))
-            })?,
-            None => match &res.schema {
-                Some(schema) => crate::crd::prune(obj, schema),
-                None => obj.clone(),
-            },
-        };
+        let pruned = res.strategy.prune(obj).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                res.kind, res.version, res.kind
+            ))
+        })?;
         let mut unknown = Vec::new();
         diff_unknown(obj, &pruned, "", &mut unknown);
         if !unknown.is_empty() {
@@ -484,7 +510,7 @@ impl Registry {
     }
 
     fn validate_metadata(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
-        causes.extend(crate::strategy::name_causes(res.strategy.as_ref(), meta::name(obj)));
+        causes.extend(crate::resources::kind::name_causes(meta::name(obj), res.strategy.name_is_dns_label()));
         for (field, map) in [("metadata.labels", "/metadata/labels"), ("metadata.annotations", "/metadata/annotations")]
         {
             if let Some(m) = obj.pointer(map).and_then(Value::as_object) {
@@ -542,7 +568,7 @@ impl Registry {
             for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
                 md.remove(f);
             }
-            if res.strategy.tracks_generation() || res.pruner.is_none() {
+            if res.strategy.tracks_generation() {
                 md.insert("generation".into(), json!(1));
             } else {
                 md.remove("generation");
@@ -556,32 +582,41 @@ impl Registry {
                     res.kind
                 )));
         }
+        // Status is written through /status (for custom resources with the subresource
+        // too, as kube-apiserver does).
         if res.has(Subresource::Status)
-            && res.pruner.is_none()
             && let Some(m) = obj.as_object_mut()
         {
             m.remove("status");
         }
-        res.strategy.prepare_for_create(&mut obj);
-        res.strategy.default(&mut obj);
+        let checked = res.strategy.before_create(&mut obj);
         let mut causes = Vec::new();
         Self::validate_metadata(res, &obj, &mut causes);
-        causes.extend(res.strategy.validate(&obj));
+        causes.extend(checked.causes);
         if !causes.is_empty() {
             return Err(ApiError::invalid(&res.group, &res.kind, &name, causes));
         }
-        warnings.extend(res.strategy.warnings(&obj));
+        warnings.extend(checked.warnings);
         self.check_namespace(res, namespace).await?;
-        crate::apply::record_update(&mut obj, None, opts.field_manager.as_deref(), "Update", &res.api_version(), None);
-        let _guard = if is_service(res) {
-            let g = self.services.lock().await;
-            if self.store.get(&res.key(namespace, &name)).await.ok().flatten().is_some() {
-                return Err(ApiError::already_exists(res.group_resource(), &name));
+        crate::apply::record_update(
+            res.strategy.as_ref(),
+            &mut obj,
+            None,
+            opts.field_manager.as_deref(),
+            "Update",
+            &res.api_version(),
+            None,
+        );
+        let _guard = match &res.hooks {
+            Some(hooks) => {
+                // Nothing is allocated for an object that exists already.
+                if self.store.get(&res.key(namespace, &name)).await.ok().flatten().is_some() {
+                    return Err(ApiError::already_exists(res.group_resource(), &name));
+                }
+                let ctx = HookContext { store: self.store.as_ref(), resource: res, dry_run: opts.dry_run };
+                hooks.begin_create(ctx, &mut obj).await?
             }
-            self.services.allocate(self.store.as_ref(), res, &mut obj, None, opts.dry_run).await?;
-            Some(g)
-        } else {
-            None
+            None => None,
         };
         if opts.dry_run {
             if self.store.get(&res.key(namespace, &name)).await.ok().flatten().is_some() {
@@ -619,9 +654,7 @@ impl Registry {
             let old = Self::decode_as(res, &kv)?;
             let mut obj = mutate(&old)?;
             let mut warnings = Vec::new();
-            if sub.is_none() || res.pruner.is_some() {
-                self.admit_body(res, &mut obj, opts, &mut warnings)?;
-            }
+            self.admit_body(res, &mut obj, opts, &mut warnings)?;
             let requested_rv = meta::resource_version(&obj);
             let has_rv =
                 obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
@@ -642,24 +675,25 @@ impl Registry {
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
-            self.prepare_update(res, sub, &mut obj, &old);
+            let checked = self.prepare_update(res, sub, &mut obj, &old);
             let mut causes = Vec::new();
             Self::validate_metadata(res, &obj, &mut causes);
-            causes.extend(res.strategy.validate_update(&obj, &old));
+            causes.extend(checked.causes);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(&res.group, &res.kind, name, causes));
             }
-            warnings.extend(res.strategy.warnings(&obj));
-            // A service's addresses follow its type and ports (held until the write).
-            let _guard = if is_service(res) && sub.is_none() {
-                let g = self.services.lock().await;
-                self.services.allocate(self.store.as_ref(), res, &mut obj, Some(&old), opts.dry_run).await?;
-                Some(g)
-            } else {
-                None
+            warnings.extend(checked.warnings);
+            // Hooks (a service's addresses follow its type and ports), held until the write.
+            let _guard = match (&res.hooks, sub) {
+                (Some(hooks), None) => {
+                    let ctx = HookContext { store: self.store.as_ref(), resource: res, dry_run: opts.dry_run };
+                    hooks.begin_update(ctx, &mut obj, &old).await?
+                }
+                _ => None,
             };
             let operation_sub = sub.map(|s| s.name());
             crate::apply::record_update(
+                res.strategy.as_ref(),
                 &mut obj,
                 Some(&old),
                 opts.field_manager.as_deref(),
@@ -691,8 +725,8 @@ impl Registry {
             let bytes = Self::encode_as(res, &obj)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
                 Ok(rev) => {
-                    if is_service(res) {
-                        self.services.release_unused(self.store.as_ref(), Some(&obj), &old).await;
+                    if let Some(hooks) = &res.hooks {
+                        hooks.after_update(self.store.as_ref(), &obj, &old).await;
                     }
                     return Ok(WriteOutcome { object: canonical_with_rv(&obj, rev), warnings });
                 }
@@ -703,7 +737,15 @@ impl Registry {
         Err(ApiError::stale(res.group_resource(), name))
     }
 
-    fn prepare_update(&self, res: &Resource, sub: Option<Subresource>, obj: &mut Value, old: &Value) {
+    /// Carry identity and system fields over from `old`, split spec and status, then run
+    /// the strategy's update steps.
+    fn prepare_update(
+        &self,
+        res: &Resource,
+        sub: Option<Subresource>,
+        obj: &mut Value,
+        old: &Value,
+    ) -> crate::resources::Checked {
         // Identity and system fields always come from the stored object.
         let old_md = old.get("metadata").cloned().unwrap_or_default();
         {
@@ -755,6 +797,7 @@ impl Registry {
                     md["resourceVersion"] = rv;
                 }
                 *obj = next;
+                res.strategy.before_update(obj, old, true)
             }
             _ => {
                 if res.has(Subresource::Status) && sub.is_none() {
@@ -767,12 +810,12 @@ impl Registry {
                         }
                     }
                 }
-                res.strategy.prepare_for_update(obj, old);
-                res.strategy.default(obj);
-                if (res.strategy.tracks_generation() || res.pruner.is_none()) && spec_changed(obj, old) {
+                let checked = res.strategy.before_update(obj, old, false);
+                if res.strategy.tracks_generation() && spec_changed(obj, old) {
                     let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                     meta::metadata_mut(obj).insert("generation".into(), json!(g));
                 }
+                checked
             }
         }
     }
@@ -825,14 +868,12 @@ impl Registry {
                     Some("Foreground") => extra_finalizer = Some("foregroundDeletion"),
                     _ => {}
                 }
-                if res.group.is_empty() && res.kind == "Namespace" {
+                if !res.strategy.deletion_rules().propagation_finalizers {
                     extra_finalizer = None;
                 }
             }
-            let namespace_lifecycle = res.group.is_empty()
-                && res.kind == "Namespace"
-                && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-            let immediate = grace == 0 && !has_finalizers(&obj) && extra_finalizer.is_none() && !namespace_lifecycle;
+            let held_by_spec = res.strategy.held_by_spec(&obj);
+            let immediate = grace == 0 && !has_finalizers(&obj) && extra_finalizer.is_none() && !held_by_spec;
             if !immediate {
                 let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
                 if already && current_grace.is_none_or(|g| grace >= g) && extra_finalizer.is_none() {
@@ -849,9 +890,7 @@ impl Registry {
                         a.push(json!(f));
                     }
                 }
-                if res.group.is_empty() && res.kind == "Namespace" {
-                    obj["status"]["phase"] = json!("Terminating");
-                }
+                res.strategy.mark_deleting(&mut obj);
                 if opts.dry_run {
                     return Ok((obj, false));
                 }
@@ -877,21 +916,17 @@ impl Registry {
         Err(ApiError::stale(res.group_resource(), name))
     }
 
-    /// After an object is removed from the store: release a service's addresses.
+    /// After an object is removed from the store: its hooks' releases.
     async fn after_removal(&self, res: &Resource, obj: &Value) {
-        if is_service(res) {
-            self.services.release_unused(self.store.as_ref(), None, obj).await;
+        if let Some(hooks) = &res.hooks {
+            hooks.after_delete(self.store.as_ref(), obj).await;
         }
     }
 
     /// The `kubernetes` service's fixed address: the first of the range.
     pub fn first_service_ip(&self) -> Ipv4Addr {
-        self.services.first_ip()
+        Ipv4Addr::from(u32::from(self.service_cidr.0) + 1)
     }
-}
-
-fn is_service(res: &Resource) -> bool {
-    res.group.is_empty() && res.kind == "Service"
 }
 
 /// An object re-ordered canonically with its resourceVersion set.

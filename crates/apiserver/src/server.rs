@@ -161,7 +161,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         format!("https://{host}:{}", addr.port())
     };
     let authenticator = Authenticator::new(config.token_file.as_deref()).map_err(ServeError::Tokens)?;
-    let catalog = Arc::new(Catalog::builtin());
+    let catalog = Arc::new(Catalog::builtin(crate::resources::BuiltinConfig { service_cidr: config.service_cidr }));
     let registry = Arc::new(Registry::new(config.store.clone(), catalog.clone(), config.service_cidr));
     crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
     crate::crd::load_established(&registry).await;

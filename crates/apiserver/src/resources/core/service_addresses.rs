@@ -13,7 +13,7 @@
 //!   another); any other claim is stale and taken over.
 //! - A dry run claims nothing: it answers with addresses that are free now.
 
-use crate::registry::Registry;
+use crate::registry::{HookContext, HookGuard, Registry, StorageHooks};
 use crate::resources::Resource;
 use k8s_openapi::api::core::v1::Service;
 use rand::Rng;
@@ -49,7 +49,7 @@ impl Kind {
 /// Allocates cluster IPs and node ports for services.
 pub struct ServiceAddresses {
     cidr: (Ipv4Addr, u8),
-    lock: tokio::sync::Mutex<()>,
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn now_seconds() -> u64 {
@@ -106,17 +106,7 @@ fn invalid(name: &str, cause: Cause) -> ApiError {
 impl ServiceAddresses {
     /// Addresses from `cidr`.
     pub fn new(cidr: (Ipv4Addr, u8)) -> Self {
-        ServiceAddresses { cidr, lock: tokio::sync::Mutex::new(()) }
-    }
-
-    /// The `kubernetes` service's fixed address: the first of the range.
-    pub fn first_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.cidr.0) + 1)
-    }
-
-    /// Serializes this replica's allocations (claims order replicas among themselves).
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.lock.lock().await
+        ServiceAddresses { cidr, lock: Default::default() }
     }
 
     /// Fill in and claim the addresses `obj` (a Service) needs, given the stored `old`
@@ -304,6 +294,29 @@ impl ServiceAddresses {
             }
         }
         Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+    }
+}
+
+#[async_trait::async_trait]
+impl StorageHooks for ServiceAddresses {
+    async fn begin_create(&self, ctx: HookContext<'_>, obj: &mut Value) -> Result<HookGuard, ApiError> {
+        let guard = self.lock.clone().lock_owned().await;
+        self.allocate(ctx.store, ctx.resource, obj, None, ctx.dry_run).await?;
+        Ok(Some(guard))
+    }
+
+    async fn begin_update(&self, ctx: HookContext<'_>, obj: &mut Value, old: &Value) -> Result<HookGuard, ApiError> {
+        let guard = self.lock.clone().lock_owned().await;
+        self.allocate(ctx.store, ctx.resource, obj, Some(old), ctx.dry_run).await?;
+        Ok(Some(guard))
+    }
+
+    async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value) {
+        self.release_unused(store, Some(new), old).await;
+    }
+
+    async fn after_delete(&self, store: &dyn Store, old: &Value) {
+        self.release_unused(store, None, old).await;
     }
 }
 

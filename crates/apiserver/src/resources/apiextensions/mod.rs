@@ -1,0 +1,3 @@
+//! The apiextensions.k8s.io/v1 kinds.
+
+pub mod customresourcedefinition;

@@ -1,0 +1,17 @@
+//! The core (`""`, v1) kinds.
+
+pub mod configmap;
+pub mod endpoints;
+pub mod event;
+pub mod limitrange;
+pub mod namespace;
+pub mod node;
+pub mod persistentvolume;
+pub mod persistentvolumeclaim;
+pub mod pod;
+pub mod podspec;
+pub mod resourcequota;
+pub mod secret;
+pub mod service;
+pub mod service_addresses;
+pub mod serviceaccount;

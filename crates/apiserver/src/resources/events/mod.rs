@@ -1,0 +1,3 @@
+//! The events.k8s.io/v1 kinds.
+
+pub mod event;

@@ -1,0 +1,3 @@
+//! The policy/v1 kinds.
+
+pub mod poddisruptionbudget;
