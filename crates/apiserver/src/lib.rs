@@ -9,25 +9,15 @@
 //! `Status` objects in one place.
 
 pub mod admission;
-pub mod api;
-pub mod apply;
-pub mod auth;
+pub mod authn;
 pub mod bootstrap;
 pub mod conversion;
 pub mod crd;
-pub mod discovery;
+pub mod endpoints;
 pub mod namespaces;
-pub mod openapi;
-pub mod openapi_v2;
-pub mod patch;
 pub mod pki;
-pub mod protobuf;
 pub mod registry;
 pub mod resources;
 pub mod server;
-pub mod subresources;
-pub mod table;
-pub mod tokens;
-pub mod watch;
 
 pub use server::{RunningServer, ServerConfig, start};

@@ -598,7 +598,7 @@ impl Registry {
         }
         warnings.extend(checked.warnings);
         self.check_namespace(res, namespace).await?;
-        crate::apply::record_update(
+        crate::endpoints::apply::record_update(
             res.strategy.as_ref(),
             &mut obj,
             None,
@@ -692,7 +692,7 @@ impl Registry {
                 _ => None,
             };
             let operation_sub = sub.map(|s| s.name());
-            crate::apply::record_update(
+            crate::endpoints::apply::record_update(
                 res.strategy.as_ref(),
                 &mut obj,
                 Some(&old),

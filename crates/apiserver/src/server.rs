@@ -5,8 +5,8 @@
 //! the data directory, writes `DIR/admin.kubeconfig`, bootstraps the default objects,
 //! and serves until [`RunningServer::shutdown`].
 
-use crate::api::{self, ApiState};
-use crate::auth::{Authenticator, User};
+use crate::authn::{Authenticator, User};
+use crate::endpoints::{self, ApiState};
 use crate::pki::{self, Pki};
 use crate::registry::Registry;
 use crate::resources::Catalog;
@@ -166,7 +166,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
     crate::crd::load_established(&registry).await;
     let crd_follower = config.replicated.then(|| tokio::spawn(crate::crd::follow(registry.clone())));
-    let issuer = crate::tokens::TokenIssuer::new(&pki.service_account_key_pem).map_err(ServeError::Tls)?;
+    let issuer = crate::authn::tokens::TokenIssuer::new(&pki.service_account_key_pem).map_err(ServeError::Tls)?;
     let state = Arc::new(ApiState::new(registry, authenticator).with_tokens(issuer));
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
     let kc = pki::kubeconfig(&config.cluster_name, &url, &pki.ca.cert_pem, pki::Credential::Cert(&pki.admin));
@@ -220,7 +220,7 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let cert_user = cert_user.clone();
-        async move { Ok::<_, std::convert::Infallible>(api::handle(state, cert_user, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(endpoints::handle(state, cert_user, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

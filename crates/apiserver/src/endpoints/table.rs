@@ -2,7 +2,7 @@
 //! PartialObjectMetadata, and `meta.k8s.io/v1` Tables, whose columns and cells each kind
 //! prints itself (`resources/<group>/<kind>.rs`; `-o wide` columns have priority 1).
 
-use crate::api::Output;
+use crate::endpoints::Output;
 use crate::registry::{ListPage, Registry, splice_resource_version};
 use crate::resources::Resource;
 use axum::body::Body;

@@ -4,7 +4,7 @@
 //! without a resourceVersion, bookmarks, `sendInitialEvents`, `timeoutSeconds`, and
 //! Table output for `kubectl get -w`.
 
-use crate::api::{Output, RequestContext, Route, negotiate};
+use crate::endpoints::{Output, RequestContext, Route, negotiate};
 use crate::registry::{ListParams, Registry};
 use crate::resources::Resource;
 use axum::body::Body;
@@ -34,16 +34,16 @@ impl Encoder {
     fn line(&mut self, ty: &str, obj: &Value) -> Bytes {
         let object = match self.output {
             Output::Table => {
-                let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or_default()}, "rows": [crate::table::row(&self.resource, obj, &self.include)]});
+                let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or_default()}, "rows": [crate::endpoints::table::row(&self.resource, obj, &self.include)]});
                 if !self.sent_columns {
-                    t["columnDefinitions"] = json!(crate::table::column_definitions(&self.resource));
+                    t["columnDefinitions"] = json!(crate::endpoints::table::column_definitions(&self.resource));
                     self.sent_columns = true;
                 } else {
                     t["columnDefinitions"] = json!([]);
                 }
                 t
             }
-            Output::Metadata => crate::table::partial_metadata(obj),
+            Output::Metadata => crate::endpoints::table::partial_metadata(obj),
             _ => obj.clone(),
         };
         let mut out = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();

@@ -2,7 +2,7 @@
 //! (kubectl's default, with merge keys and `$patch` directives for built-in types), and
 //! server-side apply (delegated to [`crate::apply`]).
 
-use crate::api::{RequestContext, Route, admit, parse_body};
+use crate::endpoints::{RequestContext, Route, admit, parse_body};
 use crate::registry::{FieldValidation, WriteOptions};
 use crate::resources::{Strategy, Subresource};
 use axum::body::Body;
@@ -228,7 +228,7 @@ pub async fn serve(
     let pt = patch_type(&ct)?;
     let reg = &ctx.state.registry;
     let res = route.resource.clone();
-    let mut opts: WriteOptions = crate::api::write_options(ctx, q)?;
+    let mut opts: WriteOptions = crate::endpoints::write_options(ctx, q)?;
     let mentions_rv = body.windows(15).any(|w| w == b"resourceVersion");
     if pt == PatchType::Apply {
         let manager = q.get("fieldManager").cloned().ok_or_else(|| {
@@ -252,14 +252,14 @@ pub async fn serve(
             },
             &body,
         )?;
-        return crate::apply::serve(ctx, route, name, sub, &opts, applied, &manager, force).await;
+        return crate::endpoints::apply::serve(ctx, route, name, sub, &opts, applied, &manager, force).await;
     }
     if sub == Some(Subresource::Scale) {
         let body = body.clone();
         // A Scale has no lists: the parent kind's rules decide only whether strategic
         // merge patch applies (not for custom resources).
         let keys = res.strategy.clone();
-        return crate::subresources::update_scale(ctx, route, name, &opts, move |scale| {
+        return crate::endpoints::subresources::update_scale(ctx, route, name, &opts, move |scale| {
             apply_patch(pt, keys.as_ref(), scale, &body).map(|mut s| {
                 if !mentions_rv && let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
@@ -295,7 +295,7 @@ pub async fn serve(
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::OK;
     r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    crate::api::add_warnings(&mut r, &warnings);
+    crate::endpoints::add_warnings(&mut r, &warnings);
     Ok(r)
 }
 

@@ -1,7 +1,7 @@
 //! Subresources with their own shapes: `scale` (autoscaling/v1 Scale), `binding`,
 //! `eviction` (honouring PodDisruptionBudgets) and `log`.
 
-use crate::api::{RequestContext, Route, parse_body};
+use crate::endpoints::{RequestContext, Route, parse_body};
 use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::resources::Resource;
 use axum::body::Body;

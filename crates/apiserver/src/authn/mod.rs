@@ -2,6 +2,8 @@
 //! bearer tokens from a static token file, and service-account tokens (JWTs signed by the
 //! cluster, see [`crate::tokens`]). Nothing is served without one of them.
 
+pub mod tokens;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 

@@ -1,8 +1,12 @@
-//! Admission hooks: the seam where behaviour from outside the API server (the syncer's
-//! node modes, for one) plugs in. A hook sees each write before the registry does and
-//! may mutate the object, add warnings, or refuse it.
+//! Admission: every write passes the [`AdmissionChain`] before the registry stores it —
+//! kube-apiserver's built-in plugins first (ServiceAccount, [`serviceaccount`]), then the
+//! hooks plugged in from outside the API server (the syncer's node modes, for one). A
+//! plugin may mutate the object, add warnings, or refuse it; every plugin sees the
+//! request's `dryRun`.
 
-use crate::auth::User;
+pub mod serviceaccount;
+
+use crate::authn::User;
 use crate::resources::{Resource, Subresource};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -38,6 +42,8 @@ pub struct AdmissionRequest<'a> {
     /// `dryRun=All`: the request must be answered as the real one would be, and a hook
     /// with side effects (writes elsewhere, claims, events) must not cause them.
     pub dry_run: bool,
+    /// Read access to the cluster's objects.
+    pub registry: &'a crate::registry::Registry,
 }
 
 /// What a hook decided.
@@ -56,6 +62,48 @@ pub struct AdmissionOutcome {
 pub trait Admission: Send + Sync {
     /// Look at (and possibly change) a write.
     async fn admit(&self, request: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError>;
+}
+
+/// The plugins every write passes, in order.
+pub struct AdmissionChain {
+    plugins: std::sync::RwLock<Vec<std::sync::Arc<dyn Admission>>>,
+}
+
+impl Default for AdmissionChain {
+    /// kube-apiserver's built-in plugins that vkube has.
+    fn default() -> Self {
+        AdmissionChain {
+            plugins: std::sync::RwLock::new(vec![std::sync::Arc::new(serviceaccount::ServiceAccountAdmission)]),
+        }
+    }
+}
+
+impl AdmissionChain {
+    /// Add a plugin after those there.
+    pub fn add(&self, plugin: std::sync::Arc<dyn Admission>) {
+        match self.plugins.write() {
+            Ok(mut p) => p.push(plugin),
+            Err(e) => e.into_inner().push(plugin),
+        }
+    }
+
+    /// Run every plugin over a write; the (possibly mutated) object and the warnings.
+    ///
+    /// # Errors
+    /// The first plugin's refusal.
+    pub async fn run(&self, req: &AdmissionRequest<'_>, mut object: Value) -> Result<(Value, Vec<String>), ApiError> {
+        let plugins = match self.plugins.read() {
+            Ok(p) => p.clone(),
+            Err(e) => e.into_inner().clone(),
+        };
+        let mut warnings = Vec::new();
+        for plugin in plugins {
+            let out = plugin.admit(req, object).await?;
+            object = out.object;
+            warnings.extend(out.warnings);
+        }
+        Ok((object, warnings))
+    }
 }
 
 /// Where `pods/log` reads come from (a kubelet, a simulated node, a host cluster).

@@ -7,7 +7,7 @@
 //! Built-in schemas come from k8s-openapi (schemars); custom resources use their CRD's
 //! `openAPIV3Schema`.
 
-use crate::api::RequestContext;
+use crate::endpoints::RequestContext;
 use crate::resources::{Catalog, Resource};
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -262,12 +262,12 @@ fn build_v2(catalog: &Catalog) -> Value {
     for (_, rs) in group_versions(catalog) {
         let doc = build_v3(&rs);
         for (k, v) in doc.pointer("/components/schemas").and_then(Value::as_object).into_iter().flatten() {
-            definitions.insert(k.clone(), crate::openapi_v2::schema_to_v2(v));
+            definitions.insert(k.clone(), crate::endpoints::openapi_v2::schema_to_v2(v));
         }
         for (path, item) in doc.get("paths").and_then(Value::as_object).into_iter().flatten() {
             let mut v2 = Map::new();
             for (method, op) in item.as_object().into_iter().flatten() {
-                v2.insert(method.clone(), crate::openapi_v2::operation_to_v2(op));
+                v2.insert(method.clone(), crate::endpoints::openapi_v2::operation_to_v2(op));
             }
             paths.insert(path.clone(), Value::Object(v2));
         }
@@ -311,7 +311,7 @@ pub fn serve_v2(ctx: &RequestContext, catalog: &Catalog) -> Result<Response<Body
                 let entry = V2 {
                     signature,
                     json: Arc::new(serde_json::to_vec(&doc).unwrap_or_default()),
-                    protobuf: Arc::new(crate::openapi_v2::document_proto(&doc)),
+                    protobuf: Arc::new(crate::endpoints::openapi_v2::document_proto(&doc)),
                 };
                 let out = (entry.json.clone(), entry.protobuf.clone());
                 *cached = Some(entry);

@@ -7,8 +7,8 @@
 //! kube-apiserver's words) unless forced, and removes fields the manager applied before
 //! and no longer applies when nobody else owns them.
 
-use crate::api::{RequestContext, Route, admit};
-use crate::patch::merges_as_set;
+use crate::endpoints::patch::merges_as_set;
+use crate::endpoints::{RequestContext, Route, admit};
 use crate::registry::WriteOptions;
 use crate::resources::Strategy;
 use crate::resources::Subresource;
@@ -582,7 +582,7 @@ fn respond(status: StatusCode, obj: &Value, warnings: &[String]) -> Response<Bod
     let mut r = Response::new(Body::from(serde_json::to_vec(obj).unwrap_or_default()));
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    crate::api::add_warnings(&mut r, warnings);
+    crate::endpoints::add_warnings(&mut r, warnings);
     r
 }
 
