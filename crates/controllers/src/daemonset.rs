@@ -2,8 +2,7 @@
 //! by the scheduler through node affinity on `metadata.name`, rolled one node at a time
 //! (`maxUnavailable`), with the status `kubectl rollout status` reads.
 
-use crate::util::{Error, controller_ref, int_or_percent, is_ready, pp, selector_string, template_hash};
-use futures::StreamExt;
+use crate::util::{Error, controller_ref, int_or_percent, is_ready, label_selector, pp, template_hash};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use kube::api::{Api, DeleteParams, Patch, PostParams};
@@ -29,14 +28,12 @@ pub async fn run(client: kube::Client) {
     let nodes: Api<Node> = Api::all(client.clone());
     let controller = Controller::new(ds, watcher::Config::default()).with_config(crate::util::controller_config());
     let store = controller.store();
-    controller
-        .owns(pods, watcher::Config::default())
-        .watches(nodes, watcher::Config::default(), move |_n: Node| {
-            store.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>()
-        })
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
+    let controller = controller.owns(pods, watcher::Config::default()).watches(
+        nodes,
+        watcher::Config::default(),
+        move |_n: Node| store.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>(),
+    );
+    crate::runtime::run("daemonset", controller, reconcile, Arc::new(Ctx { client })).await;
 }
 
 /// The tolerations every daemon pod gets (as kube's DaemonSet controller adds them).
@@ -108,7 +105,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .filter(|n| eligible(n, &node_selector, &typed_tolerations))
         .filter_map(|n| n.metadata.name.clone())
         .collect();
-    let pods = crate::replicaset::owned_pods(&ctx.client, &ns, &selector_string(Some(&spec.selector)), &uid).await?;
+    let pods = crate::replicaset::owned_pods(&ctx.client, &ns, &label_selector(Some(&spec.selector))?, &uid).await?;
     let active: Vec<&Pod> = pods.iter().filter(|p| crate::util::is_active(p)).collect();
     let mut by_node: HashMap<String, Vec<&Pod>> = HashMap::new();
     for p in &active {
@@ -135,7 +132,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     for (node, ps) in &by_node {
         let extra = if wanted.contains(node) { ps.iter().skip(1).collect::<Vec<_>>() } else { ps.iter().collect() };
         for p in extra {
-            let _ = pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await;
+            crate::runtime::gone_is_ok(
+                pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await,
+            )?;
         }
     }
     // Rolling update: replace old-template pods, at most maxUnavailable at a time.
@@ -156,7 +155,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             if budget <= 0 {
                 break;
             }
-            let _ = pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await;
+            crate::runtime::gone_is_ok(
+                pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await,
+            )?;
             budget -= 1;
         }
     }

@@ -4,8 +4,8 @@
 //! work), old ReplicaSets beyond `revisionHistoryLimit` removed, and the status
 //! `kubectl rollout status` reads.
 
-use crate::util::{Error, controlled_by, controller_ref, int_or_percent, pp, selector_string, template_hash};
-use futures::StreamExt;
+use crate::runtime::RunLogged;
+use crate::util::{Error, controlled_by, controller_ref, int_or_percent, label_selector, pp, template_hash};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -29,8 +29,7 @@ pub async fn run(client: kube::Client) {
     Controller::new(deployments, watcher::Config::default())
         .with_config(crate::util::controller_config())
         .owns(rs, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
+        .run_logged("deployment", reconcile, Arc::new(Ctx { client }))
         .await;
 }
 
@@ -93,7 +92,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let spec = &d.spec;
     let desired = spec.replicas.unwrap_or(1).max(0);
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = selector_string(Some(&spec.selector));
+    let selector = label_selector(Some(&spec.selector))?;
     let mut owned: Vec<ReplicaSet> = rs_api
         .list(&ListParams::default().labels(&selector))
         .await?

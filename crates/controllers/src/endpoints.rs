@@ -2,8 +2,8 @@
 //! others `notReadyAddresses` / `ready: false`; target ports resolved by number or by
 //! container port name.
 
-use crate::util::{Error, is_ready, pp};
-use futures::StreamExt;
+use crate::runtime::RunLogged;
+use crate::util::{Error, is_ready};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -44,8 +44,7 @@ pub async fn run(client: kube::Client) {
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
+        .run_logged("endpoints", reconcile, Arc::new(Ctx { client }))
         .await;
 }
 
@@ -142,6 +141,5 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
     let slice_name = slice["metadata"]["name"].as_str().unwrap_or_default().to_string();
     slices.patch(&slice_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(slice)).await?;
-    let _ = pp(MANAGER);
     Ok(Action::requeue(Duration::from_secs(300)))
 }

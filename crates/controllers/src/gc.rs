@@ -317,7 +317,13 @@ async fn execute(
                     return;
                 }
             }
-            let _ = kind.api(client, ns.as_deref()).delete(&name, &DeleteParams::background()).await;
+            report(
+                "deleting",
+                &name,
+                crate::runtime::gone_is_ok(
+                    kind.api(client, ns.as_deref()).delete(&name, &DeleteParams::background()).await,
+                ),
+            );
         }
         Action::Orphan { uid, dependents } => {
             let Some(Node { kind, namespace: ns, name, finalizers, .. }) = node(graph, &uid) else { return };
@@ -328,8 +334,16 @@ async fn execute(
                 };
                 let rest: Vec<_> = downers.into_iter().filter(|r| r.uid != uid).collect();
                 let patch = Patch::Merge(json!({"metadata": {"ownerReferences": rest}}));
-                let _ =
-                    dkind.api(client, dns.as_deref()).patch_metadata(&dname, &pp("garbage-collector"), &patch).await;
+                report(
+                    "orphaning",
+                    &dname,
+                    crate::runtime::gone_is_ok(
+                        dkind
+                            .api(client, dns.as_deref())
+                            .patch_metadata(&dname, &pp("garbage-collector"), &patch)
+                            .await,
+                    ),
+                );
             }
             remove_finalizer(&kind.api(client, ns.as_deref()), &name, &finalizers, "orphan").await;
             acted.insert(uid, Instant::now());
@@ -344,7 +358,13 @@ async fn execute(
                 else {
                     continue;
                 };
-                let _ = dkind.api(client, dns.as_deref()).delete(&dname, &DeleteParams::foreground()).await;
+                report(
+                    "deleting",
+                    &dname,
+                    crate::runtime::gone_is_ok(
+                        dkind.api(client, dns.as_deref()).delete(&dname, &DeleteParams::foreground()).await,
+                    ),
+                );
             }
             // Nothing here is cooled down: dependents being deleted are skipped anyway,
             // and the pass after the last one goes drops the owner's finalizer at once.
@@ -363,11 +383,22 @@ async fn owner_gone(client: &kube::Client, graph: &Mutex<Graph>, r: &OwnerRefere
     }
 }
 
-/// Drop one finalizer from an object (best effort; the next pass retries).
+/// Drop one finalizer from an object (the next pass retries a failure).
 async fn remove_finalizer(api: &Api<DynamicObject>, name: &str, finalizers: &[String], which: &str) {
     let rest: Vec<&String> = finalizers.iter().filter(|f| *f != which).collect();
     let patch = Patch::Merge(json!({"metadata": {"finalizers": rest}}));
-    let _ = api.patch_metadata(name, &pp("garbage-collector"), &patch).await;
+    report(
+        "removing the finalizer of",
+        name,
+        crate::runtime::gone_is_ok(api.patch_metadata(name, &pp("garbage-collector"), &patch).await),
+    );
+}
+
+/// Log a failed action of the collector (the next pass, a plan made afresh, retries it).
+fn report(what: &str, name: &str, result: Result<(), kube::Error>) {
+    if let Err(e) = result {
+        tracing::warn!("garbage collector: {what} {name}: {e} (retried on the next pass)");
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! `backoffLimit` failures, and report the conditions `kubectl wait` and `get jobs` read.
 
 use crate::replicaset::{owned_pods, pod_from_template};
-use crate::util::{Error, controller_ref, is_ready, is_terminal, phase, pp, selector_string};
-use futures::StreamExt;
+use crate::runtime::RunLogged;
+use crate::util::{Error, controller_ref, is_ready, is_terminal, label_selector, phase, pp};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PostParams};
@@ -17,6 +17,7 @@ const MANAGER: &str = "job-controller";
 
 struct Ctx {
     client: kube::Client,
+    recorder: kube::runtime::events::Recorder,
 }
 
 /// Run the Job controller.
@@ -26,8 +27,7 @@ pub async fn run(client: kube::Client) {
     Controller::new(jobs, watcher::Config::default())
         .with_config(crate::util::controller_config())
         .owns(pods, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
+        .run_logged("job", reconcile, Arc::new(Ctx { recorder: crate::util::recorder(&client, MANAGER), client }))
         .await;
 }
 
@@ -46,7 +46,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = job.metadata.name.clone().unwrap_or_default();
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let Some(spec) = job.spec.as_ref() else { return Ok(Action::await_change()) };
-    let pods = owned_pods(&ctx.client, &ns, &selector_string(spec.selector.as_ref()), &uid).await?;
+    let pods = owned_pods(&ctx.client, &ns, &label_selector(spec.selector.as_ref())?, &uid).await?;
     let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as i32;
     let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i32;
     let active: Vec<&Pod> =
@@ -65,7 +65,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         "uncountedTerminatedPods": {},
         "startTime": job.status.as_ref().and_then(|s| s.start_time.clone()).map(|t| json!(t)).unwrap_or_else(|| json!(now)),
     });
-    let job_obj = serde_json::to_value(&*job)?;
+    let regarding = kube::Resource::object_ref(&*job, &());
     if succeeded >= completions {
         status["completionTime"] = json!(now);
         status["active"] = json!(0);
@@ -73,22 +73,24 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
             {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
         ]);
-        crate::util::event(&ctx.client, MANAGER, &job_obj, "Normal", "Completed", "Job completed").await;
+        crate::util::record(&ctx.recorder, &regarding, false, "Completed", "Completing", "Job completed").await;
     } else if failed > backoff {
         for p in &active {
-            let _ = pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await;
+            crate::runtime::gone_is_ok(
+                pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await,
+            )?;
         }
         status["active"] = json!(0);
         status["conditions"] = json!([
             {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now},
             {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now},
         ]);
-        crate::util::event(
-            &ctx.client,
-            MANAGER,
-            &job_obj,
-            "Warning",
+        crate::util::record(
+            &ctx.recorder,
+            &regarding,
+            true,
             "BackoffLimitExceeded",
+            "Failing",
             "Job has reached the specified backoff limit",
         )
         .await;
@@ -103,7 +105,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     .create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &pod)
                     .await?;
                 let msg = format!("Created pod: {}", created.metadata.name.unwrap_or_default());
-                crate::util::event(&ctx.client, MANAGER, &job_obj, "Normal", "SuccessfulCreate", &msg).await;
+                crate::util::record(&ctx.recorder, &regarding, false, "SuccessfulCreate", "Creating", msg).await;
             }
             status["active"] = json!(active.len() as i32 + wanted);
         }

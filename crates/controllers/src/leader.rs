@@ -127,5 +127,8 @@ pub async fn release(client: &kube::Client, cfg: &LeaderConfig) {
     next["renewTime"] = json!(micro_now());
     lease.spec = serde_json::from_value(next).ok();
     let name = cfg.name.clone();
-    let _ = api.replace(&name, &PostParams::default(), &lease).await;
+    // Best effort at shutdown: if the handover fails, the lease simply expires.
+    if let Err(e) = api.replace(&name, &PostParams::default(), &lease).await {
+        tracing::warn!("handing over the leader lease {name}: {e} (it expires instead)");
+    }
 }

@@ -17,6 +17,7 @@ pub mod nodelifecycle;
 pub mod pdb;
 pub mod replicaset;
 pub mod rootca;
+pub mod runtime;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;

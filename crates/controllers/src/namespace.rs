@@ -2,8 +2,8 @@
 //! namespaced resource the server lists in discovery), then its `kubernetes` finalizer
 //! removed, which lets the API server delete it.
 
+use crate::runtime::RunLogged;
 use crate::util::Error;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{Discovery, Scope, verbs};
@@ -19,10 +19,7 @@ struct Ctx {
 /// Run the namespace controller.
 pub async fn run(client: kube::Client) {
     let ns: Api<Namespace> = Api::all(client.clone());
-    Controller::new(ns, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
+    Controller::new(ns, watcher::Config::default()).run_logged("namespace", reconcile, Arc::new(Ctx { client })).await;
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -74,15 +74,20 @@ pub fn desired_taints(current: &[Taint], ready: &str, now: &str) -> Vec<Taint> {
 
 /// Run until aborted.
 pub async fn run(client: kube::Client, cfg: NodeLifecycleConfig) {
+    let recorder = crate::util::recorder(&client, MANAGER);
     loop {
-        if let Err(e) = pass(&client, &cfg).await {
-            tracing::debug!("node lifecycle: {e}");
+        if let Err(e) = pass(&client, &recorder, &cfg).await {
+            tracing::warn!("node lifecycle: {e} (retried in {:?})", cfg.period);
         }
         tokio::time::sleep(cfg.period).await;
     }
 }
 
-async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Error> {
+async fn pass(
+    client: &kube::Client,
+    recorder: &kube::runtime::events::Recorder,
+    cfg: &NodeLifecycleConfig,
+) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let lease_list = leases.list(&ListParams::default()).await?.items;
@@ -131,7 +136,7 @@ async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Er
         }
         let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
         if !cfg.manage_nodes {
-            evict(client, &name, &current, now).await?;
+            evict(client, recorder, &name, &current, now).await?;
             continue;
         }
         let desired = desired_taints(&current, &ready, &now_s);
@@ -140,7 +145,7 @@ async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Er
         if !same {
             nodes.patch(&name, &pp(MANAGER), &Patch::Merge(json!({"spec": {"taints": desired}}))).await?;
         }
-        evict(client, &name, &desired, now).await?;
+        evict(client, recorder, &name, &desired, now).await?;
     }
     Ok(())
 }
@@ -149,6 +154,7 @@ async fn pass(client: &kube::Client, cfg: &NodeLifecycleConfig) -> Result<(), Er
 /// go (after their `tolerationSeconds`, if any).
 async fn evict(
     client: &kube::Client,
+    recorder: &kube::runtime::events::Recorder,
     name: &str,
     taints: &[Taint],
     now: k8s_openapi::jiff::Timestamp,
@@ -175,15 +181,14 @@ async fn evict(
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            let _ = api.delete(&pod_name, &DeleteParams::default()).await;
-            let obj = serde_json::to_value(&pod)?;
-            crate::util::event(
-                client,
-                MANAGER,
-                &obj,
-                "Normal",
+            crate::runtime::gone_is_ok(api.delete(&pod_name, &DeleteParams::default()).await)?;
+            crate::util::record(
+                recorder,
+                &kube::Resource::object_ref(&pod, &()),
+                false,
                 "TaintManagerEviction",
-                &format!("Marking for deletion Pod {ns}/{pod_name}"),
+                "Evicting",
+                format!("Marking for deletion Pod {ns}/{pod_name}"),
             )
             .await;
         }

@@ -1,8 +1,8 @@
 //! PodDisruptionBudget status: how many matching pods are healthy and how many
 //! disruptions the budget allows (what the eviction API checks).
 
-use crate::util::{Error, int_or_percent, is_ready, pp, selector_string};
-use futures::StreamExt;
+use crate::runtime::RunLogged;
+use crate::util::{Error, int_or_percent, is_ready, label_selector, pp};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, Patch};
@@ -33,8 +33,7 @@ pub async fn run(client: kube::Client) {
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
+        .run_logged("pdb", reconcile, Arc::new(Ctx { client }))
         .await;
 }
 
@@ -42,7 +41,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     let ns = pdb.metadata.namespace.clone().unwrap_or_default();
     let name = pdb.metadata.name.clone().unwrap_or_default();
     let Some(spec) = pdb.spec.as_ref() else { return Ok(Action::await_change()) };
-    let selector = selector_string(spec.selector.as_ref());
+    let selector = label_selector(spec.selector.as_ref())?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let matching: Vec<Pod> =
         if selector.is_empty() { vec![] } else { pods.list(&ListParams::default().labels(&selector)).await?.items };

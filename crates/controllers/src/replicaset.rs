@@ -140,20 +140,19 @@ pub async fn run(client: kube::Client) {
         .with_config(crate::util::controller_config())
         .owns_stream(pod_changes.inspect_ok(move |p| seen.observe(p)));
     let ctx = Arc::new(Ctx { client, pods: pods.clone(), expectations });
-    controller
-        .run(
-            move |rs, ctx: Arc<Ctx>| async move {
-                // An empty cache before the first list would look like "no pods".
-                if ctx.pods.wait_until_ready().await.is_err() {
-                    return Ok(Action::requeue(Duration::from_millis(500)));
-                }
-                reconcile(rs, ctx).await
-            },
-            |_, _, _| Action::requeue(Duration::from_millis(500)),
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+    crate::runtime::run(
+        "replicaset",
+        controller,
+        move |rs, ctx: Arc<Ctx>| async move {
+            // An empty cache before the first list would look like "no pods".
+            if ctx.pods.wait_until_ready().await.is_err() {
+                return Ok(Action::requeue(Duration::from_millis(500)));
+            }
+            reconcile(rs, ctx).await
+        },
+        ctx,
+    )
+    .await;
 }
 
 /// The pods a workload controls, found by selector and controller reference.

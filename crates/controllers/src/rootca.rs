@@ -2,15 +2,14 @@
 //! bundle in every active namespace (kube-controller-manager's root-ca-cert-publisher),
 //! which the service-account volume of every pod mounts.
 
+use crate::runtime::RunLogged;
 use crate::util::Error;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The ConfigMap's name.
 pub const NAME: &str = "kube-root-ca.crt";
@@ -29,8 +28,7 @@ pub async fn run(client: kube::Client, ca_pem: String) {
         .watches(cms, watcher::Config::default().fields(&format!("metadata.name={NAME}")), |cm| {
             cm.metadata.namespace.clone().map(|ns| kube::runtime::reflector::ObjectRef::new(&ns))
         })
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(Ctx { client, ca_pem }))
-        .for_each(|_| async {})
+        .run_logged("rootca", reconcile, Arc::new(Ctx { client, ca_pem }))
         .await;
 }
 

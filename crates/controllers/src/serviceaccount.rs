@@ -1,13 +1,12 @@
 //! A `default` ServiceAccount in every active namespace.
 
+use crate::runtime::RunLogged;
 use crate::util::Error;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Ctx {
     client: kube::Client,
@@ -21,8 +20,7 @@ pub async fn run(client: kube::Client) {
         .watches(sas, watcher::Config::default().fields("metadata.name=default"), |sa| {
             sa.metadata.namespace.clone().map(|ns| kube::runtime::reflector::ObjectRef::new(&ns))
         })
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
+        .run_logged("serviceaccount", reconcile, Arc::new(Ctx { client }))
         .await;
 }
 

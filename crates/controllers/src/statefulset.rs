@@ -4,8 +4,8 @@
 //! highest ordinal down (respecting `partition`), with the status
 //! `kubectl rollout status` reads.
 
+use crate::runtime::RunLogged;
 use crate::util::{Error, controlled_by, controller_ref, is_ready, pp, template_hash};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
@@ -29,8 +29,7 @@ pub async fn run(client: kube::Client) {
     Controller::new(sts, watcher::Config::default())
         .with_config(crate::util::controller_config())
         .owns(pods, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), Arc::new(Ctx { client }))
-        .for_each(|_| async {})
+        .run_logged("statefulset", reconcile, Arc::new(Ctx { client }))
         .await;
 }
 
@@ -54,7 +53,7 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         spec.update_strategy.as_ref().and_then(|u| u.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
     let on_delete = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) == Some("OnDelete");
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = crate::util::selector_string(Some(&spec.selector));
+    let selector = crate::util::label_selector(Some(&spec.selector))?;
     let mut pods: Vec<Pod> = pod_api
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -73,7 +72,7 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         let pod_name = format!("{name}-{i}");
         if let Some(p) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str())) {
             if crate::util::is_terminal(p) {
-                let _ = pod_api.delete(&pod_name, &DeleteParams::default()).await;
+                crate::runtime::gone_is_ok(pod_api.delete(&pod_name, &DeleteParams::default()).await)?;
                 acted = true;
             }
             if !parallel && !healthy(p) {
@@ -90,7 +89,12 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
             if pvcs.get_opt(&pvc_name).await?.is_none() {
                 let mut pvc = serde_json::to_value(vct)?;
                 pvc["metadata"] = json!({"name": pvc_name, "namespace": ns, "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({}))});
-                let _ = pvcs.create(&PostParams::default(), &serde_json::from_value(pvc)?).await;
+                match pvcs.create(&PostParams::default(), &serde_json::from_value(pvc)?).await {
+                    Ok(_) => {}
+                    // Made meanwhile (by another pass): it is there, which is what counts.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             let volumes = t["spec"].as_object_mut().map(|m| m.entry("volumes").or_insert_with(|| json!([])));
             if let Some(Value::Array(vs)) = volumes {
@@ -147,7 +151,9 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                 && ordinal(&name, p.metadata.name.as_deref().unwrap_or_default()).is_some_and(|o| o >= partition)
         })
     {
-        let _ = pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await;
+        crate::runtime::gone_is_ok(
+            pod_api.delete(p.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default()).await,
+        )?;
     }
     let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
     let ready = live.iter().filter(|p| is_ready(p)).count();

@@ -1,10 +1,11 @@
-//! Helpers shared by the controllers: owner references, pod state, template hashes,
-//! selectors as query strings, events.
+//! Helpers shared by the controllers (and the scheduler and syncer): owner references,
+//! template hashes, selectors as query strings, events (kube-runtime's recorder), and
+//! the reconcile error type. Pod state is [`vkube_core::pod`].
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
-use kube::api::{Api, PostParams};
-use serde_json::{Value, json};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::Value;
 
 /// The error type of reconcilers.
 #[derive(Debug, thiserror::Error)]
@@ -37,44 +38,22 @@ pub fn controlled_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Obje
     meta.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.controller == Some(true) && r.uid == uid))
 }
 
-/// A label selector as a query string (`a=b,c in (d)`).
-pub fn selector_string(sel: Option<&LabelSelector>) -> String {
-    let Some(sel) = sel else { return String::new() };
-    let mut parts: Vec<String> = sel.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
-    for e in sel.match_expressions.iter().flatten() {
-        let vals = e.values.clone().unwrap_or_default().join(",");
-        parts.push(match e.operator.as_str() {
-            "In" => format!("{} in ({vals})", e.key),
-            "NotIn" => format!("{} notin ({vals})", e.key),
-            "Exists" => e.key.clone(),
-            _ => format!("!{}", e.key),
-        });
+/// A label selector as a query string (`a=b,c in (d)`), through kube-core's `Selector`
+/// (an unknown operator is an error, not a selector that matches something else).
+/// None selects everything.
+///
+/// # Errors
+/// A selector kube-core cannot express.
+pub fn label_selector(sel: Option<&LabelSelector>) -> Result<String, Error> {
+    match sel {
+        None => Ok(String::new()),
+        Some(sel) => kube::core::Selector::try_from(sel.clone())
+            .map(|s| s.to_string())
+            .map_err(|e| Error::Other(format!("label selector: {e}"))),
     }
-    parts.join(",")
 }
 
-/// Pod phase.
-pub fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending")
-}
-
-/// Whether a pod has finished.
-pub fn is_terminal(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-/// Whether a pod counts as active for a controller (not finished, not deleting).
-pub fn is_active(pod: &Pod) -> bool {
-    !is_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
-}
-
-/// Whether a pod is Ready.
-pub fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+pub use vkube_core::pod::{is_active, is_ready, is_terminal, phase};
 
 /// FNV-1a of a JSON value, rendered with Kubernetes' safe alphabet (no vowels).
 pub fn template_hash(v: &Value) -> String {
@@ -108,24 +87,30 @@ pub fn int_or_percent(v: Option<&Value>, total: i32, round_up: bool, default: i3
     }
 }
 
-/// Record a core/v1 event about an object.
-pub async fn event(client: &kube::Client, component: &str, regarding: &Value, ty: &str, reason: &str, message: &str) {
-    let ns = regarding.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
-    let name = regarding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let now = vkube_core::meta::now_rfc3339();
-    let ev = json!({
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
-        "involvedObject": {
-            "apiVersion": regarding.get("apiVersion"), "kind": regarding.get("kind"), "name": name, "namespace": ns,
-            "uid": regarding.pointer("/metadata/uid"), "resourceVersion": regarding.pointer("/metadata/resourceVersion"),
-        },
-        "reason": reason, "message": message, "type": ty,
-        "source": {"component": component}, "reportingComponent": component, "reportingInstance": component,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
-    if let Ok(e) = serde_json::from_value(ev) {
-        let _ = events.create(&PostParams::default(), &e).await;
+/// kube-runtime's event recorder for `component` (repeated events fold into a series).
+pub fn recorder(client: &kube::Client, component: &str) -> Recorder {
+    Recorder::new(client.clone(), Reporter { controller: component.into(), instance: None })
+}
+
+/// Record an event about `regarding`: `Warning` when `warning`, else `Normal`. A failure
+/// is logged; an event is never worth failing a reconcile for.
+pub async fn record(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: impl Into<String>,
+) {
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, regarding).await {
+        tracing::warn!("recording event {reason} about {:?}/{:?}: {e}", regarding.namespace, regarding.name);
     }
 }
 
@@ -154,6 +139,8 @@ pub fn pp(manager: &str) -> kube::api::PatchParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     #[test]
     fn int_or_percent_rounds_like_kubernetes() {

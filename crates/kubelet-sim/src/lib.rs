@@ -235,8 +235,11 @@ async fn heartbeats(shared: Arc<Shared>) {
                 continue;
             }
             renew_lease(&leases, name, shared.cfg.heartbeat).await;
-            if tick % 6 == 5 {
-                let _ = nodes.patch_status(name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, name, true))).await;
+            if tick % 6 == 5
+                && let Err(e) =
+                    nodes.patch_status(name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, name, true))).await
+            {
+                tracing::warn!("node {name}: status heartbeat: {e}");
             }
         }
         tick += 1;
@@ -269,7 +272,11 @@ async fn watch_nodes(shared: Arc<Shared>) {
         if not_ready != ready_now {
             continue;
         }
-        let _ = nodes.patch_status(&name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, &name, !not_ready))).await;
+        if let Err(e) =
+            nodes.patch_status(&name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, &name, !not_ready))).await
+        {
+            tracing::warn!("node {name}: reporting readiness: {e}");
+        }
     }
 }
 
@@ -355,7 +362,12 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
             preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
             ..Default::default()
         };
-        let _ = pods.delete(&name, &dp).await;
+        match pods.delete(&name, &dp).await {
+            Ok(_) => {}
+            // Gone, or replaced by a pod of the same name: nothing of this one is left.
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!("removing the finished pod {ns}/{name}: {e}"),
+        }
         return;
     }
     let restart = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
@@ -382,8 +394,10 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
         if let Ok(current) = pods.get(&name).await
             && current.metadata.uid.as_deref() == Some(uid.as_str())
             && current.metadata.deletion_timestamp.is_none()
+            && let Err(e) = pods.patch_status(&name, &pp, &Patch::Merge(finished_status(&current, code))).await
         {
-            let _ = pods.patch_status(&name, &pp, &Patch::Merge(finished_status(&current, code))).await;
+            tracing::warn!("finishing {ns}/{name}: {e}");
+            shared.finishing.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
         }
     }
 }
@@ -433,7 +447,7 @@ pub fn simulated_logs(pod: &Value, container: &str, tail: Option<i64>) -> String
         lines.push(format!("{started} [vkube-sim] simulated command: {}", cmd.join(" ")));
     }
     if let Some(phase) =
-        pod.pointer("/status/phase").and_then(Value::as_str).filter(|p| *p == "Succeeded" || *p == "Failed")
+        pod.pointer("/status/phase").and_then(Value::as_str).filter(|p| vkube_core::pod::phase_is_terminal(Some(p)))
     {
         lines.push(format!("[vkube-sim] container {container} exited ({phase})"));
     }

@@ -14,6 +14,7 @@ pub mod plugins;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::Recorder;
 use kube::runtime::{WatchStreamExt, watcher};
 use plugins::{NodeInfo, PlacedPod};
 use rand::Rng;
@@ -57,9 +58,7 @@ struct State {
     assumed: HashMap<String, String>,
 }
 
-fn terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-}
+use vkube_core::pod::is_terminal as terminal;
 
 /// The scheduler.
 pub struct Scheduler;
@@ -97,6 +96,7 @@ impl Scheduler {
             }
         });
         let binds = Arc::new(Semaphore::new(cfg.parallel_binds.max(1)));
+        let recorder = Arc::new(vkube_controllers::util::recorder(&client, &cfg.scheduler_name));
         let mut st = State::default();
         let mut retry = false;
         loop {
@@ -134,7 +134,7 @@ impl Scheduler {
             let mut batch = 0;
             while let Some(uid) = st.queue.pop_front() {
                 let Some(pod) = st.pending.get(&uid).cloned() else { continue };
-                schedule_one(&client, &mut st, &mut nodes, &pod, &binds, &tx);
+                schedule_one(&client, &recorder, &mut st, &mut nodes, &pod, &binds, &tx);
                 batch += 1;
                 if batch >= 512 {
                     break;
@@ -224,6 +224,7 @@ fn snapshot(st: &State) -> Vec<NodeInfo> {
 
 fn schedule_one(
     client: &kube::Client,
+    recorder: &Arc<Recorder>,
     st: &mut State,
     nodes: &mut [NodeInfo],
     pod: &Pod,
@@ -249,9 +250,8 @@ fn schedule_one(
     if best.is_empty() {
         let message = plugins::failure_message(nodes.len(), &reasons);
         st.unschedulable.insert(uid);
-        let client = client.clone();
-        let pod = pod.clone();
-        tokio::spawn(async move { report_unschedulable(client, pod, message).await });
+        let (client, pod, recorder) = (client.clone(), pod.clone(), recorder.clone());
+        tokio::spawn(async move { report_unschedulable(client, &recorder, pod, message).await });
         return;
     }
     let top = best.iter().map(|b| b.0).max().unwrap_or(0);
@@ -266,6 +266,8 @@ fn schedule_one(
     let client = client.clone();
     let binds = binds.clone();
     let tx = tx.clone();
+    let recorder = recorder.clone();
+    let regarding = kube::Resource::object_ref(pod, &());
     tokio::spawn(async move {
         let Ok(_permit) = binds.acquire().await else { return };
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -273,16 +275,8 @@ fn schedule_one(
         match pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await
         {
             Ok(_) => {
-                event(
-                    &client,
-                    &ns,
-                    &name,
-                    &uid,
-                    "Normal",
-                    "Scheduled",
-                    &format!("Successfully assigned {ns}/{name} to {node}"),
-                )
-                .await;
+                let note = format!("Successfully assigned {ns}/{name} to {node}");
+                vkube_controllers::util::record(&recorder, &regarding, false, "Scheduled", "Binding", note).await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
                 // Gone or bound by someone else: forget the assumption.
@@ -297,10 +291,9 @@ fn schedule_one(
     });
 }
 
-async fn report_unschedulable(client: kube::Client, pod: Pod, message: String) {
+async fn report_unschedulable(client: kube::Client, recorder: &Recorder, pod: Pod, message: String) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
     let already = pod
         .status
         .as_ref()
@@ -331,30 +324,16 @@ async fn report_unschedulable(client: kube::Client, pod: Pod, message: String) {
         .unwrap_or_else(vkube_core::meta::now_rfc3339);
     conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": since, "observedGeneration": pod.metadata.generation.unwrap_or(1)}));
     let pp = PatchParams { field_manager: Some("default-scheduler".into()), ..Default::default() };
-    let _ = pods.patch_status(&name, &pp, &Patch::Merge(json!({"status": {"conditions": conditions}}))).await;
-    event(&client, &ns, &name, &uid, "Warning", "FailedScheduling", &message).await;
-}
-
-async fn event(client: &kube::Client, ns: &str, pod: &str, uid: &str, ty: &str, reason: &str, message: &str) {
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
-    let now = vkube_core::meta::now_rfc3339();
-    let micro = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
-    let ev = json!({
-        "metadata": {"generateName": format!("{pod}."), "namespace": ns},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns, "uid": uid},
-        "reason": reason,
-        "message": message,
-        "type": ty,
-        "source": {"component": "default-scheduler"},
-        "reportingComponent": "default-scheduler",
-        "reportingInstance": "default-scheduler",
-        "action": if reason == "Scheduled" { "Binding" } else { "Scheduling" },
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "eventTime": micro,
-        "count": 1,
-    });
-    if let Ok(e) = serde_json::from_value(ev) {
-        let _ = events.create(&PostParams::default(), &e).await;
+    if let Err(e) = pods.patch_status(&name, &pp, &Patch::Merge(json!({"status": {"conditions": conditions}}))).await {
+        tracing::warn!("recording that {ns}/{name} is unschedulable: {e}");
     }
+    vkube_controllers::util::record(
+        recorder,
+        &kube::Resource::object_ref(&pod, &()),
+        true,
+        "FailedScheduling",
+        "Scheduling",
+        message,
+    )
+    .await;
 }

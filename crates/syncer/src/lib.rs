@@ -1,11 +1,14 @@
 //! vkube-syncer: places a virtual cluster's workloads on a host cluster.
 //!
-//! Start with [`Syncer::run`]. One syncer per resource ([`pods`], [`services`],
-//! [`config`] for configmaps and secrets, [`simple`] for the kinds copied as they are,
-//! [`nodes`], [`events`], [`storageclasses`]), each a three-way
-//! dispatch — only virtual exists → create on the host; both exist → update (and copy
-//! status back); only host exists → [`cleanup`] deletes it — with names mapped by
-//! [`names::NameMapper`]. Both sides are plain API clients: the host can be any cluster.
+//! Start with [`Syncer::run`]. One module per synced kind under [`resources`]: the
+//! virtual → host kinds implement [`engine::ResourceSyncer`] (a typed, pure `translate`
+//! and what flows back) and run on the [`engine`] — a three-way dispatch: only virtual
+//! exists or both do → apply the host copy and copy status back; only host exists →
+//! [`cleanup`] deletes it — with names mapped by [`names`] and what is on the host
+//! known from [`host_index`]; pods run their own reconcile on the same wiring; nodes,
+//! events and storage classes flow from the host. Both sides are plain API clients: the
+//! host can be any cluster. Every failure is logged and retried with backoff
+//! (`vkube_controllers::runtime`).
 //!
 //! # Guarantees
 //! The syncer never modifies or deletes a host object without this virtual cluster's
@@ -13,16 +16,12 @@
 //! reconciles are idempotent, so a restart (or kill -9) neither duplicates nor loses.
 
 pub mod cleanup;
-pub mod config;
-pub mod events;
+pub mod engine;
 pub mod host_index;
 pub mod names;
-pub mod nodes;
-pub mod pods;
-pub mod services;
-pub mod simple;
-pub mod storageclasses;
-mod util;
+pub mod resources;
+
+pub use resources::{config, events, nodes, pods, services, storageclasses};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,16 +33,8 @@ pub const MANAGER: &str = "vkube-syncer";
 /// would open as many connections to each API server (kube-rs speaks HTTP/1.1).
 pub const RECONCILE_CONCURRENCY: u16 = 32;
 
-/// Errors of a reconcile (retried with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed, on either side.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-    /// An object could not be (de)serialized.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-}
+/// Errors of a reconcile (logged and retried with backoff): the controllers' type.
+pub use vkube_controllers::util::Error;
 
 /// What every syncer shares.
 pub struct SyncContext {
@@ -69,6 +60,8 @@ pub struct SyncContext {
     pub virtual_pods: std::sync::OnceLock<kube::runtime::reflector::Store<pods::CachedPod>>,
     /// This virtual cluster's host objects, by kind.
     pub host_index: Arc<host_index::HostIndexes>,
+    /// Records the syncer's events in the virtual cluster.
+    pub recorder: kube::runtime::events::Recorder,
 }
 
 impl SyncContext {
@@ -80,6 +73,7 @@ impl SyncContext {
         config: vkube_config::VClusterConfig,
     ) -> Self {
         SyncContext {
+            recorder: vkube_controllers::util::recorder(&virtual_client, MANAGER),
             virtual_client,
             host_client,
             mapper,
@@ -92,13 +86,19 @@ impl SyncContext {
         }
     }
 
-    /// Host metadata for a virtual `kind` object: its host name (see
-    /// [`names::HostNames::host_name_for`]) and the ownership marks.
-    pub fn host_metadata(&self, kind: &str, virtual_obj: &serde_json::Value) -> serde_json::Value {
-        use names::HostNames;
-        let meta = |p: &str| virtual_obj.pointer(p).and_then(serde_json::Value::as_str).unwrap_or_default();
-        let host_name = self.host_name_for(kind, meta("/metadata/namespace"), meta("/metadata/name"));
-        self.mapper.host_metadata(kind, virtual_obj, &host_name)
+    /// How translations name things on the host: the mapper, and host names that know
+    /// which objects were synced under an older name.
+    pub fn naming(&self) -> names::Naming<'_> {
+        names::Naming { mapper: &self.mapper, names: self }
+    }
+
+    /// Host metadata for a virtual `kind` object (see [`names::Naming::host_metadata`]).
+    pub fn host_metadata(
+        &self,
+        kind: &str,
+        virtual_meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        self.naming().host_metadata(kind, virtual_meta)
     }
 
     /// Record, on the virtual object, that its host name is taken by someone else's
@@ -183,6 +183,7 @@ impl Syncer {
         loop {
             match ensure_owner(&ctx).await {
                 Ok(owner) => {
+                    // Set once: this loop runs once per context.
                     let _ = ctx.owner.set(owner);
                     break;
                 }
@@ -204,7 +205,18 @@ impl Syncer {
             set.spawn(services::run(ctx.clone()));
         }
         set.spawn(config::run(ctx.clone()));
-        set.spawn(simple::run(ctx.clone()));
+        if ctx.config.syncs("persistentVolumeClaims") {
+            set.spawn(resources::claims::run(ctx.clone()));
+        }
+        if ctx.config.syncs("ingresses") {
+            set.spawn(resources::ingresses::run(ctx.clone()));
+        }
+        if ctx.config.syncs("serviceAccounts") {
+            set.spawn(resources::serviceaccounts::run(ctx.clone()));
+        }
+        if ctx.config.syncs("endpoints") {
+            set.spawn(resources::endpoints::run(ctx.clone()));
+        }
         set.spawn(nodes::run(ctx.clone()));
         if ctx.config.sync_events {
             set.spawn(events::run(ctx.clone()));

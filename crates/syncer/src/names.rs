@@ -23,8 +23,8 @@
 //! object rather than share it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::{Map, Value, json};
 use sha2::Digest;
+use std::collections::BTreeMap;
 /// Label: the virtual cluster that created a host object.
 pub const MANAGED_BY: &str = "vkube.dev/managed-by";
 /// Label: the virtual namespace of a host object.
@@ -49,6 +49,38 @@ pub trait HostNames {
 impl HostNames for NameMapper {
     fn host_name_for(&self, _kind: &str, namespace: &str, name: &str) -> String {
         self.host_name(name, namespace)
+    }
+}
+
+/// What translating a virtual object needs to name things on the host: the mapper (marks,
+/// host namespace) and the names of objects (which may have been synced under an older
+/// name). Pure: tests build it from a [`NameMapper`] alone.
+#[derive(Clone, Copy)]
+pub struct Naming<'a> {
+    /// The mapping and marks.
+    pub mapper: &'a NameMapper,
+    /// Host names of objects of any kind.
+    pub names: &'a dyn HostNames,
+}
+
+impl Naming<'_> {
+    /// The host name of the virtual `kind` object `namespace/name`.
+    pub fn host_name(&self, kind: &str, namespace: &str, name: &str) -> String {
+        self.names.host_name_for(kind, namespace, name)
+    }
+
+    /// Host metadata for a virtual object (see [`NameMapper::host_metadata`]).
+    pub fn host_metadata(&self, kind: &str, virtual_meta: &ObjectMeta) -> ObjectMeta {
+        let ns = virtual_meta.namespace.as_deref().unwrap_or_default();
+        let name = virtual_meta.name.as_deref().unwrap_or_default();
+        self.mapper.host_metadata(kind, virtual_meta, &self.host_name(kind, ns, name))
+    }
+}
+
+impl NameMapper {
+    /// Naming by this mapper alone (objects are named by the current scheme).
+    pub fn naming(&self) -> Naming<'_> {
+        Naming { mapper: self, names: self }
     }
 }
 
@@ -110,29 +142,31 @@ impl NameMapper {
     }
 
     /// The labels every host object of this virtual cluster carries.
-    pub fn marks(&self, namespace: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert(MANAGED_BY.into(), json!(self.cluster));
-        m.insert(VIRTUAL_NAMESPACE.into(), json!(namespace));
-        m
+    pub fn marks(&self, namespace: &str) -> BTreeMap<String, String> {
+        [(MANAGED_BY.to_string(), self.cluster.clone()), (VIRTUAL_NAMESPACE.to_string(), namespace.to_string())].into()
     }
 
-    /// Host metadata for a virtual object: the host name given, host namespace, the
-    /// virtual labels and annotations plus the ownership marks.
-    pub fn host_metadata(&self, kind: &str, virtual_obj: &Value, host_name: &str) -> Value {
-        let name = virtual_obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let ns = virtual_obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let mut labels =
-            virtual_obj.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
-        labels.extend(self.marks(ns));
-        let mut annotations =
-            virtual_obj.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+    /// Host metadata for a virtual object: the host name given, the host namespace, the
+    /// virtual labels and annotations plus the ownership marks and origin annotations.
+    pub fn host_metadata(&self, kind: &str, virtual_meta: &ObjectMeta, host_name: &str) -> ObjectMeta {
+        let ns = virtual_meta.namespace.clone().unwrap_or_default();
+        let mut labels = virtual_meta.labels.clone().unwrap_or_default();
+        labels.extend(self.marks(&ns));
+        let mut annotations = virtual_meta.annotations.clone().unwrap_or_default();
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        annotations.insert(OBJECT_NAME.into(), json!(name));
-        annotations.insert(OBJECT_NAMESPACE.into(), json!(ns));
-        annotations.insert(OBJECT_KIND.into(), json!(kind));
-        annotations.insert(OBJECT_UID.into(), virtual_obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null));
-        json!({"name": host_name, "namespace": self.host_namespace, "labels": labels, "annotations": annotations})
+        annotations.insert(OBJECT_NAME.into(), virtual_meta.name.clone().unwrap_or_default());
+        annotations.insert(OBJECT_NAMESPACE.into(), ns);
+        annotations.insert(OBJECT_KIND.into(), kind.into());
+        if let Some(uid) = &virtual_meta.uid {
+            annotations.insert(OBJECT_UID.into(), uid.clone());
+        }
+        ObjectMeta {
+            name: Some(host_name.into()),
+            namespace: Some(self.host_namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        }
     }
 
     /// Whether `host_meta` is the host copy of the virtual `kind` object `namespace/name`
@@ -221,15 +255,20 @@ mod tests {
 
     #[test]
     fn host_metadata_marks_origin_and_copies_are_told_by_it() {
-        let v = json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}}});
+        let virtual_meta = ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("ns".into()),
+            uid: Some("u1".into()),
+            labels: Some([("app".to_string(), "x".to_string())].into()),
+            ..Default::default()
+        };
         let mapper = m();
-        let h = mapper.host_metadata("Pod", &v, &mapper.host_name("p", "ns"));
-        assert_eq!(h["name"], "p-x-ns-x-vc");
-        assert_eq!(h["namespace"], "host");
-        assert_eq!(h["labels"]["app"], "x");
-        assert_eq!(h["labels"][MANAGED_BY], "vc");
-        assert_eq!(h["annotations"][OBJECT_UID], "u1");
-        let meta: ObjectMeta = serde_json::from_value(h).expect("meta");
+        let meta = mapper.host_metadata("Pod", &virtual_meta, &mapper.host_name("p", "ns"));
+        assert_eq!(meta.name.as_deref(), Some("p-x-ns-x-vc"));
+        assert_eq!(meta.namespace.as_deref(), Some("host"));
+        let labels = meta.labels.clone().unwrap_or_default();
+        assert_eq!((labels["app"].as_str(), labels[MANAGED_BY].as_str()), ("x", "vc"));
+        assert_eq!(meta.annotations.as_ref().map(|a| a[OBJECT_UID].as_str()), Some("u1"));
         assert!(mapper.is_copy_of(&meta, "Pod", "ns", "p"));
         assert!(!mapper.is_copy_of(&meta, "Pod", "ns", "q"));
         assert!(!mapper.is_copy_of(&meta, "Service", "ns", "p"));

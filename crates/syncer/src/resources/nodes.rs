@@ -256,7 +256,7 @@ async fn apply_virtual_node(ctx: &SyncContext, host_event: &Node) -> Result<(), 
             .await?
             .items
             .into_iter()
-            .filter(|p| !ctx.mapper.owns(&p.metadata) && !crate::util::is_terminal(p))
+            .filter(|p| !ctx.mapper.owns(&p.metadata) && !vkube_core::pod::is_terminal(p))
             .collect();
         if let Some(alloc) = want.pointer("/status/allocatable").cloned() {
             want["status"]["allocatable"] = allocatable_left(&alloc, &others);
@@ -390,7 +390,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
                 let name = v.metadata.name.clone().unwrap_or_default();
                 if let Ok(Some(host)) = host_nodes.get_opt(&name).await
                     && let Err(e) = apply_virtual_node(&ctx, &host).await {
-                        tracing::debug!("node sync {name}: {e}");
+                        tracing::warn!("node sync {name}: {e} (retried on the next change or sweep)");
                     }
             }
             ev = events.next() => {
@@ -399,12 +399,12 @@ pub async fn run(ctx: Arc<SyncContext>) {
                 let wanted = if ctx.config.sync_nodes { selected(&ctx, &node) } else { virtual_exists(&ctx, &name).await };
                 if wanted
                     && let Err(e) = apply_virtual_node(&ctx, &node).await {
-                        tracing::debug!("node sync {name}: {e}");
+                        tracing::warn!("node sync {name}: {e} (retried on the next change or sweep)");
                     }
             }
             _ = tick.tick() => {
                 if let Err(e) = sweep(&ctx).await {
-                    tracing::debug!("node sweep: {e}");
+                    tracing::warn!("node sweep: {e} (retried in 5 s)");
                 }
             }
         }
@@ -447,7 +447,7 @@ async fn sweep(ctx: &SyncContext) -> Result<(), Error> {
             Some(_) => used.contains(&name),
         };
         if !keep {
-            let _ = virtual_nodes.delete(&name, &DeleteParams::default()).await;
+            vkube_controllers::runtime::gone_is_ok(virtual_nodes.delete(&name, &DeleteParams::default()).await)?;
         }
     }
     Ok(())

@@ -7,11 +7,15 @@
 //! host copy, then finish the virtual delete. Host pods whose virtual pod is gone are
 //! removed by [`crate::cleanup`].
 
-use crate::names::{HostNames, NameMapper};
+use crate::names::Naming;
 use crate::{Error, SyncContext};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{
+    Container, DownwardAPIProjection, DownwardAPIVolumeFile, EnvVar, ObjectFieldSelector, Toleration, Volume,
+    VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -19,6 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use vkube_controllers::runtime::RunLogged;
 
 /// Annotation on a virtual pod: the uid of its host copy, once created.
 pub const HOST_UID: &str = "vkube.dev/host-uid";
@@ -147,16 +152,14 @@ fn token_annotation(volume: &str, path: &str, audience: Option<&str>) -> String 
 }
 
 /// The tokens a virtual pod's projected `serviceAccountToken` sources need.
-pub fn token_needs(virtual_pod: &Value) -> Vec<TokenNeed> {
+pub fn token_needs(pod: &Pod) -> Vec<TokenNeed> {
     let mut out = Vec::new();
-    for v in virtual_pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
-        let volume = v.get("name").and_then(Value::as_str).unwrap_or_default();
-        for s in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(t) = s.get("serviceAccountToken") {
-                let path = t.get("path").and_then(Value::as_str).unwrap_or_default();
-                let audience = t.get("audience").and_then(Value::as_str).filter(|a| !a.is_empty());
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(t) = &src.service_account_token {
+                let audience = t.audience.as_deref().filter(|a| !a.is_empty());
                 out.push(TokenNeed {
-                    annotation: token_annotation(volume, path, audience),
+                    annotation: token_annotation(&v.name, &t.path, audience),
                     audience: audience.map(String::from),
                 });
             }
@@ -167,139 +170,177 @@ pub fn token_needs(virtual_pod: &Value) -> Vec<TokenNeed> {
 
 /// Downward-API field paths that would name the host object, pointed at the annotations
 /// that name the virtual one.
-fn translate_field_ref(v: &mut Value) {
-    if let Some(Value::String(path)) = v.pointer_mut("/fieldRef/fieldPath") {
-        let annotation = match path.as_str() {
-            "metadata.name" => crate::names::OBJECT_NAME,
-            "metadata.namespace" => crate::names::OBJECT_NAMESPACE,
-            "metadata.uid" => crate::names::OBJECT_UID,
-            _ => return,
-        };
-        *path = format!("metadata.annotations['{annotation}']");
-    }
+fn translate_field_ref(f: &mut ObjectFieldSelector) {
+    let annotation = match f.field_path.as_str() {
+        "metadata.name" => crate::names::OBJECT_NAME,
+        "metadata.namespace" => crate::names::OBJECT_NAMESPACE,
+        "metadata.uid" => crate::names::OBJECT_UID,
+        _ => return,
+    };
+    f.field_path = format!("metadata.annotations['{annotation}']");
 }
 
-fn rename(v: &mut Value, ptr: &str, names: &dyn HostNames, kind: &str, ns: &str) {
-    if let Some(Value::String(s)) = v.pointer_mut(ptr) {
-        *s = names.host_name_for(kind, ns, s);
+fn translate_downward_items(items: Option<&mut Vec<DownwardAPIVolumeFile>>) {
+    for item in items.into_iter().flatten() {
+        if let Some(f) = item.field_ref.as_mut() {
+            translate_field_ref(f);
+        }
     }
 }
 
 /// Parse `key=value:Effect` / `key:Effect` / `key` into a toleration.
-pub fn parse_toleration(s: &str) -> Value {
+pub fn parse_toleration(s: &str) -> Toleration {
     let (kv, effect) = s.split_once(':').map(|(a, b)| (a, Some(b))).unwrap_or((s, None));
-    let mut t = match kv.split_once('=') {
-        Some((k, v)) => json!({"key": k, "operator": "Equal", "value": v}),
-        None => json!({"key": kv, "operator": "Exists"}),
+    let (key, operator, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, "Equal", Some(v.to_string())),
+        None => (kv, "Exists", None),
     };
-    if let Some(e) = effect {
-        t["effect"] = json!(e);
+    Toleration {
+        key: Some(key.into()),
+        operator: Some(operator.into()),
+        value,
+        effect: effect.map(String::from),
+        toleration_seconds: None,
     }
-    t
 }
 
-/// The host pod for a virtual pod; `names` gives the host names of what it refers to.
-pub fn translate(
-    virtual_pod: &Value,
-    mapper: &NameMapper,
-    names: &dyn HostNames,
-    enforce_tolerations: &[String],
-) -> Value {
-    let ns = virtual_pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-    let name = virtual_pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut spec = virtual_pod.get("spec").cloned().unwrap_or_else(|| json!({}));
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs {
-                if let Some(envs) = c.get_mut("env").and_then(Value::as_array_mut) {
-                    for e in envs {
-                        rename(e, "/valueFrom/configMapKeyRef/name", names, "ConfigMap", &ns);
-                        rename(e, "/valueFrom/secretKeyRef/name", names, "Secret", &ns);
-                        if let Some(from) = e.get_mut("valueFrom") {
-                            translate_field_ref(from);
-                        }
-                    }
+fn translate_container(c: &mut Container, naming: Naming<'_>, ns: &str) {
+    for e in c.env.iter_mut().flatten() {
+        if let Some(from) = e.value_from.as_mut() {
+            if let Some(r) = from.config_map_key_ref.as_mut() {
+                r.name = naming.host_name("ConfigMap", ns, &r.name);
+            }
+            if let Some(r) = from.secret_key_ref.as_mut() {
+                r.name = naming.host_name("Secret", ns, &r.name);
+            }
+            if let Some(f) = from.field_ref.as_mut() {
+                translate_field_ref(f);
+            }
+        }
+    }
+    for f in c.env_from.iter_mut().flatten() {
+        if let Some(r) = f.config_map_ref.as_mut() {
+            r.name = naming.host_name("ConfigMap", ns, &r.name);
+        }
+        if let Some(r) = f.secret_ref.as_mut() {
+            r.name = naming.host_name("Secret", ns, &r.name);
+        }
+    }
+}
+
+fn translate_volume(v: &mut Volume, naming: Naming<'_>, ns: &str) {
+    if let Some(cm) = v.config_map.as_mut() {
+        cm.name = naming.host_name("ConfigMap", ns, &cm.name);
+    }
+    if let Some(name) = v.secret.as_mut().and_then(|s| s.secret_name.as_mut()) {
+        *name = naming.host_name("Secret", ns, name);
+    }
+    if let Some(claim) = v.persistent_volume_claim.as_mut() {
+        claim.claim_name = naming.host_name("PersistentVolumeClaim", ns, &claim.claim_name);
+    }
+    translate_downward_items(v.downward_api.as_mut().and_then(|d| d.items.as_mut()));
+    let volume = v.name.clone();
+    for src in v.projected.iter_mut().flat_map(|p| p.sources.iter_mut().flatten()) {
+        if let Some(cm) = src.config_map.as_mut() {
+            cm.name = naming.host_name("ConfigMap", ns, &cm.name);
+        }
+        if let Some(secret) = src.secret.as_mut() {
+            secret.name = naming.host_name("Secret", ns, &secret.name);
+        }
+        translate_downward_items(src.downward_api.as_mut().and_then(|d| d.items.as_mut()));
+        // A virtual-cluster token, read from the host pod's annotation (the syncer
+        // requests it when it creates the host pod).
+        if let Some(t) = src.service_account_token.take() {
+            let key = token_annotation(&volume, &t.path, t.audience.as_deref().filter(|a| !a.is_empty()));
+            *src = VolumeProjection {
+                downward_api: Some(DownwardAPIProjection {
+                    items: Some(vec![DownwardAPIVolumeFile {
+                        path: t.path,
+                        field_ref: Some(ObjectFieldSelector {
+                            api_version: Some("v1".into()),
+                            field_path: format!("metadata.annotations['{key}']"),
+                        }),
+                        ..Default::default()
+                    }]),
+                }),
+                ..Default::default()
+            };
+        }
+    }
+}
+
+/// The host pod for a virtual pod (pure: references renamed, the virtual cluster's
+/// service account and token kept out of the host's, its scheduling fields dropped).
+pub fn translate(pod: &Pod, naming: Naming<'_>, enforce_tolerations: &[String]) -> Pod {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut spec = pod.spec.clone().unwrap_or_default();
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        translate_container(c, naming, &ns);
+    }
+    for c in spec.ephemeral_containers.iter_mut().flatten() {
+        for e in c.env.iter_mut().flatten() {
+            if let Some(from) = e.value_from.as_mut() {
+                if let Some(r) = from.config_map_key_ref.as_mut() {
+                    r.name = naming.host_name("ConfigMap", &ns, &r.name);
                 }
-                if let Some(from) = c.get_mut("envFrom").and_then(Value::as_array_mut) {
-                    for f in from {
-                        rename(f, "/configMapRef/name", names, "ConfigMap", &ns);
-                        rename(f, "/secretRef/name", names, "Secret", &ns);
-                    }
+                if let Some(r) = from.secret_key_ref.as_mut() {
+                    r.name = naming.host_name("Secret", &ns, &r.name);
+                }
+                if let Some(f) = from.field_ref.as_mut() {
+                    translate_field_ref(f);
                 }
             }
         }
     }
-    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
-        for v in vols {
-            rename(v, "/configMap/name", names, "ConfigMap", &ns);
-            rename(v, "/secret/secretName", names, "Secret", &ns);
-            rename(v, "/persistentVolumeClaim/claimName", names, "PersistentVolumeClaim", &ns);
-            for item in v.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut).into_iter().flatten() {
-                translate_field_ref(item);
-            }
-            let volume = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            if let Some(sources) = v.pointer_mut("/projected/sources").and_then(Value::as_array_mut) {
-                for s in sources {
-                    rename(s, "/configMap/name", names, "ConfigMap", &ns);
-                    rename(s, "/secret/name", names, "Secret", &ns);
-                    for item in s.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut).into_iter().flatten()
-                    {
-                        translate_field_ref(item);
-                    }
-                    // A virtual-cluster token, read from the host pod's annotation (the
-                    // syncer requests it when it creates the host pod).
-                    if let Some(t) = s.get("serviceAccountToken") {
-                        let path = t.get("path").and_then(Value::as_str).unwrap_or_default().to_string();
-                        let audience = t.get("audience").and_then(Value::as_str).filter(|a| !a.is_empty());
-                        let key = token_annotation(&volume, &path, audience);
-                        *s = json!({"downwardAPI": {"items": [{"path": path, "fieldRef": {"apiVersion": "v1", "fieldPath": format!("metadata.annotations['{key}']")}}]}});
-                    }
-                }
-            }
+    for v in spec.volumes.iter_mut().flatten() {
+        translate_volume(v, naming, &ns);
+    }
+    for s in spec.image_pull_secrets.iter_mut().flatten() {
+        s.name = naming.host_name("Secret", &ns, &s.name);
+    }
+    // The host's own service account, without its token: in-pod clients talk to the
+    // virtual API, not the host's.
+    spec.service_account_name = None;
+    spec.service_account = None;
+    spec.automount_service_account_token = Some(false);
+    spec.priority_class_name = None;
+    spec.scheduler_name = None;
+    if spec.hostname.is_none() {
+        spec.hostname = Some(name.chars().take(63).collect());
+    }
+    spec.subdomain = None;
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for t in enforce_tolerations {
+        let t = parse_toleration(t);
+        if !tolerations.contains(&t) {
+            tolerations.push(t);
         }
     }
-    if let Some(ips) = spec.get_mut("imagePullSecrets").and_then(Value::as_array_mut) {
-        for s in ips {
-            rename(s, "/name", names, "Secret", &ns);
-        }
-    }
-    if let Some(m) = spec.as_object_mut() {
-        // The host's own service account, without its token: in-pod clients talk to the
-        // virtual API, not the host's.
-        m.remove("serviceAccountName");
-        m.remove("serviceAccount");
-        m.insert("automountServiceAccountToken".into(), json!(false));
-        m.remove("priorityClassName");
-        m.remove("schedulerName");
-        if !m.contains_key("hostname") {
-            m.insert("hostname".into(), json!(name.chars().take(63).collect::<String>()));
-        }
-        m.remove("subdomain");
-        let tolerations = m.entry("tolerations").or_insert_with(|| json!([]));
-        if let Value::Array(ts) = tolerations {
-            for t in enforce_tolerations {
-                let t = parse_toleration(t);
-                if !ts.contains(&t) {
-                    ts.push(t);
-                }
-            }
-        }
-    }
-    let host_name = names.host_name_for("Pod", &ns, &name);
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": mapper.host_metadata("Pod", virtual_pod, &host_name), "spec": spec})
+    Pod { metadata: naming.host_metadata("Pod", &pod.metadata), spec: Some(spec), status: None }
 }
 
 /// A virtual-cluster token for a pod's service account, bound to the pod.
 async fn request_token(ctx: &SyncContext, vpod: &Pod, audience: Option<String>) -> Result<String, Error> {
+    use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     let ns = vpod.metadata.namespace.clone().unwrap_or_default();
     let sa = vpod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
     let api: Api<ServiceAccount> = Api::namespaced(ctx.virtual_client.clone(), &ns);
-    let req = serde_json::from_value(json!({"spec": {
-        "audiences": audience.into_iter().collect::<Vec<_>>(),
-        "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
-        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": vpod.metadata.name, "uid": vpod.metadata.uid},
-    }}))?;
+    let req = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(audience.into_iter().collect()),
+            expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: vpod.metadata.name.clone(),
+                uid: vpod.metadata.uid.clone(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let out = api.create_token_request(&sa, &PostParams::default(), &req).await?;
     Ok(out.status.and_then(|s| s.token).unwrap_or_default())
 }
@@ -308,18 +349,15 @@ async fn request_token(ctx: &SyncContext, vpod: &Pod, audience: Option<String>) 
 /// `KUBERNETES_SERVICE_PORT` in every container (what client-go's in-cluster config
 /// reads; a value in the container spec wins over the host kubelet's), unless the pod
 /// sets them itself.
-pub fn point_at_virtual_api(host_pod: &mut Value, host: &str, port: u16) {
-    for list in ["initContainers", "containers"] {
-        for c in host_pod.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut).into_iter().flatten() {
-            let Some(c) = c.as_object_mut() else { continue };
-            let env = c.entry("env").or_insert_with(|| json!([]));
-            let Some(env) = env.as_array_mut() else { continue };
-            for (name, value) in
-                [("KUBERNETES_SERVICE_HOST", host.to_string()), ("KUBERNETES_SERVICE_PORT", port.to_string())]
-            {
-                if !env.iter().any(|e| e.get("name").and_then(Value::as_str) == Some(name)) {
-                    env.push(json!({"name": name, "value": value}));
-                }
+pub fn point_at_virtual_api(host_pod: &mut Pod, host: &str, port: u16) {
+    let Some(spec) = host_pod.spec.as_mut() else { return };
+    for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+        let env = c.env.get_or_insert_with(Vec::new);
+        for (name, value) in
+            [("KUBERNETES_SERVICE_HOST", host.to_string()), ("KUBERNETES_SERVICE_PORT", port.to_string())]
+        {
+            if !env.iter().any(|e| e.name == name) {
+                env.push(EnvVar { name: name.into(), value: Some(value), value_from: None });
             }
         }
     }
@@ -333,12 +371,11 @@ async fn record_host_uid(virtual_api: &Api<Pod>, name: &str, host: &Pod) -> Resu
     Ok(())
 }
 
-/// The virtual pod's status from its host copy.
-pub fn status_back(host_pod: &Value) -> Value {
-    let mut status = host_pod.get("status").cloned().unwrap_or_else(|| json!({}));
-    if let Some(m) = status.as_object_mut() {
-        m.remove("nominatedNodeName");
-    }
+/// The virtual pod's status from its host copy (`{"status": ...}`, as a status patch
+/// and as the cache digests it); the host's nomination is the host scheduler's.
+pub fn status_back(host_pod: &Pod) -> Value {
+    let mut status = host_pod.status.clone().unwrap_or_default();
+    status.nominated_node_name = None;
     json!({"status": status})
 }
 
@@ -350,7 +387,9 @@ pub async fn run(ctx: Arc<SyncContext>) {
     // The virtual pods are cached slim ([`CachedPod`]), and reconciled a bounded number
     // at a time.
     let (reader, writer) = kube::runtime::reflector::store::<CachedPod>();
-    let _ = ctx.virtual_pods.set(reader.clone());
+    if ctx.virtual_pods.set(reader.clone()).is_err() {
+        tracing::warn!("the pod syncer runs twice in one context; the second shares the first's cache");
+    }
     let slim = watcher(virtual_pods, watcher::Config::default()).default_backoff().map(|ev| {
         ev.map(|ev| match ev {
             watcher::Event::Apply(p) => watcher::Event::Apply(CachedPod::of(p)),
@@ -362,26 +401,18 @@ pub async fn run(ctx: Arc<SyncContext>) {
     });
     let virtual_changes = kube::runtime::reflector::reflector(writer, slim).applied_objects();
     Controller::for_stream(virtual_changes, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(crate::RECONCILE_CONCURRENCY))
+        .with_config(crate::engine::config())
         .watches(host_pods, watcher::Config::default().labels(&ctx.mapper.selector()), move |hp: Pod| {
             mapper.virtual_of(&hp.metadata).map(|(ns, name)| ObjectRef::new(&name).within(&ns))
         })
-        .run(
-            reconcile,
-            |_, e, _| {
-                tracing::debug!("pod sync: {e}");
-                Action::requeue(Duration::from_millis(500))
-            },
-            ctx,
-        )
-        .for_each(|_| async {})
+        .run_logged("pod-syncer", reconcile, ctx)
         .await;
 }
 
 async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action, Error> {
     let ns = vpod.metadata.namespace.clone().unwrap_or_default();
     let name = vpod.metadata.name.clone().unwrap_or_default();
-    let host_name = ctx.host_name_for("Pod", &ns, &name);
+    let host_name = ctx.naming().host_name("Pod", &ns, &name);
     let host_api: Api<Pod> = Api::namespaced(ctx.host_client.clone(), &ctx.mapper.host_namespace);
     let virtual_api: Api<Pod> = Api::namespaced(ctx.virtual_client.clone(), &ns);
     let host = host_api.get_opt(&host_name).await?;
@@ -460,26 +491,31 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                     return Ok(Action::await_change());
                 }
                 crate::config::ensure_referenced(&ctx, &vpod).await?;
-                let vpod_value = serde_json::to_value(&vpod)?;
-                let mut host_pod = translate(&vpod_value, &ctx.mapper, ctx.as_ref(), &ctx.config.enforce_tolerations);
+                let mut host_pod = translate(&vpod, ctx.naming(), &ctx.config.enforce_tolerations);
                 if let Some((host, port)) = &ctx.api_endpoint {
                     point_at_virtual_api(&mut host_pod, host, *port);
                 }
-                for need in token_needs(&vpod_value) {
+                for need in token_needs(&vpod) {
                     let token = request_token(&ctx, &vpod, need.audience).await?;
-                    host_pod["metadata"]["annotations"][need.annotation] = json!(token);
+                    host_pod.metadata.annotations.get_or_insert_with(Default::default).insert(need.annotation, token);
                 }
-                if let Some(node) = vpod.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    host_pod["spec"]["nodeName"] = json!(node);
+                if let Some(node) = vpod.spec.as_ref().and_then(|s| s.node_name.clone())
+                    && let Some(spec) = host_pod.spec.as_mut()
+                {
+                    spec.node_name = Some(node);
                 }
                 if let Some((owner, uid)) = ctx.owner.get() {
-                    host_pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid, "controller": true}]);
+                    host_pod.metadata.owner_references = Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "ConfigMap".into(),
+                        name: owner.clone(),
+                        uid: uid.clone(),
+                        controller: Some(true),
+                        block_owner_deletion: None,
+                    }]);
                 }
                 let created = match host_api
-                    .create(
-                        &PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() },
-                        &serde_json::from_value(host_pod)?,
-                    )
+                    .create(&PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() }, &host_pod)
                     .await
                 {
                     Ok(p) => p,
@@ -507,8 +543,7 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let host_v = serde_json::to_value(&h)?;
-                let wanted = status_back(&host_v);
+                let wanted = status_back(&h);
                 if status_digest(&wanted) != vpod.status_digest {
                     virtual_api
                         .patch_status(
@@ -531,8 +566,17 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
 mod tests {
     use super::*;
 
-    fn mapper() -> NameMapper {
-        NameMapper::new("vc", "host")
+    fn mapper() -> crate::names::NameMapper {
+        crate::names::NameMapper::new("vc", "host")
+    }
+
+    fn pod(v: &Value) -> Pod {
+        serde_json::from_value(v.clone()).expect("pod")
+    }
+
+    /// The host pod of a virtual one, as JSON (to read the fields as the host sees them).
+    fn host(v: &Value, tolerations: &[String]) -> Value {
+        serde_json::to_value(translate(&pod(v), mapper().naming(), tolerations)).expect("json")
     }
 
     #[test]
@@ -544,7 +588,7 @@ mod tests {
                 "envFrom": [{"configMapRef": {"name": "cfg2"}}]}],
             "volumes": [{"name": "v", "configMap": {"name": "cfg3"}}, {"name": "s", "secret": {"secretName": "sec2"}}, {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
             "imagePullSecrets": [{"name": "pull"}]}});
-        let h = translate(&v, &mapper(), &mapper(), &["dedicated=vc:NoSchedule".to_string()]);
+        let h = host(&v, &["dedicated=vc:NoSchedule".to_string()]);
         assert_eq!(h["metadata"]["name"], "p-x-ns-x-vc");
         let c = &h["spec"]["containers"][0];
         assert_eq!(c["env"][0]["valueFrom"]["configMapKeyRef"]["name"], "cfg-x-ns-x-vc");
@@ -571,11 +615,11 @@ mod tests {
                 {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
                 {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}},
                 {"name": "vault", "projected": {"sources": [{"serviceAccountToken": {"audience": "vault", "path": "t"}}]}}]}});
-        let needs = token_needs(&v);
+        let needs = token_needs(&pod(&v));
         assert_eq!(needs.len(), 2);
         assert_eq!(needs[1].audience.as_deref(), Some("vault"));
         assert_ne!(needs[0].annotation, needs[1].annotation);
-        let h = translate(&v, &mapper(), &mapper(), &[]);
+        let h = host(&v, &[]);
         let sources = &h["spec"]["volumes"][0]["projected"]["sources"];
         assert_eq!(
             sources[0]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
@@ -598,8 +642,9 @@ mod tests {
         let v = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
             "initContainers": [{"name": "i", "image": "i"}],
             "containers": [{"name": "c", "image": "i", "env": [{"name": "KUBERNETES_SERVICE_PORT", "value": "8443"}]}]}});
-        let mut h = translate(&v, &mapper(), &mapper(), &[]);
-        point_at_virtual_api(&mut h, "10.0.0.5", 6443);
+        let mut typed = translate(&pod(&v), mapper().naming(), &[]);
+        point_at_virtual_api(&mut typed, "10.0.0.5", 6443);
+        let h = serde_json::to_value(&typed).expect("json");
         assert_eq!(
             h["spec"]["initContainers"][0]["env"],
             json!([{"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.5"}, {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}])
@@ -621,7 +666,7 @@ mod tests {
                 "volumes": [{"name": "s", "secret": {"secretName": "sec"}}]},
             "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}))
         .expect("pod");
-        let host_status = status_back(&serde_json::to_value(&pod).expect("json"));
+        let host_status = status_back(&pod);
         let c = CachedPod::of(pod);
         assert!(c.metadata.managed_fields.is_none());
         assert_eq!(c.metadata.annotations.as_ref().and_then(|a| a.get(HOST_UID)).map(String::as_str), Some("h"));
@@ -641,10 +686,11 @@ mod tests {
 
     #[test]
     fn tolerations_parse() {
+        let json_of = |t: Toleration| serde_json::to_value(t).expect("json");
         assert_eq!(
-            parse_toleration("gpu:NoSchedule"),
+            json_of(parse_toleration("gpu:NoSchedule")),
             json!({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"})
         );
-        assert_eq!(parse_toleration("k=v"), json!({"key": "k", "operator": "Equal", "value": "v"}));
+        assert_eq!(json_of(parse_toleration("k=v")), json!({"key": "k", "operator": "Equal", "value": "v"}));
     }
 }

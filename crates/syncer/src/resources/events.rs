@@ -2,30 +2,25 @@
 
 use crate::SyncContext;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
-/// Record an event on a virtual object.
+/// Record an event on a virtual object (`regarding`: its apiVersion, kind and metadata),
+/// through the syncer's event recorder.
 pub async fn virtual_event(ctx: &SyncContext, regarding: &Value, ty: &str, reason: &str, message: &str) {
-    let object_ns = regarding.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-    // Events about cluster-scoped objects (nodes) live in `default`.
-    let ns = if object_ns.is_empty() { "default".to_string() } else { object_ns.clone() };
-    let name = regarding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let now = vkube_core::meta::now_rfc3339();
-    let ev = json!({
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
-        "involvedObject": {"apiVersion": regarding.get("apiVersion").cloned().unwrap_or(json!("v1")), "kind": regarding.get("kind").cloned().unwrap_or(json!("Pod")), "name": name, "namespace": object_ns, "uid": regarding.pointer("/metadata/uid")},
-        "reason": reason, "message": message, "type": ty,
-        "source": {"component": "vkube-syncer"}, "reportingComponent": "vkube-syncer",
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let api: Api<Event> = Api::namespaced(ctx.virtual_client.clone(), &ns);
-    if let Ok(e) = serde_json::from_value(ev) {
-        let _ = api.create(&PostParams::default(), &e).await;
-    }
+    let text = |ptr: &str| regarding.pointer(ptr).and_then(Value::as_str).map(String::from);
+    let reference = ObjectReference {
+        api_version: text("/apiVersion").or(Some("v1".into())),
+        kind: text("/kind").or(Some("Pod".into())),
+        name: text("/metadata/name"),
+        namespace: text("/metadata/namespace").filter(|n| !n.is_empty()),
+        uid: text("/metadata/uid"),
+        ..Default::default()
+    };
+    vkube_controllers::util::record(&ctx.recorder, &reference, ty == "Warning", reason, "Syncing", message).await;
 }
 
 /// Run the event syncer.

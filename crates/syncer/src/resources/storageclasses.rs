@@ -118,7 +118,7 @@ pub async fn run(ctx: Arc<SyncContext>) {
         // Fold a burst of events into one pass.
         while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(20), triggers.next()).await {}
         if let Err(e) = sync_all(&ctx).await {
-            tracing::debug!("storage class sync: {e}");
+            tracing::warn!("storage class sync: {e} (retried)");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
