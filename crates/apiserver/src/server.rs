@@ -5,7 +5,7 @@
 //! the data directory, writes `DIR/admin.kubeconfig`, bootstraps the default objects,
 //! and serves until [`RunningServer::shutdown`].
 
-use crate::authn::{Authenticator, User};
+use crate::authn::Authenticator;
 use crate::endpoints::{self, ApiState};
 use crate::pki::{self, Pki};
 use crate::registry::Registry;
@@ -216,7 +216,7 @@ async fn serve_connection(
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .and_then(|c| User::from_certificate(c.as_ref()));
+        .and_then(|c| crate::authn::user_from_certificate(c.as_ref()));
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let cert_user = cert_user.clone();

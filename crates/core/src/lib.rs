@@ -6,6 +6,7 @@
 //! for `metadata` of objects held as `serde_json::Value`), and [`pod`] (pod state, on
 //! the k8s-openapi type, as kube-core builds on it).
 
+pub mod admission;
 pub mod meta;
 pub mod pod;
 pub mod quantity;

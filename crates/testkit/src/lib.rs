@@ -1,10 +1,14 @@
 //! vkube-testkit: boot real in-process vkube servers on ephemeral loopback ports, each
-//! with its own temporary data directory, for integration tests.
+//! with its own temporary data directory, for integration tests — an API server alone
+//! ([`TestServer`]), or a cluster with the controllers (and a scheduler and simulated
+//! nodes, for a host), optionally syncing into another one ([`TestCluster`]), so that
+//! controller and syncer behaviour is tested without the binary.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! let server = vkube_testkit::TestServer::start().await?;
-//! let client = server.client().await?;
+//! let host = vkube_testkit::TestCluster::host(2).await?;
+//! let virtual_cluster = vkube_testkit::TestCluster::start().await?.with_syncer(&host, Default::default()).await?;
+//! let client = virtual_cluster.client().await?;
 //! # Ok(()) }
 //! ```
 
@@ -118,5 +122,88 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// An API server with what runs beside it: the controllers, and for a host the
+/// scheduler and simulated nodes, or for a virtual cluster the syncer. Everything stops
+/// when it is dropped.
+pub struct TestCluster {
+    /// The API server.
+    pub server: TestServer,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    nodes: Option<vkube_kubelet_sim::SimulatedNodes>,
+}
+
+impl TestCluster {
+    /// An API server with the controllers.
+    ///
+    /// # Errors
+    /// If the server cannot start.
+    pub async fn start() -> anyhow::Result<Self> {
+        let server = TestServer::start().await?;
+        let client = server.client().await?;
+        let manager = vkube_controllers::ManagerConfig {
+            root_ca_pem: Some(server.server().pki.ca.cert_pem.clone()),
+            ..Default::default()
+        };
+        let tasks = vec![tokio::spawn(vkube_controllers::ControllerManager::run_unelected(client, manager))];
+        Ok(TestCluster { server, tasks, nodes: None })
+    }
+
+    /// A host cluster: the controllers, the scheduler and `nodes` simulated nodes.
+    ///
+    /// # Errors
+    /// If the server cannot start or the nodes cannot register.
+    pub async fn host(nodes: usize) -> anyhow::Result<Self> {
+        let mut cluster = Self::start().await?;
+        let client = cluster.client().await?;
+        let scheduler = client.clone();
+        cluster.tasks.push(tokio::spawn(async move {
+            if let Err(e) = vkube_scheduler::Scheduler::run(scheduler, Default::default()).await {
+                tracing::error!("test scheduler stopped: {e}");
+            }
+        }));
+        let config = vkube_kubelet_sim::NodeConfig { count: nodes, ..Default::default() };
+        cluster.nodes = Some(vkube_kubelet_sim::SimulatedNodes::start(client, config).await?);
+        Ok(cluster)
+    }
+
+    /// Sync this (virtual) cluster into `host`'s namespace `vkube-vc`, as virtual
+    /// cluster `vc`, with `config` (vcluster.yaml's settings).
+    ///
+    /// # Errors
+    /// If the clients cannot be made.
+    pub async fn with_syncer(mut self, host: &TestCluster, config: vkube_config::VClusterConfig) -> anyhow::Result<Self> {
+        use k8s_openapi::api::core::v1::Namespace;
+        let host_client = host.client().await?;
+        let namespaces: kube::Api<Namespace> = kube::Api::all(host_client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "vkube-vc"}}))?;
+        match namespaces.create(&Default::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mapper = vkube_syncer::names::NameMapper::new("vc", "vkube-vc");
+        let ctx = vkube_syncer::SyncContext::new(self.client().await?, host_client, mapper, config);
+        self.tasks.push(tokio::spawn(vkube_syncer::Syncer::run(std::sync::Arc::new(ctx))));
+        Ok(self)
+    }
+
+    /// A kube-rs client with the admin credentials.
+    ///
+    /// # Errors
+    /// If the kubeconfig cannot be read.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        self.server.client().await
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.nodes.take();
     }
 }

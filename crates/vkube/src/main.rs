@@ -15,7 +15,6 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench;
 mod host;
-mod node_admission;
 mod serve;
 
 #[derive(Parser)]

@@ -178,7 +178,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         }
     }
     // The syncer has its own identity, so the API server can tell its writes from a user's.
-    let pair = server.pki.issue_client(crate::node_admission::SYNCER_USER, &["system:masters"])?;
+    let pair = server.pki.issue_client(vkube_syncer::resources::node_edits::SYNCER_USER, &["system:masters"])?;
     let syncer_kc = vkube_apiserver::pki::kubeconfig(
         &cfg.name,
         &server.url,
@@ -189,7 +189,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&syncer_kc)?, &Default::default())
             .await?;
     let virtual_client = kube::Client::try_from(syncer_config)?;
-    server.state.add_admission(Arc::new(crate::node_admission::NodeEdits {
+    server.state.add_admission(Arc::new(vkube_syncer::resources::node_edits::NodeEdits {
         virtual_scheduler: values.virtual_scheduler,
         sync_back: values.sync_back_changes,
         host: host_client.clone(),

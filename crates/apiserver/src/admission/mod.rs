@@ -6,81 +6,26 @@
 
 pub mod serviceaccount;
 
-use crate::authn::User;
-use crate::resources::{Resource, Subresource};
 use async_trait::async_trait;
 use serde_json::Value;
+use std::sync::{Arc, RwLock};
 use vkube_core::status::ApiError;
 
-/// The kind of write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// POST.
-    Create,
-    /// PUT or PATCH (the object is the patched result).
-    Update,
-    /// DELETE.
-    Delete,
-}
-
-/// One write, as a hook sees it.
-pub struct AdmissionRequest<'a> {
-    /// What is done.
-    pub operation: Operation,
-    /// To which resource.
-    pub resource: &'a Resource,
-    /// In which namespace.
-    pub namespace: &'a str,
-    /// The object's name ("" on create with generateName).
-    pub name: &'a str,
-    /// The subresource written, if any.
-    pub subresource: Option<Subresource>,
-    /// By whom.
-    pub user: &'a User,
-    /// The stored object, for updates and deletes.
-    pub old: Option<&'a Value>,
-    /// `dryRun=All`: the request must be answered as the real one would be, and a hook
-    /// with side effects (writes elsewhere, claims, events) must not cause them.
-    pub dry_run: bool,
-    /// Read access to the cluster's objects.
-    pub registry: &'a crate::registry::Registry,
-}
-
-/// What a hook decided.
-pub struct AdmissionOutcome {
-    /// The object to continue with.
-    pub object: Value,
-    /// Warnings for the client.
-    pub warnings: Vec<String>,
-}
-
-/// An admission hook.
-///
-/// # Errors
-/// An `ApiError` refuses the request with that status.
-#[async_trait]
-pub trait Admission: Send + Sync {
-    /// Look at (and possibly change) a write.
-    async fn admit(&self, request: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError>;
-}
+pub use vkube_core::admission::{Admission, AdmissionOutcome, AdmissionRequest, Operation, Target};
 
 /// The plugins every write passes, in order.
 pub struct AdmissionChain {
-    plugins: std::sync::RwLock<Vec<std::sync::Arc<dyn Admission>>>,
-}
-
-impl Default for AdmissionChain {
-    /// kube-apiserver's built-in plugins that vkube has.
-    fn default() -> Self {
-        AdmissionChain {
-            plugins: std::sync::RwLock::new(vec![std::sync::Arc::new(serviceaccount::ServiceAccountAdmission)]),
-        }
-    }
+    plugins: RwLock<Vec<Arc<dyn Admission>>>,
 }
 
 impl AdmissionChain {
+    /// kube-apiserver's built-in plugins that vkube has, reading from `registry`.
+    pub fn builtin(registry: Arc<crate::registry::Registry>) -> Self {
+        AdmissionChain { plugins: RwLock::new(vec![Arc::new(serviceaccount::ServiceAccountAdmission { registry })]) }
+    }
+
     /// Add a plugin after those there.
-    pub fn add(&self, plugin: std::sync::Arc<dyn Admission>) {
+    pub fn add(&self, plugin: Arc<dyn Admission>) {
         match self.plugins.write() {
             Ok(mut p) => p.push(plugin),
             Err(e) => e.into_inner().push(plugin),

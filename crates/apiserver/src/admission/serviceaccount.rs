@@ -99,18 +99,17 @@ async fn admit_pod(reg: &Registry, namespace: &str, pod: &mut Value) -> Result<(
 }
 
 /// The ServiceAccount admission plugin.
-pub struct ServiceAccountAdmission;
+pub struct ServiceAccountAdmission {
+    /// Where service accounts are read from.
+    pub registry: std::sync::Arc<Registry>,
+}
 
 #[async_trait]
 impl Admission for ServiceAccountAdmission {
     async fn admit(&self, req: &AdmissionRequest<'_>, mut object: Value) -> Result<AdmissionOutcome, ApiError> {
-        if req.operation == Operation::Create
-            && req.subresource.is_none()
-            && req.resource.group.is_empty()
-            && req.resource.kind == "Pod"
-        {
-            admit_pod(req.registry, req.namespace, &mut object).await?;
+        if req.operation == Operation::Create && req.is_core("Pod") {
+            admit_pod(&self.registry, req.namespace, &mut object).await?;
         }
-        Ok(AdmissionOutcome { object, warnings: vec![] })
+        Ok(AdmissionOutcome::pass(object))
     }
 }

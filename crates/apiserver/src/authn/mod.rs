@@ -4,29 +4,18 @@
 
 pub mod tokens;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
-/// An authenticated user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct User {
-    /// User name.
-    pub name: String,
-    /// Groups.
-    pub groups: Vec<String>,
-    /// Extra attributes (for service accounts: the bound pod and the token's id).
-    pub extra: BTreeMap<String, Vec<String>>,
-}
+pub use vkube_core::admission::User;
 
-impl User {
-    /// The user named by a (CA-verified) client certificate.
-    pub fn from_certificate(der: &[u8]) -> Option<User> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let subject = cert.subject();
-        let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-        let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
-        Some(User { name, groups, ..Default::default() })
-    }
+/// The user named by a (CA-verified) client certificate: CN, and O as groups.
+pub fn user_from_certificate(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    Some(User { name, groups, ..Default::default() })
 }
 
 /// Checks bearer tokens.

@@ -57,9 +57,9 @@ impl ApiState {
     /// State over a registry.
     pub fn new(registry: Arc<Registry>, authenticator: Authenticator) -> Self {
         ApiState {
+            admission: crate::admission::AdmissionChain::builtin(registry.clone()),
             registry,
             authenticator: std::sync::RwLock::new(authenticator),
-            admission: Default::default(),
             logs: Default::default(),
             tokens: None,
         }
@@ -89,16 +89,21 @@ pub async fn admit(
     obj: Value,
     old: Option<&Value>,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    let res = &route.resource;
     let req = crate::admission::AdmissionRequest {
         operation,
-        resource: &route.resource,
+        target: crate::admission::Target {
+            group: &res.group,
+            version: &res.version,
+            kind: &res.kind,
+            resource: &res.plural,
+            subresource: route.sub.map(Subresource::name),
+        },
         namespace: &route.namespace,
         name: route.name.as_deref().unwrap_or_default(),
-        subresource: route.sub,
         user: &ctx.user,
         old,
         dry_run,
-        registry: &ctx.state.registry,
     };
     ctx.state.admission.run(&req, obj).await
 }

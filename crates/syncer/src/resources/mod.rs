@@ -7,6 +7,7 @@ pub mod config;
 pub mod endpoints;
 pub mod events;
 pub mod ingresses;
+pub mod node_edits;
 pub mod nodes;
 pub mod pods;
 pub mod serviceaccounts;

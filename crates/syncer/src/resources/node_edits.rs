@@ -7,16 +7,18 @@
 //! - sync back: written through to the host node before the API answers; a host refusal
 //!   is the answer, and nothing is applied.
 //!
-//! Writes by the syncer itself (user `vkube-syncer`) pass untouched. A dry run gets the
+//! An admission plugin the binary adds to the virtual API server's chain, next to the
+//! node syncer whose behaviour it explains. Writes by the syncer itself (user
+//! `vkube-syncer`) pass untouched. A dry run gets the
 //! same answer and changes nothing: in sync-back mode the host is asked for a dry run.
 
+use super::nodes::EditableFields;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use vkube_apiserver::admission::{Admission, AdmissionOutcome, AdmissionRequest, Operation};
 use vkube_core::ApiError;
-use vkube_syncer::nodes::EditableFields;
+use vkube_core::admission::{Admission, AdmissionOutcome, AdmissionRequest, Operation};
 
 /// The identity the syncer uses against the virtual API server.
 pub const SYNCER_USER: &str = "vkube-syncer";
@@ -43,10 +45,7 @@ pub fn revert_warning(node: &str, changes: &[String]) -> String {
 impl Admission for NodeEdits {
     async fn admit(&self, req: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError> {
         let pass = |object| Ok(AdmissionOutcome { object, warnings: vec![] });
-        if !(req.resource.group.is_empty() && req.resource.kind == "Node")
-            || req.operation != Operation::Update
-            || req.subresource.is_some()
-            || req.user.name == SYNCER_USER
+        if !req.is_core("Node") || req.operation != Operation::Update || req.user.name == SYNCER_USER
         {
             return pass(object);
         }

@@ -1,0 +1,107 @@
+//! Controllers and the syncer in-process (no binary): a deployment rolls out on a host
+//! with simulated nodes, and a virtual cluster syncs its pods into that host — and
+//! leaves alone a host object that is not its own.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use std::time::Duration;
+use vkube_testkit::TestCluster;
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_rolls_out_and_is_collected() -> anyhow::Result<()> {
+    let host = TestCluster::host(2).await?;
+    let client = host.client().await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))?;
+    deployments.create(&PostParams::default(), &d).await?;
+    eventually("3 running pods", 20, || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;
+        let running = list.items.iter().filter(|p| vkube_core::pod::phase(p) == "Running").count();
+        (running == 3).then_some(())
+    })
+    .await;
+    // Deleting the deployment takes its ReplicaSet and pods with it (garbage collection).
+    deployments.delete("web", &DeleteParams::background()).await?;
+    eventually("pods collected", 20, || async {
+        pods.list(&ListParams::default().labels("app=web")).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_syncer_places_pods_on_the_host_and_leaves_others_objects_alone() -> anyhow::Result<()> {
+    let host = TestCluster::host(2).await?;
+    let vc = TestCluster::start().await?.with_syncer(&host, Default::default()).await?;
+    let (host_client, virtual_client) = (host.client().await?, vc.client().await?);
+    let host_pods: Api<Pod> = Api::namespaced(host_client.clone(), "vkube-vc");
+    let virtual_pods: Api<Pod> = Api::namespaced(virtual_client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(virtual_client.clone(), "default");
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"k": "v"}}))?)
+        .await?;
+    let pod = |name: &str| -> anyhow::Result<Pod> {
+        Ok(serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "nginx", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}))?)
+    };
+    virtual_pods.create(&PostParams::default(), &pod("web")?).await?;
+    // The host copy: named by the mapping, marked, its references renamed; Running, and
+    // its IP and node flow back.
+    let host_pod = eventually("a running host pod", 20, || async {
+        let p = host_pods.get_opt("web-x-default-x-vc").await.ok()??;
+        (vkube_core::pod::phase(&p) == "Running").then_some(p)
+    })
+    .await;
+    let labels = host_pod.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("vkube.dev/managed-by").map(String::as_str), Some("vc"));
+    let env_from = host_pod.spec.as_ref().and_then(|s| s.containers[0].env_from.clone()).unwrap_or_default();
+    assert_eq!(env_from[0].config_map_ref.as_ref().map(|r| r.name.as_str()), Some("cfg-x-default-x-vc"));
+    let host_cms: Api<ConfigMap> = Api::namespaced(host_client.clone(), "vkube-vc");
+    assert!(host_cms.get_opt("cfg-x-default-x-vc").await?.is_some(), "the pod's configmap is on the host");
+    let ip = host_pod.status.and_then(|s| s.pod_ip).expect("host pod IP");
+    eventually("the IP back in the virtual pod", 20, || async {
+        let p = virtual_pods.get("web").await.ok()?;
+        (p.status.and_then(|s| s.pod_ip).as_deref() == Some(ip.as_str())).then_some(())
+    })
+    .await;
+    // Someone else's host pod under the name the next virtual pod would get: left as it
+    // is, and the virtual pod says why it waits.
+    let foreign: Pod = serde_json::from_value(json!({"metadata": {"name": "taken-x-default-x-vc"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))?;
+    let foreign = host_pods.create(&PostParams::default(), &foreign).await?;
+    virtual_pods.create(&PostParams::default(), &pod("taken")?).await?;
+    let events: Api<Event> = Api::namespaced(virtual_client.clone(), "default");
+    eventually("a HostNameTaken event", 20, || async {
+        let list = events.list(&ListParams::default().fields("involvedObject.name=taken")).await.ok()?;
+        list.items.iter().any(|e| e.reason.as_deref() == Some("HostNameTaken")).then_some(())
+    })
+    .await;
+    let still = host_pods.get("taken-x-default-x-vc").await?;
+    assert_eq!(still.metadata.uid, foreign.metadata.uid);
+    assert_eq!(still.metadata.labels, foreign.metadata.labels, "the foreign pod was not marked");
+    // Deleting the virtual pod removes its host copy, and only that.
+    virtual_pods.delete("web", &DeleteParams::default()).await?;
+    eventually("the host copy gone", 20, || async {
+        host_pods.get_opt("web-x-default-x-vc").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(host_pods.get_opt("taken-x-default-x-vc").await?.is_some());
+    Ok(())
+}
