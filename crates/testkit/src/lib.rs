@@ -174,7 +174,11 @@ impl TestCluster {
     ///
     /// # Errors
     /// If the clients cannot be made.
-    pub async fn with_syncer(mut self, host: &TestCluster, config: vkube_config::VClusterConfig) -> anyhow::Result<Self> {
+    pub async fn with_syncer(
+        mut self,
+        host: &TestCluster,
+        config: vkube_config::VClusterConfig,
+    ) -> anyhow::Result<Self> {
         use k8s_openapi::api::core::v1::Namespace;
         let host_client = host.client().await?;
         let namespaces: kube::Api<Namespace> = kube::Api::all(host_client.clone());

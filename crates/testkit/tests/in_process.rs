@@ -57,10 +57,15 @@ async fn the_syncer_places_pods_on_the_host_and_leaves_others_objects_alone() ->
     let host_pods: Api<Pod> = Api::namespaced(host_client.clone(), "vkube-vc");
     let virtual_pods: Api<Pod> = Api::namespaced(virtual_client.clone(), "default");
     let cms: Api<ConfigMap> = Api::namespaced(virtual_client.clone(), "default");
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"k": "v"}}))?)
-        .await?;
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"k": "v"}}))?,
+    )
+    .await?;
     let pod = |name: &str| -> anyhow::Result<Pod> {
-        Ok(serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "nginx", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}))?)
+        Ok(serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "nginx", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}),
+        )?)
     };
     virtual_pods.create(&PostParams::default(), &pod("web")?).await?;
     // The host copy: named by the mapping, marked, its references renamed; Running, and
@@ -84,7 +89,9 @@ async fn the_syncer_places_pods_on_the_host_and_leaves_others_objects_alone() ->
     .await;
     // Someone else's host pod under the name the next virtual pod would get: left as it
     // is, and the virtual pod says why it waits.
-    let foreign: Pod = serde_json::from_value(json!({"metadata": {"name": "taken-x-default-x-vc"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))?;
+    let foreign: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "taken-x-default-x-vc"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )?;
     let foreign = host_pods.create(&PostParams::default(), &foreign).await?;
     virtual_pods.create(&PostParams::default(), &pod("taken")?).await?;
     let events: Api<Event> = Api::namespaced(virtual_client.clone(), "default");

@@ -514,6 +514,7 @@ pub async fn node_edits(runs: usize) -> anyhow::Result<()> {
 }
 
 /// One backend of the `backends` suite: the store, and what must live as long as it.
+#[cfg(feature = "bench-etcd")]
 async fn backend_store(
     kind: &str,
     dir: &std::path::Path,
@@ -567,12 +568,24 @@ async fn create_pods(client: &kube::Client, pods: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without the `bench-etcd` feature: how to get it.
+///
+/// # Errors
+/// Always.
+#[cfg(not(feature = "bench-etcd"))]
+pub async fn backends(_runs: usize, _pods: usize) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this vkube was built without throwaway etcd clusters; run: cargo run --release -p vkube --features bench-etcd -- bench --suite backends"
+    )
+}
+
 /// The API server on each storage backend in one run: the embedded SQLite store (the
 /// baseline) and etcd with one and three members (throwaway clusters on loopback, fsync
 /// on). Prints a Markdown table.
 ///
 /// # Errors
 /// If etcd or a server cannot start, or a request fails.
+#[cfg(feature = "bench-etcd")]
 pub async fn backends(runs: usize, pods: usize) -> anyhow::Result<()> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut rates = Vec::new();

@@ -45,8 +45,7 @@ pub fn revert_warning(node: &str, changes: &[String]) -> String {
 impl Admission for NodeEdits {
     async fn admit(&self, req: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError> {
         let pass = |object| Ok(AdmissionOutcome { object, warnings: vec![] });
-        if !req.is_core("Node") || req.operation != Operation::Update || req.user.name == SYNCER_USER
-        {
+        if !req.is_core("Node") || req.operation != Operation::Update || req.user.name == SYNCER_USER {
             return pass(object);
         }
         let Some(old) = req.old else { return pass(object) };
