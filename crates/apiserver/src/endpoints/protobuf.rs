@@ -386,7 +386,9 @@ fn convert<M: prost::Message + Default + std::fmt::Debug, T: schemars::JsonSchem
     let root = generator.subschema_for::<T>();
     let defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     let sc = Schemas { defs };
-    let mut obj = to_json(&tree, root.as_value(), &sc).unwrap_or_else(|| json!({}));
+    let mut obj = to_json(&tree, root.as_value(), &sc)
+        .filter(Value::is_object)
+        .ok_or_else(|| bad(format!("the {api_version} {kind} body does not convert to its JSON form")))?;
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), json!(api_version));
         m.insert("kind".into(), json!(kind));

@@ -60,9 +60,7 @@ impl Kind for DaemonSetKind {
     }
 
     fn validate_update(ds: &DaemonSet, old: &DaemonSet) -> Vec<Cause> {
-        let mut causes = Self::validate(ds);
-        causes.extend(workload::validate_selector_unchanged(Some(&ds.spec.selector), Some(&old.spec.selector)));
-        causes
+        workload::validate_update(Self::validate(ds), &ds.spec.selector, &old.spec.selector)
     }
 
     fn cells(ds: &DaemonSet) -> Vec<Value> {

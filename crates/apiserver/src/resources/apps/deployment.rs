@@ -59,9 +59,7 @@ impl Kind for DeploymentKind {
     }
 
     fn validate_update(d: &Deployment, old: &Deployment) -> Vec<Cause> {
-        let mut causes = Self::validate(d);
-        causes.extend(workload::validate_selector_unchanged(Some(&d.spec.selector), Some(&old.spec.selector)));
-        causes
+        workload::validate_update(Self::validate(d), &d.spec.selector, &old.spec.selector)
     }
 
     fn cells(d: &Deployment) -> Vec<Value> {

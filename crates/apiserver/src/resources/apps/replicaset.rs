@@ -52,9 +52,7 @@ impl Kind for ReplicaSetKind {
     }
 
     fn validate_update(rs: &ReplicaSet, old: &ReplicaSet) -> Vec<Cause> {
-        let mut causes = Self::validate(rs);
-        causes.extend(workload::validate_selector_unchanged(Some(&rs.spec.selector), Some(&old.spec.selector)));
-        causes
+        workload::validate_update(Self::validate(rs), &rs.spec.selector, &old.spec.selector)
     }
 
     fn cells(rs: &ReplicaSet) -> Vec<Value> {

@@ -61,9 +61,7 @@ impl Kind for StatefulSetKind {
     }
 
     fn validate_update(s: &StatefulSet, old: &StatefulSet) -> Vec<Cause> {
-        let mut causes = Self::validate(s);
-        causes.extend(workload::validate_selector_unchanged(Some(&s.spec.selector), Some(&old.spec.selector)));
-        causes
+        workload::validate_update(Self::validate(s), &s.spec.selector, &old.spec.selector)
     }
 
     fn cells(s: &StatefulSet) -> Vec<Value> {

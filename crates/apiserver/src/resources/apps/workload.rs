@@ -26,13 +26,14 @@ pub fn validate(
     causes
 }
 
-/// The selector may not change.
-pub fn validate_selector_unchanged(selector: Option<&LabelSelector>, old: Option<&LabelSelector>) -> Vec<Cause> {
-    if selector == old {
-        return vec![];
+/// An update's causes: those of the new object (`causes`), and the selector, which may
+/// not change.
+pub fn validate_update(mut causes: Vec<Cause>, selector: &LabelSelector, old: &LabelSelector) -> Vec<Cause> {
+    if selector != old {
+        let shown = serde_json::to_string(selector).unwrap_or_default();
+        causes.push(Cause::invalid("spec.selector", &shown, "field is immutable"));
     }
-    let shown = selector.and_then(|s| serde_json::to_string(s).ok()).unwrap_or_default();
-    vec![Cause::invalid("spec.selector", &shown, "field is immutable")]
+    causes
 }
 
 fn selector_matches_template(selector: Option<&LabelSelector>, template: Option<&PodTemplateSpec>) -> Vec<Cause> {

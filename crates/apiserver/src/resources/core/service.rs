@@ -16,11 +16,13 @@ use vkube_core::status::Cause;
 /// The Service kind.
 pub struct ServiceKind;
 
-fn service_type(svc: &Service) -> &str {
+/// The service's type (`ClusterIP` when unset).
+pub fn service_type(svc: &Service) -> &str {
     svc.spec.as_ref().and_then(|s| s.type_.as_deref()).filter(|t| !t.is_empty()).unwrap_or("ClusterIP")
 }
 
-fn needs_node_ports(svc: &Service) -> bool {
+/// Whether a service of this shape holds node ports.
+pub fn needs_node_ports(svc: &Service) -> bool {
     match service_type(svc) {
         "NodePort" => true,
         "LoadBalancer" => svc.spec.as_ref().and_then(|s| s.allocate_load_balancer_node_ports).unwrap_or(true),
@@ -28,7 +30,8 @@ fn needs_node_ports(svc: &Service) -> bool {
     }
 }
 
-fn needs_health_check_port(svc: &Service) -> bool {
+/// Whether a service of this shape holds a health check node port.
+pub fn needs_health_check_port(svc: &Service) -> bool {
     service_type(svc) == "LoadBalancer"
         && svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local")
 }

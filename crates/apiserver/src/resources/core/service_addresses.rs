@@ -13,6 +13,7 @@
 //!   another); any other claim is stale and taken over.
 //! - A dry run claims nothing: it answers with addresses that are free now.
 
+use super::service::{needs_health_check_port, needs_node_ports, service_type};
 use crate::registry::{HookContext, HookGuard, Registry, StorageHooks};
 use crate::resources::Resource;
 use k8s_openapi::api::core::v1::Service;
@@ -56,27 +57,8 @@ fn now_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn service_type(svc: &Service) -> &str {
-    svc.spec.as_ref().and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP")
-}
-
 fn cluster_ip(svc: &Service) -> Option<&str> {
     svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).filter(|ip| !ip.is_empty())
-}
-
-/// Whether a service of this shape holds node ports.
-fn needs_node_ports(svc: &Service) -> bool {
-    match service_type(svc) {
-        "NodePort" => true,
-        "LoadBalancer" => svc.spec.as_ref().and_then(|s| s.allocate_load_balancer_node_ports).unwrap_or(true),
-        _ => false,
-    }
-}
-
-/// Whether a service of this shape holds a health check node port.
-fn needs_health_check_port(svc: &Service) -> bool {
-    service_type(svc) == "LoadBalancer"
-        && svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local")
 }
 
 /// Every address a stored service holds: (kind, value).
