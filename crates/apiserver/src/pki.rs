@@ -214,6 +214,54 @@ impl Pki {
     }
 }
 
+/// Issue a client certificate for user `cn` in groups `orgs`, signed by `ca` (any CA:
+/// another cluster's, e.g. to give simulated nodes a kubelet's identity there).
+///
+/// # Errors
+/// Certificate errors (an unreadable CA key, for one).
+pub fn issue_client_by(ca: &CertPair, cn: &str, orgs: &[&str]) -> Result<CertPair, PkiError> {
+    issue(ca, cn, orgs, &[], false)
+}
+
+/// Issue a serving certificate for `names` (DNS names or IP addresses), signed by `ca`.
+///
+/// # Errors
+/// Certificate errors.
+pub fn issue_server_by(ca: &CertPair, cn: &str, names: &[String]) -> Result<CertPair, PkiError> {
+    issue(ca, cn, &[], names, true)
+}
+
+/// A TLS server configuration serving `serving` that asks for (but does not require)
+/// client certificates of `client_ca_pem`, offering HTTP/2 and HTTP/1.1.
+///
+/// # Errors
+/// Unreadable certificates or keys.
+pub fn tls_server_config(serving: &CertPair, client_ca_pem: &str) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+        roots.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| e.to_string())?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 fn issue(ca: &CertPair, cn: &str, orgs: &[&str], names: &[String], server: bool) -> Result<CertPair, PkiError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;

@@ -360,6 +360,16 @@ pub struct EtcdTls {
     pub key_file: Option<String>,
 }
 
+impl VClusterConfig {
+    /// The node selector every host pod gets: `sync.fromHost.nodes.selector.labels` when
+    /// nodes are synced and the host scheduler places pods (vCluster's
+    /// `EnforceNodeSelector`); with the virtual scheduler, pods arrive bound instead.
+    pub fn enforced_node_selector(&self) -> Option<&BTreeMap<String, String>> {
+        (self.sync_nodes && !self.virtual_scheduler && !self.node_selector_labels.is_empty())
+            .then_some(&self.node_selector_labels)
+    }
+}
+
 impl Default for VClusterConfig {
     fn default() -> Self {
         // vCluster's defaults.

@@ -10,6 +10,12 @@
 //!
 //! A node can be made NotReady for fault tests with the annotation [`NOT_READY`] set to
 //! `"true"`: it stops its heartbeats and reports `Ready=False`.
+//!
+//! Every node acts either with one shared identity ([`SimulatedNodes::start`]: a
+//! cluster-admin client; one watch of all bound pods) or with its own, as a kubelet
+//! does ([`SimulatedNodes::start_with_identities`]: `system:node:NAME` in
+//! `system:nodes`, which the Node authorizer and NodeRestriction allow to register and
+//! update its own Node and Lease, and to watch and update the pods bound to it).
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -20,6 +26,8 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod serving;
 
 /// Annotation on a pod: how many seconds a Never/OnFailure pod runs (default 1).
 pub const RUN_SECONDS: &str = "vkube.dev/run-seconds";
@@ -47,6 +55,12 @@ pub struct NodeConfig {
     pub zones: Vec<String>,
     /// Lease renewal period.
     pub heartbeat: Duration,
+    /// Labels every node gets besides its own.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The second octet of the nodes' pod CIDRs (`10.N.I.0/24` for node I) and the third
+    /// of their addresses (a /20 of `172.16.0.0/12`): groups of nodes on one cluster use different
+    /// ones so that no two pods share an IP.
+    pub address_block: u8,
 }
 
 impl Default for NodeConfig {
@@ -59,6 +73,8 @@ impl Default for NodeConfig {
             pods: 110,
             zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
             heartbeat: Duration::from_secs(10),
+            labels: Default::default(),
+            address_block: 244,
         }
     }
 }
@@ -92,8 +108,8 @@ fn micro_now() -> String {
 
 fn node_object(cfg: &NodeConfig, i: usize, name: &str) -> Value {
     let zone = cfg.zones.get(i % cfg.zones.len().max(1)).cloned().unwrap_or_else(|| "zone-a".into());
-    let cidr = format!("10.244.{}.0/24", i + 1);
-    json!({
+    let cidr = format!("10.{}.{}.0/24", cfg.address_block, i + 1);
+    let mut node = json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -112,10 +128,30 @@ fn node_object(cfg: &NodeConfig, i: usize, name: &str) -> Value {
             "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
         },
         "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-    })
+    });
+    for (k, v) in &cfg.labels {
+        node["metadata"]["labels"][k] = json!(v);
+    }
+    node
 }
 
-fn node_status(cfg: &NodeConfig, i: usize, name: &str, ready: bool) -> Value {
+fn node_ip(cfg: &NodeConfig, i: usize) -> String {
+    // 172.16.0.0/12: the block picks one /20 of it, the index the address in that.
+    let block = usize::from(cfg.address_block);
+    format!("172.{}.{}.{}", 16 + block / 16, (block % 16) * 16 + i / 250 % 16, i % 250 + 2)
+}
+
+/// Where a node is reached: its InternalIP and its kubelet port.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    ip: String,
+    kubelet_port: u16,
+    /// Whether the node also reports a `Hostname` address (its name). Not when it
+    /// serves a kubelet API: kube-apiserver prefers Hostname and could not resolve it.
+    hostname: bool,
+}
+
+fn node_status(cfg: &NodeConfig, i: usize, name: &str, at: &Endpoint, ready: bool) -> Value {
     let t = now();
     let resources =
         json!({"cpu": cfg.cpu, "memory": cfg.memory, "pods": cfg.pods.to_string(), "ephemeral-storage": "100Gi"});
@@ -128,7 +164,11 @@ fn node_status(cfg: &NodeConfig, i: usize, name: &str, ready: bool) -> Value {
         "status": {
             "capacity": resources,
             "allocatable": resources,
-            "addresses": [{"type": "InternalIP", "address": format!("172.18.{}.{}", i / 250, i % 250 + 2)}, {"type": "Hostname", "address": name}],
+            "addresses": if at.hostname {
+                json!([{"type": "InternalIP", "address": at.ip}, {"type": "Hostname", "address": name}])
+            } else {
+                json!([{"type": "InternalIP", "address": at.ip}])
+            },
             "nodeInfo": {
                 "machineID": format!("{:032x}", i + 1),
                 "systemUUID": uuid::Uuid::new_v4().to_string(),
@@ -141,7 +181,7 @@ fn node_status(cfg: &NodeConfig, i: usize, name: &str, ready: bool) -> Value {
                 "operatingSystem": "linux",
                 "architecture": "amd64",
             },
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": at.kubelet_port}},
             "conditions": [
                 {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available", "lastHeartbeatTime": t, "lastTransitionTime": t},
                 {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure", "lastHeartbeatTime": t, "lastTransitionTime": t},
@@ -153,7 +193,8 @@ fn node_status(cfg: &NodeConfig, i: usize, name: &str, ready: bool) -> Value {
 }
 
 struct Shared {
-    client: kube::Client,
+    /// Each node's client (the same one for every node with a shared identity).
+    clients: Vec<kube::Client>,
     cfg: NodeConfig,
     names: Vec<String>,
     index: HashMap<String, usize>,
@@ -161,8 +202,16 @@ struct Shared {
     started: Mutex<HashSet<String>>,
     finishing: Mutex<HashSet<String>>,
     deleting: Mutex<HashSet<String>>,
-    /// Next IP suffix per node.
-    next_ip: Mutex<HashMap<String, u32>>,
+    /// Per node: the next IP suffix to try, and the suffixes pods hold (by pod uid).
+    ips: Mutex<HashMap<String, NodeIps>>,
+    /// Per node: its address and kubelet port.
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Default)]
+struct NodeIps {
+    next: u32,
+    held: HashMap<u32, String>,
 }
 
 impl SimulatedNodes {
@@ -171,20 +220,75 @@ impl SimulatedNodes {
     /// # Errors
     /// If a node cannot be registered.
     pub async fn start(client: kube::Client, cfg: NodeConfig) -> anyhow::Result<Self> {
-        let names: Vec<String> = (1..=cfg.count).map(|i| format!("{}{i}", cfg.name_prefix)).collect();
+        let clients = vec![client; cfg.count];
+        Self::run(clients, false, cfg, None).await
+    }
+
+    /// Register the nodes, each acting with its own client (`clients[i]` for node i,
+    /// named `{prefix}{i+1}`), and start simulating them. With `kubelet_tls`, each node
+    /// also serves the kubelet API (container logs) on its own loopback address
+    /// ([`SimulatedNodes::kubelet_ip`]), which then is its InternalIP.
+    ///
+    /// # Errors
+    /// If a node cannot be registered or cannot listen, or the clients do not match the
+    /// count.
+    pub async fn start_with_identities(
+        clients: Vec<kube::Client>,
+        cfg: NodeConfig,
+        kubelet_tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(clients.len() == cfg.count, "{} clients for {} nodes", clients.len(), cfg.count);
+        Self::run(clients, true, cfg, kubelet_tls).await
+    }
+
+    /// The loopback address node `i` serves its kubelet API on (`127.BLOCK.x.y`).
+    pub fn kubelet_ip(cfg: &NodeConfig, i: usize) -> std::net::IpAddr {
+        let third = u8::try_from(i / 250).unwrap_or(u8::MAX);
+        let fourth = u8::try_from(i % 250 + 2).unwrap_or(u8::MAX);
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, cfg.address_block, third, fourth))
+    }
+
+    /// The name of node `i` (0-based) of `cfg`.
+    pub fn name(cfg: &NodeConfig, i: usize) -> String {
+        format!("{}{}", cfg.name_prefix, i + 1)
+    }
+
+    async fn run(
+        clients: Vec<kube::Client>,
+        per_node: bool,
+        cfg: NodeConfig,
+        kubelet_tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Self> {
+        let names: Vec<String> = (0..cfg.count).map(|i| Self::name(&cfg, i)).collect();
         let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let mut tasks = Vec::new();
+        let mut endpoints = Vec::with_capacity(cfg.count);
+        for (i, name) in names.iter().enumerate() {
+            let Some(tls) = &kubelet_tls else {
+                endpoints.push(Endpoint { ip: node_ip(&cfg, i), kubelet_port: 10250, hostname: true });
+                continue;
+            };
+            let ip = Self::kubelet_ip(&cfg, i);
+            let server = Arc::new(serving::NodeServer { node: name.clone(), client: clients[i].clone() });
+            let (addr, task) = serving::serve(ip, tls.clone(), server)
+                .await
+                .map_err(|e| anyhow::anyhow!("node {name}: serving the kubelet API on {ip}: {e}"))?;
+            tasks.push(task);
+            endpoints.push(Endpoint { ip: ip.to_string(), kubelet_port: addr.port(), hostname: false });
+        }
         let shared = Arc::new(Shared {
-            client: client.clone(),
+            clients,
             cfg: cfg.clone(),
             names: names.clone(),
             index,
             started: Default::default(),
             finishing: Default::default(),
             deleting: Default::default(),
-            next_ip: Default::default(),
+            ips: Default::default(),
+            endpoints,
         });
-        let nodes: Api<Node> = Api::all(client.clone());
         for (i, name) in names.iter().enumerate() {
+            let nodes: Api<Node> = Api::all(shared.clients[i].clone());
             match nodes
                 .create(
                     &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
@@ -199,13 +303,19 @@ impl SimulatedNodes {
             let current = nodes.get(name).await?;
             let ready =
                 current.metadata.annotations.as_ref().is_none_or(|a| a.get(NOT_READY).is_none_or(|v| v != "true"));
-            nodes.patch_status(name, &mp(), &Patch::Merge(node_status(&cfg, i, name, ready))).await?;
+            let status = node_status(&cfg, i, name, &shared.endpoints[i], ready);
+            nodes.patch_status(name, &mp(), &Patch::Merge(status)).await?;
         }
-        let tasks = vec![
-            tokio::spawn(heartbeats(shared.clone())),
-            tokio::spawn(run_pods(shared.clone())),
-            tokio::spawn(watch_nodes(shared.clone())),
-        ];
+        tasks.push(tokio::spawn(heartbeats(shared.clone())));
+        if per_node {
+            for i in 0..names.len() {
+                tasks.push(tokio::spawn(run_pods(shared.clone(), Some(i))));
+                tasks.push(tokio::spawn(watch_nodes(shared.clone(), Some(i))));
+            }
+        } else {
+            tasks.push(tokio::spawn(run_pods(shared.clone(), None)));
+            tasks.push(tokio::spawn(watch_nodes(shared.clone(), None)));
+        }
         Ok(SimulatedNodes { tasks, names })
     }
 }
@@ -223,11 +333,11 @@ async fn renew_lease(leases: &Api<Lease>, name: &str, period: Duration) {
 }
 
 async fn heartbeats(shared: Arc<Shared>) {
-    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
-    let nodes: Api<Node> = Api::all(shared.client.clone());
     let mut tick = 0u64;
     loop {
         for (i, name) in shared.names.iter().enumerate() {
+            let leases: Api<Lease> = Api::namespaced(shared.clients[i].clone(), "kube-node-lease");
+            let nodes: Api<Node> = Api::all(shared.clients[i].clone());
             let Ok(node) = nodes.get(name).await else { continue };
             let not_ready =
                 node.metadata.annotations.as_ref().is_some_and(|a| a.get(NOT_READY).is_some_and(|v| v == "true"));
@@ -236,8 +346,13 @@ async fn heartbeats(shared: Arc<Shared>) {
             }
             renew_lease(&leases, name, shared.cfg.heartbeat).await;
             if tick % 6 == 5
-                && let Err(e) =
-                    nodes.patch_status(name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, name, true))).await
+                && let Err(e) = nodes
+                    .patch_status(
+                        name,
+                        &mp(),
+                        &Patch::Merge(node_status(&shared.cfg, i, name, &shared.endpoints[i], true)),
+                    )
+                    .await
             {
                 tracing::warn!("node {name}: status heartbeat: {e}");
             }
@@ -247,11 +362,17 @@ async fn heartbeats(shared: Arc<Shared>) {
     }
 }
 
-/// React to NotReady annotations at once.
-async fn watch_nodes(shared: Arc<Shared>) {
-    let nodes: Api<Node> = Api::all(shared.client.clone());
+/// React to NotReady annotations at once: of every node (`only` None) or of one (with
+/// its own identity, which may read only its own Node).
+async fn watch_nodes(shared: Arc<Shared>, only: Option<usize>) {
+    let client = shared.clients[only.unwrap_or(0)].clone();
+    let nodes: Api<Node> = Api::all(client);
     let mut last: HashMap<String, bool> = HashMap::new();
-    let stream = watcher(nodes.clone(), watcher::Config::default()).default_backoff().applied_objects();
+    let config = match only {
+        Some(i) => watcher::Config::default().fields(&format!("metadata.name={}", shared.names[i])),
+        None => watcher::Config::default(),
+    };
+    let stream = watcher(nodes.clone(), config).default_backoff().applied_objects();
     futures::pin_mut!(stream);
     while let Some(ev) = stream.next().await {
         let Ok(node) = ev else { continue };
@@ -272,21 +393,59 @@ async fn watch_nodes(shared: Arc<Shared>) {
         if not_ready != ready_now {
             continue;
         }
-        if let Err(e) =
-            nodes.patch_status(&name, &mp(), &Patch::Merge(node_status(&shared.cfg, i, &name, !not_ready))).await
+        if let Err(e) = nodes
+            .patch_status(
+                &name,
+                &mp(),
+                &Patch::Merge(node_status(&shared.cfg, i, &name, &shared.endpoints[i], !not_ready)),
+            )
+            .await
         {
             tracing::warn!("node {name}: reporting readiness: {e}");
         }
     }
 }
 
-fn allocate_ip(shared: &Shared, node: &str) -> String {
+/// The pod IP prefix of node `i` (`10.BLOCK.I+1.`).
+fn pod_ip_prefix(cfg: &NodeConfig, i: usize) -> String {
+    format!("10.{}.{}.", cfg.address_block, i + 1)
+}
+
+/// A free pod IP of `node` for the pod `uid`: one no other pod of the node holds (those
+/// that ran before this process started included, see [`hold_ip`]), while there is one.
+fn allocate_ip(shared: &Shared, node: &str, uid: &str) -> String {
     let i = shared.index.get(node).copied().unwrap_or(0);
-    let mut next = shared.next_ip.lock().unwrap_or_else(|e| e.into_inner());
-    let n = next.entry(node.to_string()).or_insert(2);
-    let ip = format!("10.244.{}.{}", i + 1, *n);
-    *n = if *n >= 254 { 2 } else { *n + 1 };
-    ip
+    let mut ips = shared.ips.lock().unwrap_or_else(|e| e.into_inner());
+    let ips = ips.entry(node.to_string()).or_default();
+    let mut n = ips.next.clamp(2, 254);
+    for _ in 2..=254 {
+        if !ips.held.contains_key(&n) {
+            break;
+        }
+        n = if n >= 254 { 2 } else { n + 1 };
+    }
+    ips.held.insert(n, uid.to_string());
+    ips.next = if n >= 254 { 2 } else { n + 1 };
+    format!("{}{n}", pod_ip_prefix(&shared.cfg, i))
+}
+
+/// Note the IP a pod of ours already has, so that no new pod gets it.
+fn hold_ip(shared: &Shared, pod: &Pod) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { return };
+    let Some(&i) = shared.index.get(node) else { return };
+    let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else { return };
+    let Some(n) = ip.strip_prefix(&pod_ip_prefix(&shared.cfg, i)).and_then(|n| n.parse::<u32>().ok()) else { return };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    shared.ips.lock().unwrap_or_else(|e| e.into_inner()).entry(node.to_string()).or_default().held.insert(n, uid);
+}
+
+/// Give a pod's IP back (the pod is going or has finished).
+fn release_ip(shared: &Shared, pod: &Pod) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { return };
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    if let Some(ips) = shared.ips.lock().unwrap_or_else(|e| e.into_inner()).get_mut(node) {
+        ips.held.retain(|_, holder| holder != uid);
+    }
 }
 
 fn container_names(pod: &Pod) -> Vec<(String, String)> {
@@ -350,9 +509,10 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(shared.clients[i].clone(), &ns);
     let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
+        release_ip(&shared, &pod);
         if !shared.deleting.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
             return;
         }
@@ -375,15 +535,17 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
         if !shared.started.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
             return;
         }
-        let node_ip = format!("172.18.{}.{}", i / 250, i % 250 + 2);
-        let pod_ip = allocate_ip(&shared, &node);
+        let node_ip = shared.endpoints[i].ip.clone();
+        let pod_ip = allocate_ip(&shared, &node, &uid);
         let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         if let Err(e) = pods.patch_status(&name, &pp, &Patch::Merge(running_status(&pod, &node_ip, &pod_ip))).await {
             tracing::debug!("starting {ns}/{name}: {e}");
             shared.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+            release_ip(&shared, &pod);
             return;
         }
     } else if phase != "Running" {
+        release_ip(&shared, &pod);
         return;
     }
     if restart != "Always" && shared.finishing.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
@@ -402,12 +564,25 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
     }
 }
 
-async fn run_pods(shared: Arc<Shared>) {
-    let pods: Api<Pod> = Api::all(shared.client.clone());
-    let stream =
-        watcher(pods, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().applied_objects();
+/// Run the pods bound to every node (`only` None: one watch of all bound pods) or to one
+/// (with its own identity: the pods bound to it, as a kubelet watches them).
+async fn run_pods(shared: Arc<Shared>, only: Option<usize>) {
+    let pods: Api<Pod> = Api::all(shared.clients[only.unwrap_or(0)].clone());
+    let selector = match only {
+        Some(i) => format!("spec.nodeName={}", shared.names[i]),
+        None => "spec.nodeName!=".to_string(),
+    };
+    // IPs the pods of earlier runs hold stay theirs.
+    match pods.list(&kube::api::ListParams::default().fields(&selector)).await {
+        Ok(list) => list.items.iter().for_each(|p| hold_ip(&shared, p)),
+        Err(e) => tracing::warn!("listing the pods already on the nodes (their IPs may be given again): {e}"),
+    }
+    let stream = watcher(pods, watcher::Config::default().fields(&selector)).default_backoff().applied_objects();
     stream
         .for_each_concurrent(64, |ev| {
+            if let Ok(pod) = &ev {
+                hold_ip(&shared, pod);
+            }
             let shared = shared.clone();
             async move {
                 if let Ok(pod) = ev {

@@ -15,6 +15,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench;
 mod host;
+mod nodes;
 mod serve;
 
 #[derive(Parser)]
@@ -145,6 +146,34 @@ enum Command {
         #[arg(long)]
         host_namespace: Option<String>,
     },
+    /// Simulated nodes for any cluster (like KWOK): they register, heartbeat, and run
+    /// the pods bound to them (Running with an IP from their pod CIDR). With the
+    /// cluster's CA each node acts as a kubelet does, as `system:node:NAME`.
+    Nodes {
+        /// The cluster to join.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Node names are PREFIX1, PREFIX2, ...
+        #[arg(long, default_value = "node-")]
+        prefix: String,
+        /// Labels every node gets (k=v,k2=v2).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// The cluster CA's certificate and key: each node then gets its own kubelet
+        /// credentials (CN=system:node:NAME, O=system:nodes) instead of the kubeconfig's.
+        #[arg(long, requires = "node_ca_key")]
+        node_ca_cert: Option<PathBuf>,
+        /// See --node-ca-cert.
+        #[arg(long, requires = "node_ca_cert")]
+        node_ca_key: Option<PathBuf>,
+        /// The second octet of the nodes' pod CIDRs (10.N.I.0/24): give groups of nodes
+        /// on one cluster different ones (default: from the prefix; 244 for node-).
+        #[arg(long)]
+        address_block: Option<u8>,
+    },
     /// Benchmark the API server (durable SQLite against the in-memory baseline).
     Bench {
         /// Runs per measure (medians are reported).
@@ -202,6 +231,19 @@ async fn main() -> anyhow::Result<()> {
             );
             wait_for_signal().await;
             host.stop().await;
+            Ok(())
+        }
+        Command::Nodes { kubeconfig, count, prefix, labels, node_ca_cert, node_ca_key, address_block } => {
+            let started = std::time::Instant::now();
+            let ca = match (node_ca_cert, node_ca_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                _ => None,
+            };
+            let opts = nodes::NodesConfig { kubeconfig, count, prefix, labels, ca, address_block };
+            let running = nodes::start(opts).await?;
+            println!("vkube nodes ready: {} in {} ms", running.names.join(","), started.elapsed().as_millis());
+            wait_for_signal().await;
+            drop(running);
             Ok(())
         }
         Command::Serve { host_kubeconfig, name, data_dir, values, host_namespace, listen, etcd } => {

@@ -270,8 +270,9 @@ fn translate_volume(v: &mut Volume, naming: Naming<'_>, ns: &str) {
 }
 
 /// The host pod for a virtual pod (pure: references renamed, the virtual cluster's
-/// service account and token kept out of the host's, its scheduling fields dropped).
-pub fn translate(pod: &Pod, naming: Naming<'_>, enforce_tolerations: &[String]) -> Pod {
+/// service account and token kept out of the host's, its scheduling fields dropped, the
+/// config's tolerations and node selector enforced).
+pub fn translate(pod: &Pod, naming: Naming<'_>, config: &vkube_config::VClusterConfig) -> Pod {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let mut spec = pod.spec.clone().unwrap_or_default();
@@ -311,11 +312,16 @@ pub fn translate(pod: &Pod, naming: Naming<'_>, enforce_tolerations: &[String]) 
     }
     spec.subdomain = None;
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for t in enforce_tolerations {
+    for t in &config.enforce_tolerations {
         let t = parse_toleration(t);
         if !tolerations.contains(&t) {
             tolerations.push(t);
         }
+    }
+    // As vCluster: pods run only on the nodes the virtual cluster syncs.
+    if let Some(labels) = config.enforced_node_selector() {
+        let selector = spec.node_selector.get_or_insert_with(Default::default);
+        selector.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Pod { metadata: naming.host_metadata("Pod", &pod.metadata), spec: Some(spec), status: None }
 }
@@ -491,7 +497,7 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                     return Ok(Action::await_change());
                 }
                 crate::config::ensure_referenced(&ctx, &vpod).await?;
-                let mut host_pod = translate(&vpod, ctx.naming(), &ctx.config.enforce_tolerations);
+                let mut host_pod = translate(&vpod, ctx.naming(), &ctx.config);
                 if let Some((host, port)) = &ctx.api_endpoint {
                     point_at_virtual_api(&mut host_pod, host, *port);
                 }
@@ -576,7 +582,8 @@ mod tests {
 
     /// The host pod of a virtual one, as JSON (to read the fields as the host sees them).
     fn host(v: &Value, tolerations: &[String]) -> Value {
-        serde_json::to_value(translate(&pod(v), mapper().naming(), tolerations)).expect("json")
+        let config = vkube_config::VClusterConfig { enforce_tolerations: tolerations.to_vec(), ..Default::default() };
+        serde_json::to_value(translate(&pod(v), mapper().naming(), &config)).expect("json")
     }
 
     #[test]
@@ -642,7 +649,7 @@ mod tests {
         let v = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
             "initContainers": [{"name": "i", "image": "i"}],
             "containers": [{"name": "c", "image": "i", "env": [{"name": "KUBERNETES_SERVICE_PORT", "value": "8443"}]}]}});
-        let mut typed = translate(&pod(&v), mapper().naming(), &[]);
+        let mut typed = translate(&pod(&v), mapper().naming(), &Default::default());
         point_at_virtual_api(&mut typed, "10.0.0.5", 6443);
         let h = serde_json::to_value(&typed).expect("json");
         assert_eq!(
@@ -692,5 +699,22 @@ mod tests {
             json!({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"})
         );
         assert_eq!(json_of(parse_toleration("k=v")), json!({"key": "k", "operator": "Equal", "value": "v"}));
+    }
+
+    #[test]
+    fn the_synced_nodes_selector_is_enforced_unless_the_virtual_scheduler_binds() {
+        let v = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+            "nodeSelector": {"disk": "ssd", "pool": "mine"}, "containers": [{"name": "c", "image": "i"}]}});
+        let mut config = vkube_config::VClusterConfig { sync_nodes: true, ..Default::default() };
+        config.node_selector_labels.insert("pool".into(), "a".into());
+        let h = serde_json::to_value(translate(&pod(&v), mapper().naming(), &config)).expect("json");
+        assert_eq!(h["spec"]["nodeSelector"], json!({"disk": "ssd", "pool": "a"}));
+        config.virtual_scheduler = true;
+        let h = serde_json::to_value(translate(&pod(&v), mapper().naming(), &config)).expect("json");
+        assert_eq!(h["spec"]["nodeSelector"], json!({"disk": "ssd", "pool": "mine"}));
+        config.virtual_scheduler = false;
+        config.sync_nodes = false;
+        let h = serde_json::to_value(translate(&pod(&v), mapper().naming(), &config)).expect("json");
+        assert_eq!(h["spec"]["nodeSelector"], json!({"disk": "ssd", "pool": "mine"}));
     }
 }

@@ -168,3 +168,5 @@ pub fn retry<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+pub mod real;

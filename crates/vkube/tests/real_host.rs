@@ -1,0 +1,75 @@
+//! End-to-end against a real control plane (kube-apiserver, kube-controller-manager,
+//! kube-scheduler v1.36 from ../shared/bin): `vkube nodes` as its nodes.
+
+mod common;
+
+use common::real::RealCluster;
+
+#[test]
+fn vkube_nodes_run_pods_on_a_real_control_plane_with_kubelet_credentials_only() {
+    let mut real = RealCluster::start();
+    real.add_nodes("sim-", 2, "pool=sim,tier=test");
+    // Registered as kubelets do: labels, pod CIDRs, a lease each, held by the node.
+    let nodes = real.ok(&[
+        "get",
+        "nodes",
+        "-l",
+        "pool=sim,tier=test",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[0].address}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    let leases = real.ok(&[
+        "get",
+        "leases",
+        "-n",
+        "kube-node-lease",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity} {end}",
+    ]);
+    assert!(leases.contains("sim-1=sim-1") && leases.contains("sim-2=sim-2"), "{leases}");
+    // The real scheduler and controllers place a deployment's pods; the nodes run them
+    // with IPs from their own pod CIDRs, none twice — also after the nodes restart.
+    real.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]);
+    real.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    real.stop_nodes();
+    real.add_nodes("sim-", 2, "pool=sim,tier=test");
+    real.ok(&["scale", "deployment", "web", "--replicas=8"]);
+    real.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let pods = real.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.nodeName} {.status.podIP} {.status.hostIP}{\"\\n\"}{end}",
+    ]);
+    let mut ips = std::collections::HashSet::new();
+    for line in pods.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "{pods}");
+        let (cidr, node_ip) = nodes
+            .lines()
+            .find_map(|n| {
+                let g: Vec<&str> = n.split_whitespace().collect();
+                (g[0] == f[0]).then(|| (g[1].to_string(), g[2].to_string()))
+            })
+            .expect("pod on one of the nodes");
+        assert!(f[1].starts_with(cidr.trim_end_matches("0/24")), "pod IP {} outside {cidr}", f[1]);
+        assert_eq!(f[2], node_ip, "{line}");
+        assert!(ips.insert(f[1].to_string()), "pod IP {} given twice: {pods}", f[1]);
+    }
+    // kube-apiserver reads container logs from the node's kubelet API; exec gets a clear
+    // refusal, not a dial error.
+    let logs = real.ok(&["logs", "deploy/web"]);
+    assert!(logs.contains("[vkube-sim] container nginx is running"), "{logs}");
+    let (ok, _, err) = real.kubectl(&["exec", "deploy/web", "--", "true"]);
+    assert!(!ok && err.contains("is a simulated node: it runs no containers"), "{err}");
+    // Scaled down: the nodes stop the pods and the objects go.
+    real.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    real.wait_for(&["get", "pods", "-l", "app=web", "--no-headers"], 60, |o| o.lines().count() == 1);
+    // A pod bound to a node of another group is not run by these.
+    real.ok(&["run", "elsewhere", "--image=nginx", "--overrides={\"spec\":{\"nodeName\":\"other-1\"}}"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(real.ok(&["get", "pod", "elsewhere", "-o", "jsonpath={.status.phase}"]), "Pending");
+}
