@@ -811,7 +811,9 @@ impl Registry {
                     }
                 }
                 let checked = res.strategy.before_update(obj, old, false);
-                if res.strategy.tracks_generation() && spec_changed(obj, old) {
+                // Binding a pod is not a new generation of it (kube-apiserver's binding
+                // writes nodeName past the update strategy).
+                if res.strategy.tracks_generation() && sub != Some(Subresource::Binding) && spec_changed(obj, old) {
                     let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                     meta::metadata_mut(obj).insert("generation".into(), json!(g));
                 }
@@ -882,6 +884,11 @@ impl Registry {
                 let md = meta::metadata_mut(&mut obj);
                 md.insert("deletionTimestamp".into(), json!(meta::rfc3339_in(grace)));
                 md.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                // As kube-apiserver's BeforeDelete: a graceful deletion is a new
+                // generation of an object that tracks them (kubelets see it as one).
+                if !already && let Some(g) = md.get("generation").and_then(Value::as_i64).filter(|g| *g > 0) {
+                    md.insert("generation".into(), json!(g + 1));
+                }
                 if let Some(f) = extra_finalizer {
                     let list = md.entry("finalizers").or_insert_with(|| json!([]));
                     if let Value::Array(a) = list

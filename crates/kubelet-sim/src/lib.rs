@@ -455,6 +455,33 @@ fn container_names(pod: &Pod) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The pod's conditions as a kubelet reports them, each with the generation it saw;
+/// PodScheduled only when the scheduler did not set it (a pod bound by its creator).
+fn conditions(pod: &Pod, of: &[(&str, &str, Option<&str>)]) -> Vec<Value> {
+    let t = now();
+    let generation = pod.metadata.generation.unwrap_or(1);
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodScheduled"));
+    let mut out: Vec<Value> = of
+        .iter()
+        .map(|(type_, status, reason)| {
+            let mut c = json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": t, "observedGeneration": generation});
+            if let Some(r) = reason {
+                c["reason"] = json!(r);
+            }
+            c
+        })
+        .collect();
+    if !scheduled {
+        out.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": t, "observedGeneration": generation}));
+    }
+    out
+}
+
+/// A status patch (strategic: conditions merge by type, as a kubelet's do).
 fn running_status(pod: &Pod, node_ip: &str, pod_ip: &str) -> Value {
     let t = now();
     let statuses: Vec<Value> = container_names(pod)
@@ -462,21 +489,59 @@ fn running_status(pod: &Pod, node_ip: &str, pod_ip: &str) -> Value {
         .map(|(name, image)| json!({"name": name, "image": image, "imageID": format!("sim://{image}"), "containerID": format!("sim://{}", uuid::Uuid::new_v4().simple()), "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": t}}, "lastState": {}}))
         .collect();
     json!({"status": {
+        "observedGeneration": pod.metadata.generation.unwrap_or(1),
         "phase": "Running",
         "hostIP": node_ip,
         "hostIPs": [{"ip": node_ip}],
         "podIP": pod_ip,
         "podIPs": [{"ip": pod_ip}],
         "startTime": t,
-        "conditions": [
-            {"type": "PodReadyToStartContainers", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-            {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-            {"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-            {"type": "ContainersReady", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-        ],
+        "conditions": conditions(pod, &[
+            ("PodReadyToStartContainers", "True", None),
+            ("Initialized", "True", None),
+            ("Ready", "True", None),
+            ("ContainersReady", "True", None),
+        ]),
         "containerStatuses": statuses,
     }})
+}
+
+/// The status of a running pod whose spec changed since its status was reported (its
+/// generation is ahead): containers whose image changed restarted with the new one.
+fn respec_status(pod: &Pod) -> Option<Value> {
+    let generation = pod.metadata.generation?;
+    let status = pod.status.as_ref()?;
+    if status.observed_generation.is_some_and(|g| g >= generation) || status.observed_generation.is_none() {
+        return None;
+    }
+    let t = now();
+    let images: HashMap<String, String> = container_names(pod).into_iter().collect();
+    let statuses: Vec<Value> = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| {
+            // The whole list: containerStatuses is replaced by a patch, not merged.
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            let image = images.get(&c.name).cloned().unwrap_or_else(|| c.image.clone());
+            if image != c.image {
+                v["lastState"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": c.state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.clone()), "finishedAt": t}});
+                v["image"] = json!(image);
+                v["imageID"] = json!(format!("sim://{image}"));
+                v["containerID"] = json!(format!("sim://{}", uuid::Uuid::new_v4().simple()));
+                v["restartCount"] = json!(c.restart_count + 1);
+                v["state"] = json!({"running": {"startedAt": t}});
+            }
+            v
+        })
+        .collect();
+    let conditions: Vec<Value> = status
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| json!({"type": c.type_, "observedGeneration": generation}))
+        .collect();
+    Some(json!({"status": {"observedGeneration": generation, "conditions": conditions, "containerStatuses": statuses}}))
 }
 
 fn finished_status(pod: &Pod, exit_code: i64) -> Value {
@@ -487,14 +552,14 @@ fn finished_status(pod: &Pod, exit_code: i64) -> Value {
         .map(|(name, image)| json!({"name": name, "image": image, "imageID": format!("sim://{image}"), "ready": false, "started": false, "restartCount": 0, "state": {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": t, "finishedAt": t}}, "lastState": {}}))
         .collect();
     json!({"status": {
+        "observedGeneration": pod.metadata.generation.unwrap_or(1),
         "phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
-        "conditions": [
-            {"type": "PodReadyToStartContainers", "status": "False", "lastProbeTime": null, "lastTransitionTime": t},
-            {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": t, "reason": "PodCompleted"},
-            {"type": "Ready", "status": "False", "lastProbeTime": null, "lastTransitionTime": t, "reason": "PodCompleted"},
-            {"type": "ContainersReady", "status": "False", "lastProbeTime": null, "lastTransitionTime": t, "reason": "PodCompleted"},
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": t},
-        ],
+        "conditions": conditions(pod, &[
+            ("PodReadyToStartContainers", "False", None),
+            ("Initialized", "True", Some("PodCompleted")),
+            ("Ready", "False", Some("PodCompleted")),
+            ("ContainersReady", "False", Some("PodCompleted")),
+        ]),
         "containerStatuses": statuses,
     }})
 }
@@ -538,7 +603,8 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
         let node_ip = shared.endpoints[i].ip.clone();
         let pod_ip = allocate_ip(&shared, &node, &uid);
         let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        if let Err(e) = pods.patch_status(&name, &pp, &Patch::Merge(running_status(&pod, &node_ip, &pod_ip))).await {
+        if let Err(e) = pods.patch_status(&name, &pp, &Patch::Strategic(running_status(&pod, &node_ip, &pod_ip))).await
+        {
             tracing::debug!("starting {ns}/{name}: {e}");
             shared.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
             release_ip(&shared, &pod);
@@ -547,6 +613,12 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
     } else if phase != "Running" {
         release_ip(&shared, &pod);
         return;
+    } else if let Some(patch) = respec_status(&pod) {
+        // A spec change (a new image): the containers restart with it, as a kubelet's do.
+        let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        if let Err(e) = pods.patch_status(&name, &pp, &Patch::Strategic(patch)).await {
+            tracing::debug!("restarting the changed containers of {ns}/{name}: {e}");
+        }
     }
     if restart != "Always" && shared.finishing.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
         let secs: f64 = annotation(&pod, RUN_SECONDS).and_then(|s| s.parse().ok()).unwrap_or(1.0);
@@ -556,7 +628,7 @@ async fn handle_pod(shared: Arc<Shared>, pod: Pod) {
         if let Ok(current) = pods.get(&name).await
             && current.metadata.uid.as_deref() == Some(uid.as_str())
             && current.metadata.deletion_timestamp.is_none()
-            && let Err(e) = pods.patch_status(&name, &pp, &Patch::Merge(finished_status(&current, code))).await
+            && let Err(e) = pods.patch_status(&name, &pp, &Patch::Strategic(finished_status(&current, code))).await
         {
             tracing::warn!("finishing {ns}/{name}: {e}");
             shared.finishing.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);

@@ -117,7 +117,17 @@ pub async fn uninstall(host_client: kube::Client, mapper: &crate::names::NameMap
     macro_rules! wipe {
         ($k:ty) => {{
             let api: Api<$k> = Api::namespaced(host_client.clone(), &mapper.host_namespace);
-            for o in api.list(&lp).await?.items {
+            let items = match api.list(&lp).await {
+                Ok(list) => list.items,
+                // Credentials for what the virtual cluster syncs (`vkube host-rbac`) may
+                // not list a kind it does not sync: it made none of those.
+                Err(kube::Error::Api(e)) if e.code == 403 => {
+                    tracing::warn!("uninstall: skipping {}: {}", stringify!($k), e.message);
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
+            for o in items {
                 if mapper.owns(&o.metadata) {
                     let name = o.metadata.name.as_deref().unwrap_or_default();
                     match api.delete(name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await

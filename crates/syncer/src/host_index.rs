@@ -59,25 +59,68 @@ pub struct HostIndexes {
 
 impl Default for HostIndexes {
     fn default() -> Self {
-        HostIndexes {
-            kinds: KINDS.iter().map(|k| (*k, Mutex::new(KindIndex::default()))).collect(),
-            ready: tokio::sync::watch::Sender::new(false),
-        }
+        HostIndexes::new(&KINDS)
     }
 }
 
+/// The kinds a virtual cluster with `config` copies to the host (configmaps always: the
+/// owner of its host pods is one).
+pub fn kinds_for(config: &vkube_config::VClusterConfig) -> Vec<&'static str> {
+    let mut kinds = vec!["ConfigMap"];
+    for (key, kind) in [
+        ("pods", "Pod"),
+        ("services", "Service"),
+        ("secrets", "Secret"),
+        ("persistentVolumeClaims", "PersistentVolumeClaim"),
+        ("ingresses", "Ingress"),
+        ("serviceAccounts", "ServiceAccount"),
+        ("endpoints", "Endpoints"),
+    ] {
+        if config.syncs(key) {
+            kinds.push(kind);
+        }
+    }
+    kinds
+}
+
 impl HostIndexes {
-    /// Follow every synced kind's host objects; never returns.
+    /// Indexes of these kinds (of [`KINDS`]) only: a kind the virtual cluster does not
+    /// sync is not watched (least-privilege host credentials may not list it).
+    pub fn new(kinds: &[&'static str]) -> Self {
+        HostIndexes {
+            kinds: kinds.iter().filter(|k| KINDS.contains(k)).map(|k| (*k, Mutex::new(KindIndex::default()))).collect(),
+            ready: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Follow the indexed kinds' host objects; never returns.
     pub async fn follow_all(self: Arc<Self>, host: kube::Client, mapper: NameMapper) {
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(self.clone().follow::<Pod>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<Service>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<ConfigMap>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<Secret>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<PersistentVolumeClaim>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<Ingress>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<ServiceAccount>(host.clone(), mapper.clone()));
-        set.spawn(self.clone().follow::<Endpoints>(host, mapper));
+        let wants = |kind: &str| self.kinds.contains_key(kind);
+        if wants("Pod") {
+            set.spawn(self.clone().follow::<Pod>(host.clone(), mapper.clone()));
+        }
+        if wants("Service") {
+            set.spawn(self.clone().follow::<Service>(host.clone(), mapper.clone()));
+        }
+        if wants("ConfigMap") {
+            set.spawn(self.clone().follow::<ConfigMap>(host.clone(), mapper.clone()));
+        }
+        if wants("Secret") {
+            set.spawn(self.clone().follow::<Secret>(host.clone(), mapper.clone()));
+        }
+        if wants("PersistentVolumeClaim") {
+            set.spawn(self.clone().follow::<PersistentVolumeClaim>(host.clone(), mapper.clone()));
+        }
+        if wants("Ingress") {
+            set.spawn(self.clone().follow::<Ingress>(host.clone(), mapper.clone()));
+        }
+        if wants("ServiceAccount") {
+            set.spawn(self.clone().follow::<ServiceAccount>(host.clone(), mapper.clone()));
+        }
+        if wants("Endpoints") {
+            set.spawn(self.clone().follow::<Endpoints>(host, mapper));
+        }
         while set.join_next().await.is_some() {}
     }
 

@@ -134,6 +134,21 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         host_listen: SocketAddr,
     },
+    /// Print the host RBAC a virtual cluster's syncer needs — a ServiceAccount, a Role in
+    /// the host namespace, a ClusterRole only for what vcluster.yaml needs cluster-wide —
+    /// as manifests for `kubectl apply -f -`. `vkube serve` with that ServiceAccount's
+    /// token needs nothing more.
+    HostRbac {
+        /// The virtual cluster's name.
+        #[arg(long, default_value = "vc")]
+        name: String,
+        /// Host namespace (default vkube-NAME).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// vcluster.yaml (what it syncs decides the grants).
+        #[arg(short = 'f', long = "values")]
+        values: Option<PathBuf>,
+    },
     /// Remove every host object a virtual cluster created (and nothing else).
     Uninstall {
         /// The host cluster's kubeconfig.
@@ -193,7 +208,19 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    // A failure is one message with its causes (`error: what: why`), not a debug dump
+    // with a backtrace.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| "warn".into()))
@@ -303,6 +330,14 @@ async fn main() -> anyhow::Result<()> {
             wait_for_signal().await;
             vc.stop().await;
             host.stop().await;
+            Ok(())
+        }
+        Command::HostRbac { name, namespace, values } => {
+            let config = serve::load_values(values.as_deref())?;
+            let namespace = namespace.unwrap_or_else(|| format!("vkube-{name}"));
+            let needs = vkube_syncer::rbac::needs(&config);
+            let yaml = vkube_syncer::rbac::manifests(&name, &namespace, &needs).map_err(anyhow::Error::msg)?;
+            print!("{yaml}");
             Ok(())
         }
         Command::Uninstall { host_kubeconfig, name, host_namespace } => {

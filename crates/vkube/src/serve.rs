@@ -159,7 +159,8 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     let server = vkube_apiserver::start(config).await?;
     let host_namespace = cfg.host_namespace.clone().unwrap_or_else(|| format!("vkube-{}", cfg.name));
     let mapper = NameMapper::new(cfg.name.clone(), host_namespace.clone());
-    let host_index = Arc::new(vkube_syncer::host_index::HostIndexes::default());
+    let host_index =
+        Arc::new(vkube_syncer::host_index::HostIndexes::new(&vkube_syncer::host_index::kinds_for(&values)));
     if let Ok(mut logs) = server.state.logs.write() {
         *logs =
             Some(Arc::new(HostLogs { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() }));
@@ -167,15 +168,38 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     let kubeconfig = cfg.data_dir.join(format!("{}.kubeconfig", cfg.name));
     let text = std::fs::read_to_string(&server.kubeconfig_path)?;
     std::fs::write(&kubeconfig, text).context("writing the kubeconfig")?;
-    // The host namespace, if it is not there yet.
+    // The host namespace, if it is not there yet. Least-privilege credentials (a Role in
+    // the namespace, see `vkube host-rbac`) may not read it: it exists then.
     let namespaces: Api<Namespace> = Api::all(host_client.clone());
-    if namespaces.get_opt(&host_namespace).await?.is_none() {
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": host_namespace}}))?;
-        match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e).context("creating the host namespace"),
+    match namespaces.get_opt(&host_namespace).await {
+        Ok(Some(_)) => {}
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        Err(e) => return Err(e).context("reading the host namespace"),
+        Ok(None) => {
+            let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": host_namespace}}))?;
+            match namespaces.create(&PostParams::default(), &ns).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e).context("creating the host namespace"),
+            }
         }
+    }
+    // Everything the syncer will do on the host, asked before it starts: a missing grant
+    // is an error naming it, not a syncer that stalls on it.
+    let needs = vkube_syncer::rbac::needs(&values);
+    let gaps = vkube_syncer::rbac::missing(&host_client, &host_namespace, &needs)
+        .await
+        .context("asking the host what its credentials may do")?;
+    if !gaps.is_empty() {
+        let user = vkube_syncer::rbac::who(&host_client).await.map(|u| format!(" ({u})")).unwrap_or_default();
+        let values_flag = cfg.values.as_ref().map(|p| format!(" -f {}", p.display())).unwrap_or_default();
+        anyhow::bail!(
+            "the host credentials{user} may not do what this virtual cluster needs on the host:\n{}\
+             Grant it with the manifests of `vkube host-rbac --name {} --namespace {host_namespace}{values_flag}` \
+             (kubectl apply -f - on the host, as its admin), then use that ServiceAccount's token.",
+            vkube_syncer::rbac::describe(&gaps),
+            cfg.name
+        );
     }
     // The syncer has its own identity, so the API server can tell its writes from a user's.
     let pair = server.pki.issue_client(vkube_syncer::resources::node_edits::SYNCER_USER, &["system:masters"])?;

@@ -73,3 +73,62 @@ fn vkube_nodes_run_pods_on_a_real_control_plane_with_kubelet_credentials_only() 
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(real.ok(&["get", "pod", "elsewhere", "-o", "jsonpath={.status.phase}"]), "Pending");
 }
+
+#[test]
+fn the_syncer_holds_only_the_host_rbac_grants_and_names_a_missing_one() {
+    use common::tier::{Env, Tier};
+    let env = Env::start(Tier::Real, None);
+    // The syncer's ServiceAccount runs the virtual cluster's workloads on the host...
+    env.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    env.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    // ...and may do nothing else there.
+    let sa = "system:serviceaccount:vkube-vc:vc-vc";
+    for (verb, resource, namespace) in [
+        ("create", "pods", "kube-system"),
+        ("list", "secrets", "default"),
+        ("get", "secrets", "kube-system"),
+        ("delete", "nodes", ""),
+        ("patch", "nodes", ""),
+        ("create", "clusterrolebindings", ""),
+        ("delete", "namespaces", ""),
+        ("get", "pods", "kube-system"),
+    ] {
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", sa];
+        if !namespace.is_empty() {
+            args.extend(["-n", namespace]);
+        }
+        let (_, out, _) = env.host.kubectl(&args);
+        assert_eq!(out.trim(), "no", "{sa} may {verb} {resource} in {namespace:?}");
+    }
+    // A Role short of one grant: `vkube serve` refuses to start, naming what is missing
+    // and how to grant it, instead of stalling.
+    let kc = env.host.syncer_kubeconfig("b", "team-b", None);
+    env.host.ok(&[
+        "patch",
+        "role",
+        "vc-b",
+        "-n",
+        "team-b",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/rules/0/verbs","value":["create","delete","patch","update","get","watch"]}]"#,
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["serve", "--name", "b", "--host-namespace", "team-b", "--listen", "127.0.0.1:0", "--host-kubeconfig"])
+        .arg(&kc)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("vkube serve");
+    assert!(!out.status.success(), "started without the grants");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("system:serviceaccount:team-b:vc-b"), "{err}");
+    assert!(err.contains(r#"- list pods in namespace "team-b""#), "{err}");
+    assert!(err.contains(r#"- list configmaps in namespace "team-b""#), "{err}");
+    assert!(!err.contains("- get pods"), "only what is missing: {err}");
+    assert!(err.contains("vkube host-rbac --name b --namespace team-b"), "{err}");
+    assert!(!err.contains("stack backtrace") && !err.contains("Stack backtrace"), "{err}");
+}

@@ -1,17 +1,18 @@
 //! End-to-end: `kubectl` against `vkube up` — a virtual cluster whose workloads run on a
 //! simulated host — and against `vkube host` with two `vkube serve` beside it.
 
+#[macro_use]
 mod common;
 
+use common::tier::{Env, HostCluster, Tier, VirtualCluster};
 use common::{Vkube, start_host_in, start_role, start_up_in};
 
 fn up() -> Vkube {
     start_up_in(tempfile::tempdir().expect("tempdir"), &[])
 }
 
-#[test]
-fn deployment_runs_on_host_nodes_with_configmaps_services_and_events() {
-    let vk = up();
+fn deployment_runs_on_host_nodes_with_configmaps_services_and_events(tier: Tier) {
+    let vk = Env::start(tier, None);
     vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
     vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
     let pods = vk.ok(&[
@@ -82,11 +83,42 @@ fn deployment_runs_on_host_nodes_with_configmaps_services_and_events() {
     // kubectl logs shows the host pod's logs.
     let logs = vk.ok(&["logs", "reader"]);
     assert!(logs.contains("pod vkube-vc/reader-x-default-x-vc"), "{logs}");
+    // The host's status in the virtual pod's terms: the generations the kubelet saw are
+    // the virtual pod's, its QoS class its own — also after a spec change.
+    let generations = r#"jsonpath={.metadata.generation} {.status.observedGeneration} {.status.conditions[?(@.type=="Ready")].observedGeneration} {.status.qosClass} {.status.phase}"#;
+    vk.wait_for(&["get", "pod", "reader", "-o", generations], 20, |o| o == "1 1 1 BestEffort Running");
+    vk.ok(&["set", "image", "pod/reader", "c=busybox:1.37"]);
+    vk.wait_for(&["get", "pod", "reader", "-o", generations], 20, |o| o == "2 2 2 BestEffort Running");
+    assert_eq!(
+        vk.host_ok(&[
+            "get",
+            "pod",
+            "reader-x-default-x-vc",
+            "-n",
+            "vkube-vc",
+            "-o",
+            "jsonpath={.spec.containers[0].image}"
+        ]),
+        "busybox:1.37"
+    );
+    // Labels and annotations follow too (services select host pods by them).
+    vk.ok(&["label", "pod", "reader", "tier=frontend"]);
+    vk.ok(&["annotate", "pod", "reader", "team=blue"]);
+    let host_meta = r#"jsonpath={.metadata.labels.tier} {.metadata.annotations.team}"#;
+    common::retry(20, || {
+        let out = vk.host.kubectl(&["get", "pod", "reader-x-default-x-vc", "-n", "vkube-vc", "-o", host_meta]).1;
+        (out == "frontend blue").then_some(())
+    });
+    vk.ok(&["label", "pod", "reader", "tier-"]);
+    vk.ok(&["annotate", "pod", "reader", "team-"]);
+    common::retry(20, || {
+        let out = vk.host.kubectl(&["get", "pod", "reader-x-default-x-vc", "-n", "vkube-vc", "-o", host_meta]).1;
+        (out == " ").then_some(())
+    });
 }
 
-#[test]
-fn deletes_work_both_ways() {
-    let vk = up();
+fn deletes_work_both_ways(tier: Tier) {
+    let vk = Env::start(tier, None);
     vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
     vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
     // Virtual delete: the host copy goes.
@@ -123,14 +155,12 @@ fn deletes_work_both_ways() {
     });
 }
 
-#[test]
-fn kill_9_restart_keeps_everything_and_duplicates_nothing() {
-    let vk = up();
+fn kill_9_restart_keeps_everything_and_duplicates_nothing(tier: Tier) {
+    let vk = Env::start(tier, None);
     vk.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
     vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
     let before = vk.host_ok(&["get", "pods", "-n", "vkube-vc", "-o", "jsonpath={.items[*].metadata.uid}"]);
-    let dir = vk.kill9();
-    let vk = start_up_in(dir, &[]);
+    let vk = vk.kill9_and_restart();
     vk.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(vk.ok(&["get", "pods", "-l", "app=web", "--no-headers"]).lines().count(), 3);
@@ -138,20 +168,11 @@ fn kill_9_restart_keeps_everything_and_duplicates_nothing() {
     assert_eq!(before, after, "the same host pods, none added or replaced");
 }
 
-#[test]
-fn two_virtual_clusters_on_one_host_are_isolated() {
-    let host = start_host_in(tempfile::tempdir().expect("tempdir"), 2);
+fn two_virtual_clusters_on_one_host_are_isolated(tier: Tier) {
+    let host = HostCluster::start(tier);
     let host_kc = host.kubeconfig.display().to_string();
-    let a = start_role(
-        tempfile::tempdir().expect("tempdir"),
-        &["serve", "--name", "a", "--host-namespace", "shared", "--host-kubeconfig", &host_kc],
-        "a.kubeconfig",
-    );
-    let b = start_role(
-        tempfile::tempdir().expect("tempdir"),
-        &["serve", "--name", "b", "--host-namespace", "shared", "--host-kubeconfig", &host_kc],
-        "b.kubeconfig",
-    );
+    let a = VirtualCluster::start(&host, "a", "shared", None);
+    let b = VirtualCluster::start(&host, "b", "shared", None);
     // An object of the host's own in that namespace: never touched.
     host.ok(&["create", "configmap", "precious", "-n", "shared", "--from-literal=k=v"]);
     for vc in [&a, &b] {
@@ -207,17 +228,9 @@ fn bad_vcluster_yaml_is_refused_with_its_line() {
     );
 }
 
-#[test]
-fn claims_ingresses_service_accounts_and_selectorless_endpoints_reach_the_host() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let values = dir.path().join("vcluster.yaml");
-    std::fs::write(
-        &values,
-        "sync:\n  toHost:\n    ingresses:\n      enabled: true\n    serviceAccounts:\n      enabled: true\n",
-    )
-    .expect("write");
-    let v = values.display().to_string();
-    let vk = start_up_in(dir, &["-f", &v]);
+fn claims_ingresses_service_accounts_and_selectorless_endpoints_reach_the_host(tier: Tier) {
+    let values = "sync:\n  toHost:\n    ingresses:\n      enabled: true\n    serviceAccounts:\n      enabled: true\n";
+    let vk = Env::start(tier, Some(values));
     let manifest = r#"
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -305,50 +318,24 @@ subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 5432}]}]
     });
 }
 
-#[test]
-fn the_syncer_converges_after_a_host_outage() {
-    // A fixed host port, so the restarted host is where serve's kubeconfig points.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let listen = format!("127.0.0.1:{port}");
-    let host_dir = tempfile::tempdir().expect("tempdir");
-    let start_host = |dir: tempfile::TempDir| -> Vkube {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
-            .args(["host", "--nodes", "2", "--listen", &listen, "--data-dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("host");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("line");
-        assert!(line.contains("ready"), "{line}");
-        let kubeconfig = dir.path().join("host.kubeconfig");
-        Vkube { child, dir, kubeconfig }
-    };
-    let host = start_host(host_dir);
-    let host_kc = host.kubeconfig.display().to_string();
-    let vc = start_role(
-        tempfile::tempdir().expect("tempdir"),
-        &["serve", "--name", "vc", "--host-kubeconfig", &host_kc],
-        "vc.kubeconfig",
-    );
+fn the_syncer_converges_after_a_host_outage(tier: Tier) {
+    let Env { mut host, vc } = Env::start(tier, None);
     vc.ok(&["create", "deployment", "before", "--image=nginx", "--replicas=1"]);
     vc.ok(&["rollout", "status", "deploy/before", "--timeout=30s"]);
-    // The host goes away; work is created in the virtual cluster meanwhile.
-    let dir = host.stop();
-    vc.ok(&["create", "deployment", "during", "--image=nginx", "--replicas=2"]);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    // The host comes back on the same address: the syncer catches up.
-    let host = start_host(dir);
+    // The host's API goes away; work is created in the virtual cluster meanwhile. It
+    // comes back on the same address: the syncer catches up.
+    host.outage(|| {
+        vc.ok(&["create", "deployment", "during", "--image=nginx", "--replicas=2"]);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    });
     vc.ok(&["rollout", "status", "deploy/during", "--timeout=60s"]);
     let host_pods = host.ok(&["get", "pods", "-n", "vkube-vc", "--no-headers"]);
     assert_eq!(host_pods.lines().filter(|l| l.starts_with("during-")).count(), 2, "{host_pods}");
     assert_eq!(host_pods.lines().filter(|l| l.starts_with("before-")).count(), 1, "{host_pods}");
 }
 
-#[test]
-fn pods_get_a_virtual_cluster_token_that_kubectl_accepts() {
-    let vk = up();
+fn pods_get_a_virtual_cluster_token_that_kubectl_accepts(tier: Tier) {
+    let vk = Env::start(tier, None);
     vk.ok(&["run", "tok", "--image=busybox"]);
     vk.wait_for(&["get", "pod", "tok", "-o", "jsonpath={.status.phase}"], 30, |o| o == "Running");
     // The virtual cluster publishes its CA in every namespace; the pod's copy is on the host.
@@ -431,13 +418,8 @@ fn pods_get_a_virtual_cluster_token_that_kubectl_accepts() {
     assert!(!ok && err.contains("Unauthorized"), "{err}");
 }
 
-#[test]
-fn host_storage_classes_appear_in_the_virtual_cluster() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let values = dir.path().join("vcluster.yaml");
-    std::fs::write(&values, "sync:\n  fromHost:\n    storageClasses:\n      enabled: true\n").expect("values");
-    let values = values.display().to_string();
-    let vk = start_up_in(dir, &["-f", &values]);
+fn host_storage_classes_appear_in_the_virtual_cluster(tier: Tier) {
+    let vk = Env::start(tier, Some("sync:\n  fromHost:\n    storageClasses:\n      enabled: true\n"));
     let host_sc = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast, labels: {tier: ssd}}\nprovisioner: csi.example.com\nparameters: {type: ssd}\nvolumeBindingMode: WaitForFirstConsumer\n";
     let out = std::process::Command::new("kubectl")
         .args(["apply", "-f", "-"])
@@ -589,3 +571,14 @@ fn pods_synced_under_an_older_name_keep_their_host_pod() {
     assert_eq!(new.len(), 1);
     assert_ne!(new[0].0, "d-x-e-x-c-x-vc");
 }
+
+on_both_hosts!(
+    deployment_runs_on_host_nodes_with_configmaps_services_and_events,
+    deletes_work_both_ways,
+    kill_9_restart_keeps_everything_and_duplicates_nothing,
+    pods_get_a_virtual_cluster_token_that_kubectl_accepts,
+    two_virtual_clusters_on_one_host_are_isolated,
+    claims_ingresses_service_accounts_and_selectorless_endpoints_reach_the_host,
+    the_syncer_converges_after_a_host_outage,
+    host_storage_classes_appear_in_the_virtual_cluster,
+);

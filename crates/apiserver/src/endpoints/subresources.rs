@@ -3,7 +3,7 @@
 
 use crate::endpoints::{RequestContext, Route, parse_body};
 use crate::registry::{DeleteOptions, Registry, WriteOptions};
-use crate::resources::Resource;
+use crate::resources::{Resource, Subresource};
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
@@ -119,7 +119,7 @@ pub async fn bind(
     let res = route.resource.clone();
     let reg = &ctx.state.registry;
     let opts = WriteOptions { field_manager: Some("vkube-scheduler".into()), dry_run, ..Default::default() };
-    reg.update_with(&res, &route.namespace, name, None, &opts, |cur| {
+    reg.update_with(&res, &route.namespace, name, Some(Subresource::Binding), &opts, |cur| {
         let current = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
         if !current.is_empty() {
             return Err(ApiError::conflict(

@@ -30,6 +30,12 @@ pub const HOST_UID: &str = "vkube.dev/host-uid";
 /// Annotation prefix on a host pod: a token of the virtual cluster for one projected
 /// `serviceAccountToken` source, which the host pod reads through the downward API.
 pub const TOKEN_PREFIX: &str = "vkube.dev/token-";
+/// Annotation on a host pod: the virtual pod's generation and a digest of its labels
+/// and annotations (`GENERATION/DIGEST`), as the host copy last mirrored them.
+pub const VIRTUAL_STATE: &str = "vkube.dev/virtual-state";
+/// Annotation on a host pod: the keys of the virtual pod's annotations written to it
+/// (so that one the virtual pod drops goes from the host copy too).
+pub const MANAGED_ANNOTATIONS: &str = "vkube.dev/managed-annotations";
 /// Lifetime of the tokens the syncer requests: the host kubelet cannot refresh them, so
 /// they live a year, and the virtual API server revokes them when the pod is deleted.
 pub const TOKEN_EXPIRATION_SECONDS: i64 = 365 * 24 * 3600;
@@ -46,6 +52,8 @@ pub struct CachedPod {
     pub node_name: Option<String>,
     /// `status.phase`.
     pub phase: Option<String>,
+    /// `status.qosClass` (the virtual API server's, immutable once set).
+    pub qos_class: Option<String>,
     /// A digest of `{"status": ...}` as the syncer would write it back, to tell whether
     /// the host status differs.
     pub status_digest: u64,
@@ -89,6 +97,7 @@ impl CachedPod {
         CachedPod {
             metadata,
             node_name: pod.spec.and_then(|s| s.node_name),
+            qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
             phase: pod.status.and_then(|s| s.phase),
             status_digest: status_digest(&json!({"status": status})),
             config_maps: cms.into_iter().collect(),
@@ -269,6 +278,25 @@ fn translate_volume(v: &mut Volume, naming: Naming<'_>, ns: &str) {
     }
 }
 
+/// The user's annotations of a virtual pod (not vkube's own, not kubectl's copy).
+fn user_annotations(meta: &ObjectMeta) -> std::collections::BTreeMap<String, String> {
+    let mut a = meta.annotations.clone().unwrap_or_default();
+    a.retain(|k, _| !k.starts_with("vkube.dev/") && k != "kubectl.kubernetes.io/last-applied-configuration");
+    a
+}
+
+/// What of a virtual pod its host copy mirrors, as [`VIRTUAL_STATE`] records it.
+pub fn virtual_state(meta: &ObjectMeta) -> String {
+    let digest = status_digest(&json!({"labels": meta.labels, "annotations": user_annotations(meta)}));
+    format!("{}/{digest:016x}", meta.generation.unwrap_or(1))
+}
+
+/// The virtual generation a host pod's spec mirrors (from [`VIRTUAL_STATE`]).
+fn mirrored_generation(host: &Pod) -> Option<i64> {
+    let state = host.metadata.annotations.as_ref()?.get(VIRTUAL_STATE)?;
+    state.split('/').next()?.parse().ok()
+}
+
 /// The host pod for a virtual pod (pure: references renamed, the virtual cluster's
 /// service account and token kept out of the host's, its scheduling fields dropped, the
 /// config's tolerations and node selector enforced).
@@ -323,7 +351,82 @@ pub fn translate(pod: &Pod, naming: Naming<'_>, config: &vkube_config::VClusterC
         let selector = spec.node_selector.get_or_insert_with(Default::default);
         selector.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    Pod { metadata: naming.host_metadata("Pod", &pod.metadata), spec: Some(spec), status: None }
+    let mut metadata = naming.host_metadata("Pod", &pod.metadata);
+    let annotations = metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(VIRTUAL_STATE.into(), virtual_state(&pod.metadata));
+    let managed: Vec<String> = user_annotations(&pod.metadata).into_keys().collect();
+    annotations.insert(MANAGED_ANNOTATIONS.into(), managed.join(","));
+    Pod { metadata, spec: Some(spec), status: None }
+}
+
+/// The strategic merge patch that brings host pod `host` to `want` (its translation
+/// now) in what a pod may change: labels, annotations, container images,
+/// `activeDeadlineSeconds`, tolerations. None when nothing differs.
+pub fn update_patch(host: &Pod, want: &Pod) -> Option<Value> {
+    let mut labels = serde_json::Map::new();
+    let have_labels = host.metadata.labels.clone().unwrap_or_default();
+    let want_labels = want.metadata.labels.clone().unwrap_or_default();
+    for k in have_labels.keys().filter(|k| !want_labels.contains_key(*k)) {
+        labels.insert(k.clone(), Value::Null);
+    }
+    for (k, v) in &want_labels {
+        if have_labels.get(k) != Some(v) {
+            labels.insert(k.clone(), json!(v));
+        }
+    }
+    let mut annotations = serde_json::Map::new();
+    let have = host.metadata.annotations.clone().unwrap_or_default();
+    let want_annotations = want.metadata.annotations.clone().unwrap_or_default();
+    let managed_before = have.get(MANAGED_ANNOTATIONS).cloned().unwrap_or_default();
+    for k in managed_before.split(',').filter(|k| !k.is_empty() && !want_annotations.contains_key(*k)) {
+        if have.contains_key(k) {
+            annotations.insert(k.to_string(), Value::Null);
+        }
+    }
+    for (k, v) in &want_annotations {
+        if have.get(k) != Some(v) {
+            annotations.insert(k.clone(), json!(v));
+        }
+    }
+    let mut spec = serde_json::Map::new();
+    let (have_spec, want_spec) = (host.spec.clone().unwrap_or_default(), want.spec.clone().unwrap_or_default());
+    let images = |have: &[Container], want: &[Container]| -> Vec<Value> {
+        want.iter()
+            .filter(|w| have.iter().any(|h| h.name == w.name && h.image != w.image))
+            .map(|w| json!({"name": w.name, "image": w.image}))
+            .collect()
+    };
+    let containers = images(&have_spec.containers, &want_spec.containers);
+    if !containers.is_empty() {
+        spec.insert("containers".into(), json!(containers));
+    }
+    let init = images(
+        have_spec.init_containers.as_deref().unwrap_or_default(),
+        want_spec.init_containers.as_deref().unwrap_or_default(),
+    );
+    if !init.is_empty() {
+        spec.insert("initContainers".into(), json!(init));
+    }
+    if have_spec.active_deadline_seconds != want_spec.active_deadline_seconds {
+        spec.insert("activeDeadlineSeconds".into(), json!(want_spec.active_deadline_seconds));
+    }
+    if have_spec.tolerations.clone().unwrap_or_default() != want_spec.tolerations.clone().unwrap_or_default() {
+        spec.insert("tolerations".into(), json!(want_spec.tolerations));
+    }
+    if labels.is_empty() && annotations.is_empty() && spec.is_empty() {
+        return None;
+    }
+    let mut patch = json!({"metadata": {}});
+    if !labels.is_empty() {
+        patch["metadata"]["labels"] = Value::Object(labels);
+    }
+    if !annotations.is_empty() {
+        patch["metadata"]["annotations"] = Value::Object(annotations);
+    }
+    if !spec.is_empty() {
+        patch["spec"] = Value::Object(spec);
+    }
+    Some(patch)
 }
 
 /// A virtual-cluster token for a pod's service account, bound to the pod.
@@ -378,10 +481,28 @@ async fn record_host_uid(virtual_api: &Api<Pod>, name: &str, host: &Pod) -> Resu
 }
 
 /// The virtual pod's status from its host copy (`{"status": ...}`, as a status patch
-/// and as the cache digests it); the host's nomination is the host scheduler's.
-pub fn status_back(host_pod: &Pod) -> Value {
+/// and as the cache digests it). What is the host's own stays there: its scheduler's
+/// nomination; its QoS class (the virtual pod keeps the one its API server gave it,
+/// which is immutable — a host of another version may compute it differently); and the
+/// generations observed (the host pod's generations count the host's spec changes, not
+/// the virtual pod's: "caught up with the host spec" becomes "caught up with the
+/// virtual spec").
+pub fn status_back(host_pod: &Pod, virtual_pod: &CachedPod) -> Value {
     let mut status = host_pod.status.clone().unwrap_or_default();
     status.nominated_node_name = None;
+    if virtual_pod.qos_class.is_some() {
+        status.qos_class = virtual_pod.qos_class.clone();
+    }
+    let host_generation = host_pod.metadata.generation.unwrap_or(1);
+    let virtual_generation = virtual_pod.metadata.generation.unwrap_or(1);
+    // The virtual generation the host spec mirrors; a kubelet that has seen the latest
+    // host spec has seen that one, one that has not, an older one.
+    let mirrored = mirrored_generation(host_pod).unwrap_or(virtual_generation).min(virtual_generation);
+    let observed = |g: Option<i64>| g.map(|g| if g >= host_generation { mirrored } else { g.min(mirrored - 1).max(1) });
+    status.observed_generation = observed(status.observed_generation);
+    for c in status.conditions.iter_mut().flatten() {
+        c.observed_generation = observed(c.observed_generation);
+    }
     json!({"status": status})
 }
 
@@ -549,7 +670,22 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let wanted = status_back(&h);
+                // What the virtual pod changed since its host copy last mirrored it.
+                let mirrors = h.metadata.annotations.as_ref().and_then(|a| a.get(VIRTUAL_STATE));
+                if mirrors != Some(&virtual_state(&vpod.metadata))
+                    && h.metadata.deletion_timestamp.is_none()
+                    && let Some(full) = virtual_api.get_opt(&name).await?
+                    && full.metadata.uid == vpod.metadata.uid
+                {
+                    let want = translate(&full, ctx.naming(), &ctx.config);
+                    if let Some(patch) = update_patch(&h, &want) {
+                        let pp = PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
+                        host_api.patch(&host_name, &pp, &Patch::Strategic(patch)).await?;
+                    }
+                    // The status goes back with the next host event, against the new spec.
+                    return Ok(Action::requeue(Duration::from_secs(60)));
+                }
+                let wanted = status_back(&h, &vpod);
                 if status_digest(&wanted) != vpod.status_digest {
                     virtual_api
                         .patch_status(
@@ -673,8 +809,8 @@ mod tests {
                 "volumes": [{"name": "s", "secret": {"secretName": "sec"}}]},
             "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}))
         .expect("pod");
-        let host_status = status_back(&pod);
-        let c = CachedPod::of(pod);
+        let c = CachedPod::of(pod.clone());
+        let host_status = status_back(&pod, &c);
         assert!(c.metadata.managed_fields.is_none());
         assert_eq!(c.metadata.annotations.as_ref().and_then(|a| a.get(HOST_UID)).map(String::as_str), Some("h"));
         assert_eq!(c.node_name.as_deref(), Some("n1"));
@@ -716,5 +852,66 @@ mod tests {
         config.sync_nodes = false;
         let h = serde_json::to_value(translate(&pod(&v), mapper().naming(), &config)).expect("json");
         assert_eq!(h["spec"]["nodeSelector"], json!({"disk": "ssd", "pool": "mine"}));
+    }
+
+    #[test]
+    fn status_back_keeps_the_virtual_qos_class_and_generations() {
+        let virtual_pod = CachedPod::of(
+            serde_json::from_value(json!({"metadata": {"name": "p", "generation": 3},
+                "status": {"phase": "Pending", "qosClass": "Burstable"}}))
+            .expect("pod"),
+        );
+        // A host of another version: another QoS class, and generations of its own.
+        let host: Pod = serde_json::from_value(json!({"metadata": {"name": "h", "generation": 5},
+            "status": {"phase": "Running", "qosClass": "BestEffort", "observedGeneration": 5,
+                "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 5},
+                    {"type": "PodScheduled", "status": "True", "observedGeneration": 2}]}}))
+        .expect("pod");
+        let back = status_back(&host, &virtual_pod);
+        assert_eq!(back["status"]["qosClass"], "Burstable");
+        assert_eq!(back["status"]["observedGeneration"], 3, "caught up with the host: with the virtual pod");
+        assert_eq!(back["status"]["conditions"][0]["observedGeneration"], 3);
+        assert_eq!(back["status"]["conditions"][1]["observedGeneration"], 2, "behind stays behind");
+        assert_eq!(back["status"]["phase"], "Running");
+        // Without a virtual class yet, the host's.
+        let fresh = CachedPod::of(serde_json::from_value(json!({"metadata": {"name": "p"}})).expect("pod"));
+        assert_eq!(status_back(&host, &fresh)["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn updates_reach_the_host_copy_in_what_a_pod_may_change() {
+        let v1 = json!({"metadata": {"name": "p", "namespace": "ns", "generation": 1,
+            "labels": {"app": "web", "old": "x"}, "annotations": {"note": "a", "gone": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1"}, {"name": "d", "image": "redis"}]}});
+        let host = translate(&pod(&v1), mapper().naming(), &Default::default());
+        assert!(update_patch(&host, &host).is_none(), "nothing differs");
+        let mut v2 = v1.clone();
+        v2["metadata"]["generation"] = json!(2);
+        v2["metadata"]["labels"] = json!({"app": "web", "new": "y"});
+        v2["metadata"]["annotations"] = json!({"note": "changed"});
+        v2["spec"]["containers"][0]["image"] = json!("nginx:2");
+        v2["spec"]["activeDeadlineSeconds"] = json!(30);
+        let want = translate(&pod(&v2), mapper().naming(), &Default::default());
+        let patch = update_patch(&host, &want).expect("a patch");
+        assert_eq!(patch["metadata"]["labels"]["old"], Value::Null);
+        assert_eq!(patch["metadata"]["labels"]["new"], "y");
+        assert!(patch["metadata"]["labels"].get("app").is_none(), "unchanged labels are not sent");
+        assert_eq!(patch["metadata"]["annotations"]["note"], "changed");
+        assert_eq!(patch["metadata"]["annotations"]["gone"], Value::Null);
+        assert_eq!(patch["metadata"]["annotations"][VIRTUAL_STATE], virtual_state(&pod(&v2).metadata));
+        assert_eq!(patch["spec"]["containers"], json!([{"name": "c", "image": "nginx:2"}]));
+        assert_eq!(patch["spec"]["activeDeadlineSeconds"], 30);
+        assert!(patch["spec"].get("tolerations").is_none());
+        // A host annotation of someone else's is never removed.
+        let mut foreign = host.clone();
+        foreign.metadata.annotations.get_or_insert_with(Default::default).insert("host.example/x".into(), "1".into());
+        let patch = update_patch(&foreign, &want).expect("a patch");
+        assert!(patch["metadata"]["annotations"].get("host.example/x").is_none());
+        // The status maps to the generation the host spec mirrors.
+        let mut h: Pod = foreign;
+        h.metadata.generation = Some(4);
+        h.status = serde_json::from_value(json!({"observedGeneration": 4})).ok();
+        let cached = CachedPod::of(pod(&v2));
+        assert_eq!(status_back(&h, &cached)["status"]["observedGeneration"], 1, "the host mirrors generation 1");
     }
 }

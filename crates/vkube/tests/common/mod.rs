@@ -41,7 +41,11 @@ pub fn start_role(dir: tempfile::TempDir, args: &[&str], kubeconfig_name: &str) 
 /// Start a role; `extra_listen` names a second listen flag to set to an ephemeral port.
 pub fn start_role_with(dir: tempfile::TempDir, args: &[&str], kubeconfig_name: &str, extra_listen: &str) -> Vkube {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vkube"));
-    cmd.args(args).args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path());
+    cmd.args(args);
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.arg("--data-dir").arg(dir.path());
     if !extra_listen.is_empty() {
         cmd.args([extra_listen, "127.0.0.1:0"]);
     }
@@ -170,3 +174,4 @@ pub fn retry<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 pub mod real;
+pub mod tier;

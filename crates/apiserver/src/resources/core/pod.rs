@@ -22,6 +22,7 @@ impl Kind for PodKind {
     type Object = Pod;
     const SHORT_NAMES: &'static [&'static str] = &["po"];
     const IN_ALL: bool = true;
+    const TRACKS_GENERATION: bool = true;
     const SUBRESOURCES: &'static [Subresource] =
         &[Subresource::Status, Subresource::Binding, Subresource::Eviction, Subresource::Log];
     const FIELD_LABELS: &'static [FieldLabel] = &[
