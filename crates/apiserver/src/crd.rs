@@ -28,7 +28,11 @@ fn age_cell(obj: &Value) -> Value {
 impl Strategy for CustomStrategy {
     fn prune(&self, obj: &Value) -> Result<Value, String> {
         Ok(match &self.schema {
-            Some(schema) => prune(obj, schema),
+            Some(schema) => {
+                let mut out = prune(obj, schema);
+                apply_defaults(&mut out, schema);
+                out
+            }
             None => obj.clone(),
         })
     }
@@ -103,6 +107,47 @@ pub fn prune(obj: &Value, schema: &Value) -> Value {
         }
     }
     out
+}
+
+/// Structural defaulting: every property the schema gives a `default` and the object
+/// lacks gets it, at every depth (objects, array items, map values); `metadata` at the
+/// top is left alone.
+pub fn apply_defaults(obj: &mut Value, schema: &Value) {
+    default_value(obj, schema, true);
+}
+
+fn default_value(v: &mut Value, schema: &Value, top: bool) {
+    match v {
+        Value::Object(m) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, s) in props {
+                    if top && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                        continue;
+                    }
+                    if !m.contains_key(k)
+                        && let Some(d) = s.get("default")
+                    {
+                        m.insert(k.clone(), d.clone());
+                    }
+                    if let Some(child) = m.get_mut(k) {
+                        default_value(child, s, false);
+                    }
+                }
+            } else if let Some(a) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for child in m.values_mut() {
+                    default_value(child, a, false);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for i in items {
+                    default_value(i, s, false);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn prune_value(v: &Value, schema: &Value) -> Value {
@@ -243,8 +288,8 @@ pub async fn load_established(reg: &Registry) {
     on_change(reg).await;
 }
 
-/// Follow CRDs changed through other API server replicas on the same store, so every
-/// replica serves the same custom resources.
+/// Follow every CRD change in the store (through any endpoint, or another API server
+/// replica on the same store), so the served custom resources always match the CRDs.
 pub async fn follow(reg: Arc<Registry>) {
     use futures::StreamExt;
     let Some(crd_res) = reg.catalog().find("apiextensions.k8s.io", "v1", "customresourcedefinitions") else { return };
@@ -259,5 +304,31 @@ pub async fn follow(reg: Arc<Registry>) {
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn defaults_fill_missing_fields_at_every_depth_and_keep_given_ones() {
+        let schema = json!({"type": "object", "properties": {
+            "a": {"type": "string", "default": "A"},
+            "spec": {"type": "object", "default": {}, "properties": {
+                "n": {"type": "integer", "default": 3},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "string", "default": "X"}}}},
+            }},
+        }});
+        let mut obj = json!({"apiVersion": "ex.com/v1", "kind": "Foo", "metadata": {"name": "f"},
+            "spec": {"items": [{}, {"x": "given"}]}});
+        super::apply_defaults(&mut obj, &schema);
+        assert_eq!(obj["a"], "A");
+        assert_eq!(obj["spec"]["n"], 3);
+        assert_eq!(obj["spec"]["items"][0]["x"], "X");
+        assert_eq!(obj["spec"]["items"][1]["x"], "given");
+        let mut empty = json!({"metadata": {"name": "g"}});
+        super::apply_defaults(&mut empty, &schema);
+        assert_eq!(empty["spec"]["n"], 3, "a defaulted object gets its own defaults");
     }
 }

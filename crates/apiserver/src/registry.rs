@@ -44,6 +44,10 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// `fieldManager` (for managedFields).
     pub field_manager: Option<String>,
+    /// Every field path of a JSON body in document order, a duplicate as often as it
+    /// occurs (`spec.replicas` twice): `fieldValidation` reports duplicates like
+    /// unknown fields, in the order they come in the body.
+    pub body_fields: Vec<String>,
 }
 
 /// The result of a write.
@@ -186,7 +190,7 @@ pub fn splice_resource_version(raw: &[u8], revision: Revision) -> Vec<u8> {
     }
 }
 
-fn diff_unknown(orig: &Value, pruned: &Value, path: &str, out: &mut Vec<String>) {
+pub(crate) fn diff_unknown(orig: &Value, pruned: &Value, path: &str, out: &mut Vec<String>) {
     match (orig, pruned) {
         (Value::Object(o), Value::Object(p)) => {
             for (k, v) in o {
@@ -292,10 +296,18 @@ impl Registry {
     /// Parse a stored value into the form `res` serves.
     pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
         let v = Self::decode(kv)?;
-        Ok(match res.conversion {
+        let mut v = match res.conversion {
             Some(c) => (c.from_storage)(v),
             None => v,
-        })
+        };
+        // A custom resource gets its schema's defaults on every read, so a default added
+        // to the CRD later shows on objects stored before it (as kube-apiserver does).
+        if res.custom
+            && let Some(schema) = &res.schema
+        {
+            crate::crd::apply_defaults(&mut v, schema);
+        }
+        Ok(v)
     }
 
     fn encode_as(res: &Resource, obj: &Value) -> Result<Bytes, ApiError> {
@@ -462,10 +474,26 @@ impl Registry {
         })?;
         let mut unknown = Vec::new();
         diff_unknown(obj, &pruned, "", &mut unknown);
-        if !unknown.is_empty() {
+        // As kube-apiserver's strict decoding: duplicate and unknown fields in the
+        // order the body has them.
+        let mut seen = std::collections::HashSet::new();
+        let mut ordered: Vec<(usize, String)> = opts
+            .body_fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !seen.insert(f.as_str()))
+            .map(|(i, f)| (i, format!("duplicate field \"{f}\"")))
+            .collect();
+        for f in &unknown {
+            let at = opts.body_fields.iter().position(|b| b == f).unwrap_or(usize::MAX);
+            ordered.push((at, format!("unknown field \"{f}\"")));
+        }
+        ordered.sort_by_key(|(at, _)| *at);
+        let problems: Vec<String> = ordered.into_iter().map(|(_, p)| p).collect();
+        if !problems.is_empty() {
             match opts.field_validation {
                 FieldValidation::Strict => {
-                    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    let list = problems;
                     return Err(ApiError::bad_request(format!(
                         "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                         res.kind,
@@ -474,7 +502,7 @@ impl Registry {
                         list.join(", ")
                     )));
                 }
-                FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
+                FieldValidation::Warn => warnings.extend(problems),
                 FieldValidation::Ignore => {}
             }
         }

@@ -143,7 +143,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let registry = Arc::new(Registry::new(config.store.clone(), catalog.clone(), config.service_cidr));
     crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
     crate::crd::load_established(&registry).await;
-    let crd_follower = config.replicated.then(|| tokio::spawn(crate::crd::follow(registry.clone())));
+    // Every CRD change — a delete collection, a finalizer removed, another replica's
+    // write — reshapes the served custom resources, not only the writes that call
+    // `crd::on_change` themselves.
+    let crd_follower = Some(tokio::spawn(crate::crd::follow(registry.clone())));
     let issuer = crate::authn::tokens::TokenIssuer::new(&pki.service_account_key_pem).map_err(ServeError::Tls)?;
     let state = Arc::new(ApiState::new(registry, authenticator).with_tokens(issuer));
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");

@@ -11,7 +11,7 @@ use crate::endpoints::patch::merges_as_set;
 use crate::endpoints::{RequestContext, Route, admit};
 use crate::registry::WriteOptions;
 use crate::resources::Strategy;
-use crate::resources::Subresource;
+use crate::resources::{Resource, Subresource};
 use axum::body::Body;
 use http::{Response, StatusCode};
 use serde_json::{Map, Value, json};
@@ -395,6 +395,26 @@ fn merge_applied(keys_of: &dyn Strategy, live: &mut Value, applied: &Value, keys
 ///
 /// # Errors
 /// 409 with the conflicting fields, unless `force`.
+/// An apply configuration may hold only fields the type declares, whatever
+/// `fieldValidation` says: kube-apiserver fails to build the typed patch otherwise, and
+/// answers 500 naming each field (`.spec.x: field not declared in schema`).
+fn reject_undeclared_fields(res: &Resource, namespace: &str, name: &str, applied: &Value) -> Result<(), ApiError> {
+    let Ok(pruned) = res.strategy.prune(applied) else { return Ok(()) };
+    let mut unknown = Vec::new();
+    crate::registry::diff_unknown(applied, &pruned, "", &mut unknown);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = unknown.iter().map(|f| format!(".{f}: field not declared in schema")).collect();
+    let errors = if lines.len() == 1 { lines[0].clone() } else { format!("errors:\n  {}", lines.join("\n  ")) };
+    let gv = if res.group.is_empty() { format!("/{}", res.version) } else { res.api_version() };
+    Err(ApiError::new(
+        500,
+        "",
+        format!("failed to create typed patch object ({namespace}/{name}; {gv}, Kind={}): {errors}", res.kind),
+    ))
+}
+
 pub fn apply(
     keys: &dyn Strategy,
     live: Option<&Value>,
@@ -537,6 +557,7 @@ pub async fn serve(
         )));
     }
     vkube_core::meta::metadata_mut(&mut applied).insert("name".into(), json!(name));
+    reject_undeclared_fields(&res, &route.namespace, name, &applied)?;
     let sub_name = sub.map(Subresource::name);
     let opts_apply = WriteOptions { field_manager: None, ..opts.clone() };
     match reg.get(&res, &route.namespace, name).await {

@@ -128,3 +128,130 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Va
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
+
+/// The content type of aggregated discovery (`apidiscovery.k8s.io/v2`) a request asks
+/// for in JSON, if it asks for it at all: client-go and kubectl ≥ 1.26 fetch `/api` and
+/// `/apis` whole this way, with the legacy documents as their fallback.
+pub fn aggregated_accept(accept: &str) -> Option<&'static str> {
+    accept.split(',').map(str::trim).find_map(|part| {
+        let mut params = part.split(';').map(str::trim);
+        let media = params.next().unwrap_or_default();
+        let params: Vec<&str> = params.collect();
+        let has = |p: &str| params.contains(&p);
+        if media != "application/json" || !has("g=apidiscovery.k8s.io") || !has("as=APIGroupDiscoveryList") {
+            return None;
+        }
+        if has("v=v2") {
+            Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+        } else if has("v=v2beta1") {
+            Some("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")
+        } else {
+            None
+        }
+    })
+}
+
+/// One group version in aggregated form, from its legacy resource list.
+fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
+    let list = resource_list(catalog, group, version)?;
+    let entries = list["resources"].as_array().cloned().unwrap_or_default();
+    let mut resources: Vec<Value> = Vec::new();
+    for e in entries.iter().filter(|e| !e["name"].as_str().unwrap_or_default().contains('/')) {
+        let name = e["name"].as_str().unwrap_or_default();
+        let mut r = json!({
+            "resource": name,
+            "responseKind": {"group": group, "version": version, "kind": e["kind"]},
+            "scope": if e["namespaced"] == true { "Namespaced" } else { "Cluster" },
+            "singularResource": e["singularName"],
+            "verbs": e["verbs"],
+        });
+        for k in ["shortNames", "categories"] {
+            if let Some(v) = e.get(k) {
+                r[k] = v.clone();
+            }
+        }
+        let subs: Vec<Value> = entries
+            .iter()
+            .filter_map(|s| {
+                let (parent, sub) = s["name"].as_str()?.split_once('/')?;
+                (parent == name).then(|| {
+                    json!({
+                        "subresource": sub,
+                        "responseKind": {
+                            "group": s.get("group").cloned().unwrap_or_else(|| json!(group)),
+                            "version": s.get("version").cloned().unwrap_or_else(|| json!(version)),
+                            "kind": s["kind"],
+                        },
+                        "verbs": s["verbs"],
+                    })
+                })
+            })
+            .collect();
+        if !subs.is_empty() {
+            r["subresources"] = json!(subs);
+        }
+        resources.push(r);
+    }
+    Some(json!({"version": version, "resources": resources, "freshness": "Current"}))
+}
+
+/// `/api` (`core`) or `/apis` as an `APIGroupDiscoveryList`.
+pub fn aggregated(catalog: &Catalog, core: bool, content_type: &str) -> Value {
+    let api_version =
+        if content_type.contains("v=v2beta1") { "apidiscovery.k8s.io/v2beta1" } else { "apidiscovery.k8s.io/v2" };
+    let groups: Vec<(String, Vec<String>)> =
+        if core { vec![(String::new(), vec!["v1".into()])] } else { groups(catalog).into_iter().collect() };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> = vs.iter().filter_map(|v| aggregated_version(catalog, g, v)).collect();
+            let metadata = if g.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": g, "creationTimestamp": null})
+            };
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_is_chosen_from_the_accept_header() {
+        let kubectl = "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(
+            aggregated_accept(kubectl),
+            Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+        );
+        assert_eq!(aggregated_accept("application/json, */*"), None);
+        assert_eq!(
+            aggregated_accept(
+                "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn aggregated_discovery_lists_every_group_with_resources_and_subresources() {
+        let catalog = Catalog::builtin(crate::resources::BuiltinConfig { service_cidr: ([10, 96, 0, 0].into(), 12) });
+        let core = aggregated(&catalog, true, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
+        assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
+        let v1 = &core["items"][0]["versions"][0];
+        let pods = v1["resources"].as_array().and_then(|rs| rs.iter().find(|r| r["resource"] == "pods")).cloned();
+        let pods = pods.expect("pods listed");
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["responseKind"]["kind"], "Pod");
+        let subs: Vec<&str> =
+            pods["subresources"].as_array().into_iter().flatten().filter_map(|s| s["subresource"].as_str()).collect();
+        assert!(subs.contains(&"status") && subs.contains(&"eviction"), "{subs:?}");
+        let apis = aggregated(&catalog, false, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
+        let names: Vec<&str> =
+            apis["items"].as_array().into_iter().flatten().filter_map(|g| g["metadata"]["name"].as_str()).collect();
+        assert!(names.contains(&"apps") && names.contains(&"apiextensions.k8s.io"), "{names:?}");
+    }
+}

@@ -273,6 +273,21 @@ async fn route_and_serve(ctx: &RequestContext, body: Bytes) -> Result<Response<B
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
             return Ok(r);
         }
+        ["api"] | ["apis"]
+            if let Some(content_type) = ctx
+                .headers
+                .get(header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .and_then(crate::endpoints::discovery::aggregated_accept) =>
+        {
+            if ctx.method != Method::GET {
+                return Err(ApiError::method_not_allowed());
+            }
+            let doc = crate::endpoints::discovery::aggregated(&catalog, segments == ["api"], content_type);
+            let mut r = encode(StatusCode::OK, &doc, Output::Json, &[]);
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            return Ok(r);
+        }
         ["api"] => {
             let host = ctx.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
             return get_only(crate::endpoints::discovery::core_versions(&host));

@@ -136,7 +136,73 @@ pub fn write_options(ctx: &RequestContext, q: &HashMap<String, String>) -> Resul
             .and_then(|u| u.to_str().ok())
             .map(|u| u.split('/').next().unwrap_or(u).to_string())
     });
-    Ok(WriteOptions { dry_run, field_validation, field_manager })
+    Ok(WriteOptions { dry_run, field_validation, field_manager, body_fields: Vec::new() })
+}
+
+/// Every field path of a JSON body (`spec.replicas`, `spec.containers[0].name`) in
+/// document order, a field given twice in one object listed twice: serde keeps the
+/// last silently, kube-apiserver's strict decoding reports it. Other encodings give
+/// none here.
+pub fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    struct Walk<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() { key } else { format!("{}.{key}", self.path) };
+                self.out.push(path.clone());
+                map.next_value_seed(Walk { path, out: &mut *self.out })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), out: &mut *self.out })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if !matches!(ct.split(';').next().unwrap_or_default().trim(), "application/json" | "" | "*/*") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    // A body that does not parse is reported by parse_body; nothing to add here.
+    let _ = Walk { path: String::new(), out: &mut out }.deserialize(&mut de);
+    out
 }
 
 /// Parse a request body (JSON or YAML) into an object.
@@ -253,4 +319,15 @@ pub(crate) fn delete_options(
         opts.dry_run = true;
     }
     Ok(opts)
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    #[test]
+    fn body_fields_are_listed_in_order_with_duplicates() {
+        let body = br#"{"spec":{"replicas":1,"replicas":2,"containers":[{"name":"a"}]},"kind":"X"}"#;
+        let found = super::body_fields(&http::HeaderMap::new(), body);
+        let want = ["spec", "spec.replicas", "spec.replicas", "spec.containers", "spec.containers[0].name", "kind"];
+        assert_eq!(found, want.map(String::from).to_vec());
+    }
 }

@@ -363,32 +363,45 @@ pub mod proto {
 /// The v2 form of a v3 schema: `#/components/schemas/` references become
 /// `#/definitions/`, a lone `allOf` reference becomes the reference itself (as
 /// kube-apiserver's v2 documents have it), and `nullable`, which v2 lacks, goes.
+/// Keys of `properties` are names, not keywords (JSONSchemaProps has properties named
+/// `$ref` and `nullable`), and `default`, `example`, `enum` and extensions are data.
 pub fn schema_to_v2(schema: &Value) -> Value {
-    match schema {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                match k.as_str() {
-                    "nullable" => {}
-                    "$ref" => {
-                        let r = v.as_str().unwrap_or_default().replace("#/components/schemas/", "#/definitions/");
-                        out.insert(k.clone(), json!(r));
-                    }
-                    "allOf" if v.as_array().is_some_and(|a| a.len() == 1 && a[0].get("$ref").is_some()) => {
-                        if let Some(r) = v.pointer("/0/$ref").and_then(Value::as_str) {
-                            out.insert("$ref".into(), json!(r.replace("#/components/schemas/", "#/definitions/")));
-                        }
-                    }
-                    _ => {
-                        out.insert(k.clone(), schema_to_v2(v));
-                    }
+    let Value::Object(m) = schema else { return schema.clone() };
+    let mut out = Map::new();
+    for (k, v) in m {
+        match k.as_str() {
+            "nullable" => {}
+            "$ref" => {
+                let r = v.as_str().unwrap_or_default().replace("#/components/schemas/", "#/definitions/");
+                out.insert(k.clone(), json!(r));
+            }
+            "allOf" if v.as_array().is_some_and(|a| a.len() == 1 && a[0].get("$ref").is_some()) => {
+                if let Some(r) = v.pointer("/0/$ref").and_then(Value::as_str) {
+                    out.insert("$ref".into(), json!(r.replace("#/components/schemas/", "#/definitions/")));
                 }
             }
-            Value::Object(out)
+            "properties" | "patternProperties" | "definitions" => {
+                let named = v
+                    .as_object()
+                    .map(|props| props.iter().map(|(name, s)| (name.clone(), schema_to_v2(s))).collect::<Map<_, _>>());
+                out.insert(k.clone(), named.map_or_else(|| v.clone(), Value::Object));
+            }
+            "default" | "example" | "enum" => {
+                out.insert(k.clone(), v.clone());
+            }
+            _ if k.starts_with("x-") => {
+                out.insert(k.clone(), v.clone());
+            }
+            _ => {
+                let converted = match v {
+                    Value::Array(a) => Value::Array(a.iter().map(schema_to_v2).collect()),
+                    other => schema_to_v2(other),
+                };
+                out.insert(k.clone(), converted);
+            }
         }
-        Value::Array(a) => Value::Array(a.iter().map(schema_to_v2).collect()),
-        other => other.clone(),
     }
+    Value::Object(out)
 }
 
 /// The v2 form of a v3 operation: query and path parameters, the request body as a
@@ -621,6 +634,9 @@ mod tests {
     #[test]
     fn v3_schemas_become_v2_definitions() {
         let v3 = json!({"properties": {"metadata": {"allOf": [{"$ref": "#/components/schemas/io.k8s.M"}], "description": "m"}, "n": {"type": "string", "nullable": true}}});
+        // Properties named like keywords (JSONSchemaProps' own schema) stay schemas.
+        let props = json!({"properties": {"$ref": {"type": "string"}, "nullable": {"type": "boolean"}}, "default": {"$ref": "x"}});
+        assert_eq!(schema_to_v2(&props), props);
         assert_eq!(
             schema_to_v2(&v3),
             json!({"properties": {"metadata": {"$ref": "#/definitions/io.k8s.M", "description": "m"}, "n": {"type": "string"}}})

@@ -40,7 +40,13 @@ const POINTER_BOOLS: &[&str] = &[
     "blockOwnerDeletion",
     "unschedulable",
     "allocateLoadBalancerNodePorts",
+    // Not pointers, but Go writes them without omitempty and they mean something false.
+    "served",
+    "storage",
+    "x-kubernetes-preserve-unknown-fields",
 ];
+
+const JSON_SCHEMA_PROPS: &str = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
 
 /// A tree parsed from a `Debug` rendering.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,8 +240,11 @@ impl Schemas {
     }
 }
 
+/// A field name with only its letters and digits, lower-cased: prost's `r#ref`,
+/// `x_kubernetes_int_or_string` and `j_son_schemas` meet JSON's `$ref`,
+/// `x-kubernetes-int-or-string` and `JSONSchemas`.
 fn norm(s: &str) -> String {
-    s.trim_start_matches("r#").chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
+    s.trim_start_matches("r#").chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 fn bytes_of(d: &Dbg) -> Vec<u8> {
@@ -296,7 +305,26 @@ fn to_json(d: &Dbg, schema: &Value, sc: &Schemas) -> Option<Value> {
                 }
             };
         }
-        "io.k8s.apimachinery.pkg.runtime.RawExtension" | "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1" => {
+        // A CRD schema's "a schema, or else a bool / list of schemas / list of names".
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool"
+        | "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray"
+        | "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray" => {
+            let Dbg::Struct(f) = d else { return None };
+            let props = json!({ "$ref": format!("#/{JSON_SCHEMA_PROPS}") });
+            if let Some(schema) = field(f, "schema").filter(|s| **s != Dbg::None) {
+                return to_json(schema, &props, sc);
+            }
+            return match name.rsplit('.').next() {
+                Some("JSONSchemaPropsOrBool") => Some(json!(matches!(field(f, "allows"), Some(Dbg::Bool(true))))),
+                Some("JSONSchemaPropsOrArray") => {
+                    to_json(field(f, "jsonschemas")?, &json!({ "type": "array", "items": props }), sc)
+                }
+                _ => to_json(field(f, "property")?, &json!({ "type": "array", "items": { "type": "string" } }), sc),
+            };
+        }
+        "io.k8s.apimachinery.pkg.runtime.RawExtension"
+        | "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"
+        | "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON" => {
             let Dbg::Struct(f) = d else { return None };
             let raw = field(f, "raw").map(bytes_of).unwrap_or_default();
             return serde_json::from_slice(&raw).ok();
@@ -320,6 +348,8 @@ fn to_json(d: &Dbg, schema: &Value, sc: &Schemas) -> Option<Value> {
             }
             n.parse::<i64>().map(|i| json!(i)).ok().or_else(|| n.parse::<f64>().ok().map(|f| json!(f)))
         }
+        // An empty message prints as its bare type name (CRD `subresources.status`).
+        Dbg::Str(_) if schema.get("type").and_then(Value::as_str) == Some("object") => Some(json!({})),
         Dbg::Str(s) => Some(json!(s)),
         Dbg::List(items) => {
             if schema.get("format").and_then(Value::as_str) == Some("byte") {
@@ -418,6 +448,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let api_version = tm.api_version.unwrap_or_default();
     let kind = tm.kind.unwrap_or_default();
     let raw = unknown.raw.unwrap_or_default();
+    // client-go sends DeleteOptions under the group version of the resource it deletes.
+    if kind == "DeleteOptions" {
+        return convert::<
+            k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions,
+        >(&raw, &api_version, &kind);
+    }
     kinds!(api_version.as_str(), kind.as_str(), &raw;
         ("v1", "Namespace", pb::core::v1::Namespace, oa::core::v1::Namespace),
         ("v1", "ConfigMap", pb::core::v1::ConfigMap, oa::core::v1::ConfigMap),
@@ -433,8 +470,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "PersistentVolume", pb::core::v1::PersistentVolume, oa::core::v1::PersistentVolume),
         ("v1", "ResourceQuota", pb::core::v1::ResourceQuota, oa::core::v1::ResourceQuota),
         ("v1", "LimitRange", pb::core::v1::LimitRange, oa::core::v1::LimitRange),
-        ("v1", "DeleteOptions", k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions, k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions),
-        ("meta.k8s.io/v1", "DeleteOptions", k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions, k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions),
+        ("v1", "PodTemplate", pb::core::v1::PodTemplate, oa::core::v1::PodTemplate),
         ("apps/v1", "Deployment", pb::apps::v1::Deployment, oa::apps::v1::Deployment),
         ("apps/v1", "ReplicaSet", pb::apps::v1::ReplicaSet, oa::apps::v1::ReplicaSet),
         ("apps/v1", "StatefulSet", pb::apps::v1::StatefulSet, oa::apps::v1::StatefulSet),
@@ -459,6 +495,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("rbac.authorization.k8s.io/v1", "Role", pb::rbac::v1::Role, oa::rbac::v1::Role),
         ("rbac.authorization.k8s.io/v1", "RoleBinding", pb::rbac::v1::RoleBinding, oa::rbac::v1::RoleBinding),
         ("rbac.authorization.k8s.io/v1", "ClusterRole", pb::rbac::v1::ClusterRole, oa::rbac::v1::ClusterRole),
+        ("flowcontrol.apiserver.k8s.io/v1", "FlowSchema", pb::flowcontrol::v1::FlowSchema, oa::flowcontrol::v1::FlowSchema),
+        ("flowcontrol.apiserver.k8s.io/v1", "PriorityLevelConfiguration",
+            pb::flowcontrol::v1::PriorityLevelConfiguration, oa::flowcontrol::v1::PriorityLevelConfiguration),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
+            k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", pb::rbac::v1::ClusterRoleBinding, oa::rbac::v1::ClusterRoleBinding),
     )
 }
@@ -566,6 +608,73 @@ mod tests {
         let s = k8s_pb::api::core::v1::Secret { data: [("k".to_string(), b"v".to_vec())].into(), ..Default::default() };
         let v = decode(&envelope("v1", "Secret", s.encode_to_vec())).expect("decodes");
         assert_eq!(v["data"]["k"], "dg==");
+    }
+
+    /// client-go's apiextensions clientset (the conformance suite's CRD specs) sends
+    /// CRDs as protobuf: recursive schemas, "schema or bool", raw JSON values.
+    #[test]
+    fn decodes_a_custom_resource_definition() {
+        use k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+        let string = ext::JsonSchemaProps {
+            r#type: Some("string".into()),
+            r#enum: vec![ext::Json { raw: Some(br#""a""#.to_vec()) }],
+            ..Default::default()
+        };
+        let schema = ext::JsonSchemaProps {
+            r#type: Some("object".into()),
+            properties: [("spec".to_string(), string.clone())].into(),
+            additional_properties: Some(Box::new(ext::JsonSchemaPropsOrBool { allows: Some(false), schema: None })),
+            x_kubernetes_preserve_unknown_fields: Some(false),
+            items: Some(Box::new(ext::JsonSchemaPropsOrArray {
+                schema: Some(Box::new(string)),
+                j_son_schemas: vec![],
+            })),
+            default: Some(ext::Json { raw: Some(br#"{"spec":"a"}"#.to_vec()) }),
+            ..Default::default()
+        };
+        let crd = ext::CustomResourceDefinition {
+            metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("foos.example.com".into()),
+                ..Default::default()
+            }),
+            spec: Some(ext::CustomResourceDefinitionSpec {
+                group: Some("example.com".into()),
+                names: Some(ext::CustomResourceDefinitionNames {
+                    plural: Some("foos".into()),
+                    kind: Some("Foo".into()),
+                    ..Default::default()
+                }),
+                scope: Some("Namespaced".into()),
+                versions: vec![ext::CustomResourceDefinitionVersion {
+                    name: Some("v1".into()),
+                    served: Some(true),
+                    storage: Some(false),
+                    schema: Some(ext::CustomResourceValidation { open_apiv3_schema: Some(schema) }),
+                    subresources: Some(ext::CustomResourceSubresources {
+                        status: Some(ext::CustomResourceSubresourceStatus {}),
+                        scale: None,
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.encode_to_vec()))
+            .expect("decodes");
+        let version = &v["spec"]["versions"][0];
+        assert_eq!(version["served"], true);
+        assert_eq!(version["storage"], false);
+        assert_eq!(version["subresources"]["status"], json!({}));
+        let s = &version["schema"]["openAPIV3Schema"];
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["properties"]["spec"]["type"], "string");
+        assert_eq!(s["properties"]["spec"]["enum"], json!(["a"]));
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["x-kubernetes-preserve-unknown-fields"], false);
+        assert_eq!(s["items"]["type"], "string");
+        assert_eq!(s["default"], json!({"spec": "a"}));
+        assert_eq!(v["spec"]["names"]["plural"], "foos");
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub async fn create(
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let (res, reg) = (&route.resource, ctx.registry());
-    let opts = write_options(ctx, q)?;
+    let mut opts = write_options(ctx, q)?;
     let obj = parse_body(&ctx.headers, body)?;
+    if opts.field_validation != crate::registry::FieldValidation::Ignore {
+        opts.body_fields = crate::endpoints::negotiate::body_fields(&ctx.headers, body);
+    }
     let (obj, mut warnings) = admit(ctx, route, Operation::Create, opts.dry_run, obj, None).await?;
     let out = reg.create(res, &route.namespace, obj, &opts).await?;
     warnings.extend(out.warnings);
@@ -47,8 +50,11 @@ pub async fn update(
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let (res, reg) = (&route.resource, ctx.registry());
-    let opts = write_options(ctx, q)?;
+    let mut opts = write_options(ctx, q)?;
     let obj = parse_body(&ctx.headers, body)?;
+    if opts.field_validation != crate::registry::FieldValidation::Ignore {
+        opts.body_fields = crate::endpoints::negotiate::body_fields(&ctx.headers, body);
+    }
     let finalize = sub == Some(Subresource::Finalize);
     let storage_sub = if finalize { None } else { sub };
     let old = reg.get(res, &route.namespace, name).await.ok();

@@ -14,6 +14,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod events;
+pub mod flowcontrol;
 pub mod kind;
 pub mod networking;
 pub mod policy;
@@ -195,6 +196,7 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<core::persistentvolume::PersistentVolumeKind>(None),
         resource::<core::resourcequota::ResourceQuotaKind>(None),
         resource::<core::limitrange::LimitRangeKind>(None),
+        resource::<core::podtemplate::PodTemplateKind>(None),
         resource::<apps::deployment::DeploymentKind>(None),
         resource::<apps::replicaset::ReplicaSetKind>(None),
         resource::<apps::statefulset::StatefulSetKind>(None),
@@ -216,6 +218,8 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<rbac::clusterrole::ClusterRoleKind>(None),
         resource::<rbac::clusterrolebinding::ClusterRoleBindingKind>(None),
         resource::<apiextensions::customresourcedefinition::CustomResourceDefinitionKind>(None),
+        resource::<flowcontrol::flowschema::FlowSchemaKind>(None),
+        resource::<flowcontrol::prioritylevelconfiguration::PriorityLevelConfigurationKind>(None),
     ]
 }
 

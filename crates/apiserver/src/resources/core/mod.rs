@@ -10,6 +10,7 @@ pub mod persistentvolume;
 pub mod persistentvolumeclaim;
 pub mod pod;
 pub mod podspec;
+pub mod podtemplate;
 pub mod resourcequota;
 pub mod secret;
 pub mod service;
