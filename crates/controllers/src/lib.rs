@@ -4,7 +4,7 @@
 //! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
 //! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
 //! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
-//! [`pdb`], [`nodelifecycle`], and [`rootca`] when given the cluster CA.
+//! [`pdb`], [`resourcequota`], [`nodelifecycle`], and [`rootca`] when given the cluster CA.
 
 pub mod daemonset;
 pub mod deployment;
@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod pdb;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
@@ -82,6 +83,7 @@ impl ControllerManager {
         set.spawn(endpoints::run(client.clone()));
         set.spawn(serviceaccount::run(client.clone()));
         set.spawn(pdb::run(client.clone()));
+        set.spawn(resourcequota::run(client.clone()));
         if let Some(ca) = cfg.root_ca_pem.clone() {
             set.spawn(rootca::run(client.clone(), ca));
         }

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod meta;
 pub mod pod;
 pub mod quantity;
+pub mod quota;
 pub mod selector;
 pub mod status;
 

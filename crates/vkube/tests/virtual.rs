@@ -582,3 +582,44 @@ on_both_hosts!(
     the_syncer_converges_after_a_host_outage,
     host_storage_classes_appear_in_the_virtual_cluster,
 );
+
+/// A ResourceQuota acts: its status counts what the namespace holds, a pod past
+/// `spec.hard` is refused with kube-apiserver's message and is not created, and the
+/// syncer's re-creation of a service with the host's cluster IP survives the quota
+/// (it counted the copy it replaces until the controller recounted).
+#[test]
+fn resource_quotas_count_refuse_past_hard_and_keep_synced_services() {
+    let vk = up();
+    vk.ok(&["create", "namespace", "q"]);
+    vk.ok(&["create", "quota", "q", "-n", "q", "--hard=pods=1,requests.cpu=1,services=2,services.nodeports=1"]);
+    let used = |key: &str| format!("jsonpath={{.status.used.{key}}}");
+    vk.wait_for(&["get", "quota", "q", "-n", "q", "-o", &used("pods")], 20, |o| o == "0");
+    vk.ok(&["run", "a", "-n", "q", "--image=nginx", "--overrides={\"spec\":{\"containers\":[{\"name\":\"a\",\"image\":\"nginx\",\"resources\":{\"requests\":{\"cpu\":\"600m\"}}}]}}"]);
+    vk.wait_for(
+        &["get", "quota", "q", "-n", "q", "-o", "jsonpath={.status.used.pods} {.status.used.requests\\.cpu}"],
+        20,
+        |o| o == "1 600m",
+    );
+    let (ok, _, err) = vk.kubectl(&["run", "b", "-n", "q", "--image=nginx"]);
+    assert!(!ok, "a second pod passed a quota of one");
+    assert!(
+        err.contains("pods \"b\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    let (found, _, _) = vk.kubectl(&["get", "pod", "b", "-n", "q"]);
+    assert!(!found, "the refused pod exists");
+    // Services: the syncer re-creates each with the host's cluster IP; both stay.
+    vk.ok(&["create", "service", "clusterip", "s1", "-n", "q", "--tcp=80:80"]);
+    vk.ok(&["create", "service", "nodeport", "s2", "-n", "q", "--tcp=80:80"]);
+    let host_ip = |name: &str| {
+        vk.host_ok(&["get", "svc", "-n", "vkube-vc", &format!("{name}-x-q-x-vc"), "-o", "jsonpath={.spec.clusterIP}"])
+    };
+    for s in ["s1", "s2"] {
+        let want = common::retry(20, || Some(host_ip(s)).filter(|ip| !ip.is_empty()));
+        vk.wait_for(&["get", "svc", s, "-n", "q", "-o", "jsonpath={.spec.clusterIP}"], 30, |o| o == want);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let names = vk.ok(&["get", "svc", "-n", "q", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(names, "s1 s2", "a synced service was lost");
+    vk.wait_for(&["get", "quota", "q", "-n", "q", "-o", &used("services")], 20, |o| o == "2");
+}

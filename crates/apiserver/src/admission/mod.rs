@@ -1,9 +1,11 @@
 //! Admission: every write passes the [`AdmissionChain`] before the registry stores it —
-//! kube-apiserver's built-in plugins first (ServiceAccount, [`serviceaccount`]), then the
+//! kube-apiserver's built-in plugins first (ServiceAccount, [`serviceaccount`]; ResourceQuota,
+//! [`resourcequota`]), then the
 //! hooks plugged in from outside the API server (the syncer's node modes, for one). A
 //! plugin may mutate the object, add warnings, or refuse it; every plugin sees the
 //! request's `dryRun`.
 
+pub mod resourcequota;
 pub mod serviceaccount;
 
 use async_trait::async_trait;
@@ -21,7 +23,12 @@ pub struct AdmissionChain {
 impl AdmissionChain {
     /// kube-apiserver's built-in plugins that vkube has, reading from `registry`.
     pub fn builtin(registry: Arc<crate::registry::Registry>) -> Self {
-        AdmissionChain { plugins: RwLock::new(vec![Arc::new(serviceaccount::ServiceAccountAdmission { registry })]) }
+        AdmissionChain {
+            plugins: RwLock::new(vec![
+                Arc::new(serviceaccount::ServiceAccountAdmission { registry: registry.clone() }),
+                Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
+            ]),
+        }
     }
 
     /// Add a plugin after those there.

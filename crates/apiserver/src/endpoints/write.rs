@@ -99,6 +99,9 @@ pub async fn delete(
     if res.group == "apiextensions.k8s.io" && gone && !opts.dry_run {
         crate::crd::on_change(reg).await;
     }
+    if gone && !opts.dry_run {
+        crate::admission::resourcequota::release(reg, res, &route.namespace, &current).await;
+    }
     Ok(encode(StatusCode::OK, &obj, Output::Json, &warnings))
 }
 

@@ -87,13 +87,28 @@ impl ResourceSyncer for ServiceSyncer {
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        match virtual_api
-            .create(&PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() }, &next)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
+        // The service is gone now and nothing would bring it back but this create: a
+        // refusal that passes (a ResourceQuota still counting the deleted copy until
+        // the quota controller recounts) is retried for a while, not given up on.
+        let post = PostParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match virtual_api.create(&post, &next).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => return Ok(()),
+                Err(kube::Error::Api(e))
+                    if (e.code == 403 || e.code == 429 || e.code >= 500) && std::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(
+                        "re-creating virtual service {ns}/{name} with the host's cluster IP: {}; retrying",
+                        e.message
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
