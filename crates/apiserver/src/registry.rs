@@ -738,7 +738,10 @@ impl Registry {
             }
             let finalized = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
                 && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty())
-                && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+                && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+                // A namespace is held by spec.finalizers too: a status write to a
+                // terminating namespace (its deletion conditions) must not remove it.
+                && !res.strategy.held_by_spec(&obj);
             let key = res.key(namespace, name);
             if finalized {
                 match self.store.delete(&key, Some(kv.mod_revision)).await {

@@ -380,6 +380,14 @@ fn to_json(d: &Dbg, schema: &Value, sc: &Schemas) -> Option<Value> {
             for (k, v) in fields {
                 let nk = norm(k);
                 let Some((json_name, prop)) = props.and_then(|p| p.iter().find(|(pk, _)| norm(pk) == nk)) else {
+                    // Go's inlined structs (a Volume's `volumeSource`, a PV spec's
+                    // `persistentVolumeSource`) are a message of their own in
+                    // protobuf: their fields belong to this object.
+                    if matches!(v, Dbg::Struct(_))
+                        && let Some(Value::Object(inner)) = to_json(v, schema, sc)
+                    {
+                        m.extend(inner);
+                    }
                     continue;
                 };
                 // Go writes unset string fields as "" in protobuf; JSON's omitempty
@@ -601,6 +609,34 @@ mod tests {
         assert_eq!(v["spec"]["strategy"]["type"], "RollingUpdate");
         assert_eq!(v["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(v["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 1);
+    }
+
+    /// A Volume's source is a message of its own in protobuf and inline in JSON; a pod
+    /// updated through client-go (protobuf) must keep its projected token volume.
+    #[test]
+    fn inlined_structs_merge_into_their_parent() {
+        use k8s_pb::api::core::v1 as core;
+        let pod = core::Pod {
+            spec: Some(core::PodSpec {
+                volumes: vec![core::Volume {
+                    name: Some("v".into()),
+                    volume_source: Some(core::VolumeSource {
+                        config_map: Some(core::ConfigMapVolumeSource {
+                            local_object_reference: Some(core::LocalObjectReference { name: Some("cm".into()) }),
+                            default_mode: Some(420),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = decode(&envelope("v1", "Pod", pod.encode_to_vec())).expect("decodes");
+        assert_eq!(v["spec"]["volumes"][0]["name"], "v");
+        assert_eq!(v["spec"]["volumes"][0]["configMap"]["name"], "cm");
+        assert_eq!(v["spec"]["volumes"][0]["configMap"]["defaultMode"], 420);
     }
 
     #[test]
