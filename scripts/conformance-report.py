@@ -2,10 +2,11 @@
 """Turn ginkgo JSON reports of the conformance suite into CONFORMANCE.md, or check a run
 against the list of specs that must pass.
 
-  conformance-report.py table VKUBE.json BASELINE.json OUT.md --command CMD --machine M
+  conformance-report.py table VKUBE.json BASELINE.json OUT.md --command CMD --machine M [--note TEXT]...
   conformance-report.py passing VKUBE.json > LIST          # the specs vkube passes
   conformance-report.py check VKUBE.json LIST               # exit 1 if one of LIST failed
   conformance-report.py from-log GINKGO.log OUT.json        # a report from `ginkgo -v` output
+  conformance-report.py merge BASE.json RERUN.json OUT.json # RERUN's results replace BASE's
 
 `from-log` is for a run whose JSON report ginkgo lost (it writes none when one of its
 processes dies, e.g. a spec that fails outside its own goroutine).
@@ -90,9 +91,11 @@ def cell(entry):
     return f"**{state}**: {reason}" if reason else f"**{state}**"
 
 
-def table(vkube_path, base_path, out_path, command, machine):
+def table(vkube_path, base_path, out_path, command, machine, notes=()):
     vk, base = specs(vkube_path), specs(base_path)
-    names = sorted(set(vk) | set(base))
+    ran = lambda d, n: d.get(n, ("skipped",))[0] != "skipped"
+    # Only the specs the run selected: a report also lists every other spec as skipped.
+    names = sorted(n for n in set(vk) | set(base) if ran(vk, n) or ran(base, n))
     passed = lambda d, n: d.get(n, ("",))[0] == "passed"
     sigs = sorted({sig(n) for n in names})
     lines = [
@@ -111,6 +114,7 @@ def table(vkube_path, base_path, out_path, command, machine):
         f"- Command: `{command}`",
         "- CI runs the specs in `conformance/passing.txt` (those vkube passes) on every run:",
         "  `scripts/conformance --list conformance/passing.txt --only vkube`.",
+        *[f"- {n}" for n in notes],
         "",
         "## Totals",
         "",
@@ -147,6 +151,11 @@ def main(argv):
     if len(argv) >= 2 and argv[1] == "table":
         args = argv[2:]
         command = machine = ""
+        notes = []
+        while "--note" in args:
+            i = args.index("--note")
+            notes.append(args[i + 1])
+            del args[i : i + 2]
         if "--command" in args:
             i = args.index("--command")
             command = args[i + 1]
@@ -155,7 +164,20 @@ def main(argv):
             i = args.index("--machine")
             machine = args[i + 1]
             del args[i : i + 2]
-        table(args[0], args[1], args[2], command, machine)
+        table(args[0], args[1], args[2], command, machine, notes)
+        return 0
+    if len(argv) == 5 and argv[1] == "merge":
+        reports = {}
+        for path in argv[2:4]:
+            with open(path) as f:
+                data = json.load(f)
+            for suite in data if isinstance(data, list) else [data]:
+                for r in suite.get("SpecReports") or []:
+                    if r.get("LeafNodeType") == "It" and r.get("State") != "skipped":
+                        name = " ".join([*(r.get("ContainerHierarchyTexts") or []), r.get("LeafNodeText", "")]).strip()
+                        reports[name] = r
+        with open(argv[4], "w") as f:
+            json.dump([{"SpecReports": list(reports.values())}], f)
         return 0
     if len(argv) == 4 and argv[1] == "from-log":
         print(f"{from_log(argv[2], argv[3])} spec results read from {argv[2]}", file=sys.stderr)
