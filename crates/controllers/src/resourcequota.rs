@@ -113,15 +113,7 @@ async fn reconcile(rq: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, Erro
     }
     let spec_hard = q.pointer("/spec/hard").cloned().unwrap_or_else(|| json!({}));
     let used_json: Map<String, Value> = used.iter().map(|(k, v)| (k.clone(), json!(quota::format_milli(*v)))).collect();
-    let current_used: quota::Usage = q
-        .pointer("/status/used")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str().and_then(vkube_core::quantity::parse_milli)?)))
-        .collect();
-    let current_hard = q.pointer("/status/hard").cloned().unwrap_or(Value::Null);
-    if current_used != used || quota::hard_of(&json!({"spec": {"hard": current_hard}})) != hard {
+    if quota::used_of(&q) != used || quota::usage_of(q.pointer("/status/hard")) != hard {
         let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &ns);
         // A merge patch would keep names dropped from spec.hard: set the whole status
         // (a JSON patch `add` replaces a member that exists).

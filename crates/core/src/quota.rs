@@ -187,15 +187,23 @@ pub fn format_milli(v: i128) -> String {
     if v % 1000 == 0 { (v / 1000).to_string() } else { format!("{v}m") }
 }
 
-/// The quota resource names a `spec.hard` gives, with their limits.
-pub fn hard_of(quota: &Value) -> Usage {
-    quota
-        .pointer("/spec/hard")
-        .and_then(Value::as_object)
+/// A resource list (`spec.hard`, `status.used`) as usage; malformed quantities skipped.
+pub fn usage_of(list: Option<&Value>) -> Usage {
+    list.and_then(Value::as_object)
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str().and_then(parse_milli)?)))
         .collect()
+}
+
+/// The quota resource names a `spec.hard` gives, with their limits.
+pub fn hard_of(quota: &Value) -> Usage {
+    usage_of(quota.pointer("/spec/hard"))
+}
+
+/// What a quota's `status.used` says is used.
+pub fn used_of(quota: &Value) -> Usage {
+    usage_of(quota.pointer("/status/used"))
 }
 
 #[cfg(test)]

@@ -17,15 +17,6 @@ pub struct ResourceQuotaAdmission {
     pub registry: Arc<Registry>,
 }
 
-fn used_of(q: &Value) -> quota::Usage {
-    q.pointer("/status/used")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str().and_then(vkube_core::quantity::parse_milli)?)))
-        .collect()
-}
-
 fn listing(u: &quota::Usage, names: &[String]) -> String {
     names
         .iter()
@@ -63,7 +54,7 @@ impl Admission for ResourceQuotaAdmission {
             let name = vkube_core::meta::name(&q).to_string();
             let gr = GroupResource { group: t.group, resource: t.resource };
             let judge = |current: &Value| -> Result<Value, ApiError> {
-                let used = used_of(current);
+                let used = quota::used_of(current);
                 let unknown: Vec<String> = requested_names.iter().filter(|k| !used.contains_key(*k)).cloned().collect();
                 if !unknown.is_empty() {
                     return Err(ApiError::forbidden(
@@ -134,7 +125,7 @@ pub async fn release(reg: &Registry, res: &crate::resources::Resource, namespace
         let name = vkube_core::meta::name(&q).to_string();
         let result = reg
             .update_with(&quotas, namespace, &name, Some(Subresource::Status), &opts, |current| {
-                let used = used_of(current);
+                let used = quota::used_of(current);
                 let mut next = current.clone();
                 for k in names.iter().filter(|k| used.contains_key(*k)) {
                     let v = (used[k] - freed.get(k).copied().unwrap_or(0)).max(0);
