@@ -246,7 +246,14 @@ fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
 pub async fn on_change(reg: &Registry) {
     let catalog = reg.catalog().clone();
     let Some(crd_res) = catalog.find("apiextensions.k8s.io", "v1", "customresourcedefinitions") else { return };
-    let Ok(list) = reg.store().list(&crd_res.prefix(), Default::default()).await else { return };
+    let _rebuilding = catalog.rebuilding().await;
+    let list = match reg.store().list(&crd_res.prefix(), Default::default()).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!(error = %e, "custom resources not rebuilt: the CRDs could not be listed");
+            return;
+        }
+    };
     let mut custom = Vec::new();
     for kv in list.items {
         let Ok(crd) = Registry::decode(&kv) else { continue };
@@ -275,7 +282,11 @@ pub async fn on_change(reg: &Registry) {
                     md.remove("resourceVersion");
                 }
                 if let Ok(b) = serde_json::to_vec(&v) {
-                    let _ = reg.store().update(&kv.key, b.into(), kv.mod_revision).await;
+                    // A conflict means another writer got there first; the watch brings
+                    // the CRD back here.
+                    if let Err(e) = reg.store().update(&kv.key, b.into(), kv.mod_revision).await {
+                        tracing::debug!(error = %e, key = %kv.key, "CRD not marked established on this pass");
+                    }
                 }
             }
         }

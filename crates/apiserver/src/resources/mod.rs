@@ -226,13 +226,17 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
 /// The set of served resources; readers take a cheap snapshot.
 pub struct Catalog {
     resources: RwLock<Arc<Vec<Arc<Resource>>>>,
+    /// Held while the custom resources are rebuilt from the stored CRDs, so a rebuild
+    /// from an older list never lands after a newer one (a CRD would vanish from
+    /// discovery until the next change).
+    rebuild: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
     /// The built-in resources.
     pub fn builtin(config: BuiltinConfig) -> Self {
         let list = builtins(config).into_iter().map(Arc::new).collect();
-        Catalog { resources: RwLock::new(Arc::new(list)) }
+        Catalog { resources: RwLock::new(Arc::new(list)), rebuild: tokio::sync::Mutex::new(()) }
     }
 
     /// A snapshot of all served resources.
@@ -253,6 +257,11 @@ impl Catalog {
     /// Whether any resource is served in `group/version`.
     pub fn has_group_version(&self, group: &str, version: &str) -> bool {
         self.all().iter().any(|r| r.group == group && r.version == version)
+    }
+
+    /// Hold this while reading the stored CRDs and replacing the custom resources.
+    pub async fn rebuilding(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.rebuild.lock().await
     }
 
     /// Replace the custom resources (those not built in) with `custom`.
