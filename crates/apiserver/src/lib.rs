@@ -1,7 +1,7 @@
 //! vkube-apiserver: a Kubernetes API server over a vkube [`Store`](vkube_store::Store).
 //!
-//! Where to start: [`server::start`] (TLS, authentication, bootstrap), [`api::handle`]
-//! (routing and verbs), [`registry::Registry`] (the verbs' semantics over the store),
+//! Where to start: [`server::start`] (TLS, authentication, bootstrap), [`endpoints::handle`]
+//! (authorization with [`authz`], routing and verbs), [`registry::Registry`] (the verbs' semantics over the store),
 //! [`strategy`] (per-kind defaulting and validation), [`resources`] (what is served).
 //!
 //! The layering follows k8s.io/apiserver: handlers → registry → store, with per-kind
@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
 pub mod conversion;
 pub mod crd;

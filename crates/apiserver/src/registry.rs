@@ -538,7 +538,11 @@ impl Registry {
     }
 
     fn validate_metadata(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
-        causes.extend(crate::resources::kind::name_causes(meta::name(obj), res.strategy.name_is_dns_label()));
+        if res.strategy.name_is_path_segment() {
+            causes.extend(crate::resources::kind::path_segment_name_causes(meta::name(obj)));
+        } else {
+            causes.extend(crate::resources::kind::name_causes(meta::name(obj), res.strategy.name_is_dns_label()));
+        }
         for (field, map) in [("metadata.labels", "/metadata/labels"), ("metadata.annotations", "/metadata/annotations")]
         {
             if let Some(m) = obj.pointer(map).and_then(Value::as_object) {

@@ -97,6 +97,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     crd_follower: Option<tokio::task::JoinHandle<()>>,
+    rbac_follower: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -106,6 +107,7 @@ impl RunningServer {
         if let Some(f) = &self.crd_follower {
             f.abort();
         }
+        self.rbac_follower.abort();
         let _ = self.task.await;
     }
 }
@@ -142,6 +144,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let catalog = Arc::new(Catalog::builtin(crate::resources::BuiltinConfig { service_cidr: config.service_cidr }));
     let registry = Arc::new(Registry::new(config.store.clone(), catalog.clone(), config.service_cidr));
     crate::bootstrap::ensure_defaults(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
+    crate::authz::bootstrap::ensure(&registry).await.map_err(|e| ServeError::Bootstrap(e.message))?;
     crate::crd::load_established(&registry).await;
     // Every CRD change — a delete collection, a finalizer removed, another replica's
     // write — reshapes the served custom resources, not only the writes that call
@@ -149,6 +152,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let crd_follower = Some(tokio::spawn(crate::crd::follow(registry.clone())));
     let issuer = crate::authn::tokens::TokenIssuer::new(&pki.service_account_key_pem).map_err(ServeError::Tls)?;
     let state = Arc::new(ApiState::new(registry, authenticator).with_tokens(issuer));
+    // The RBAC objects are loaded before the first request is served, and followed.
+    state.authz.refresh().await;
+    let rbac_follower = tokio::spawn(state.authz.clone().follow());
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
     let kc = pki::kubeconfig(&config.cluster_name, &url, &pki.ca.cert_pem, pki::Credential::Cert(&pki.admin));
     pki::write_kubeconfig(&kubeconfig_path, &kc)?;
@@ -181,7 +187,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
             }
         }
     });
-    Ok(RunningServer { addr, url, kubeconfig_path, pki, state, shutdown, task, crd_follower })
+    Ok(RunningServer { addr, url, kubeconfig_path, pki, state, shutdown, task, crd_follower, rbac_follower })
 }
 
 async fn serve_connection(

@@ -121,7 +121,9 @@ impl ApiError {
         ApiError { code, reason: reason.into(), message: message.into(), details: None }
     }
     fn with_name(mut self, gr: GroupResource<'_>, name: &str) -> Self {
-        let mut d = json!({"name": name, "kind": gr.resource});
+        // kube's StatusDetails leaves an empty name out.
+        let mut d =
+            if name.is_empty() { json!({"kind": gr.resource}) } else { json!({"name": name, "kind": gr.resource}) };
         if !gr.group.is_empty() {
             d["group"] = json!(gr.group);
         }

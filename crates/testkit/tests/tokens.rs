@@ -67,9 +67,21 @@ async fn issued_tokens_authenticate_until_their_pod_is_gone() -> anyhow::Result<
     let groups: Vec<&str> = me["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     assert!(groups.contains(&"system:serviceaccounts:default") && groups.contains(&"system:authenticated"), "{me}");
     assert_eq!(me["extra"]["authentication.kubernetes.io/pod-name"], json!(["app"]));
-    // The same token works for ordinary requests.
+    // The same token works for ordinary requests, as far as RBAC grants: a default
+    // service account gets nothing beyond discovery until a binding gives it more.
     let seen: Api<Pod> = Api::namespaced(as_sa.clone(), "default");
-    assert!(seen.get_opt("app").await?.is_some());
+    let refused = seen.get_opt("app").await.expect_err("no grant yet");
+    assert_eq!(code(&refused), 403, "{refused:?}");
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(admin.clone(), "default");
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "sa-views"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}]}))?,
+        )
+        .await?;
+    assert!(seen.get_opt("app").await?.is_some(), "the binding acts as soon as it is acknowledged");
 
     // TokenReview agrees; a garbage token is reported as not authenticated.
     let reviews: Api<TokenReview> = Api::all(admin.clone());

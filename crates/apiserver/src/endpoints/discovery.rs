@@ -36,9 +36,19 @@ fn group_entry(name: &str, versions: &[String]) -> Value {
 }
 
 /// Groups served outside the catalog: create-only review APIs that store nothing.
-const REVIEWS: &str = "authentication.k8s.io";
+const REVIEWS: [&str; 2] = ["authentication.k8s.io", "authorization.k8s.io"];
 
-fn review_resources() -> Value {
+fn review_resources(group: &str) -> Value {
+    if group == "authorization.k8s.io" {
+        return Value::Array(
+            crate::authz::reviews::KINDS
+                .iter()
+                .map(|(plural, kind, namespaced)| {
+                    json!({"name": plural, "singularName": plural.trim_end_matches('s'), "namespaced": namespaced, "kind": kind, "verbs": ["create"]})
+                })
+                .collect(),
+        );
+    }
     json!([
         {"name": "selfsubjectreviews", "singularName": "selfsubjectreview", "namespaced": false, "kind": "SelfSubjectReview", "verbs": ["create"]},
         {"name": "tokenreviews", "singularName": "tokenreview", "namespaced": false, "kind": "TokenReview", "verbs": ["create"]},
@@ -47,7 +57,9 @@ fn review_resources() -> Value {
 
 fn groups(catalog: &Catalog) -> BTreeMap<String, Vec<String>> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    groups.insert(REVIEWS.into(), vec!["v1".into()]);
+    for g in REVIEWS {
+        groups.insert(g.into(), vec!["v1".into()]);
+    }
     for r in catalog.all().iter().filter(|r| !r.group.is_empty()) {
         let vs = groups.entry(r.group.clone()).or_default();
         if !vs.contains(&r.version) {
@@ -95,9 +107,9 @@ fn sub_entry(r: &Resource, sub: Subresource) -> Value {
 
 /// `/api/v1` or `/apis/{group}/{version}`.
 pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
-    if group == REVIEWS && version == "v1" {
+    if REVIEWS.contains(&group) && version == "v1" {
         return Some(
-            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authentication.k8s.io/v1", "resources": review_resources()}),
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/v1"), "resources": review_resources(group)}),
         );
     }
     let all = catalog.all();

@@ -51,17 +51,23 @@ pub struct ApiState {
     pub logs: std::sync::RwLock<Option<Arc<dyn crate::admission::LogSource>>>,
     /// Signs and checks service-account tokens (None: the token subresource is not served).
     pub tokens: Option<crate::authn::tokens::TokenIssuer>,
+    /// Decides what each user may do (RBAC).
+    pub authz: Arc<crate::authz::Authorizer>,
 }
 
 impl ApiState {
     /// State over a registry.
     pub fn new(registry: Arc<Registry>, authenticator: Authenticator) -> Self {
+        let authz = Arc::new(crate::authz::Authorizer::new(registry.clone()));
+        let admission = crate::admission::AdmissionChain::builtin(registry.clone());
+        admission.add(Arc::new(crate::authz::escalation::EscalationCheck { authz: authz.clone() }));
         ApiState {
-            admission: crate::admission::AdmissionChain::builtin(registry.clone()),
+            admission,
             registry,
             authenticator: std::sync::RwLock::new(authenticator),
             logs: Default::default(),
             tokens: None,
+            authz,
         }
     }
 
@@ -134,9 +140,24 @@ pub async fn handle(
         Some(u) => Some(u),
         None => authenticate_bearer(&state, &parts.headers).await,
     };
-    let Some(user) = user else {
+    let Some(mut user) = user else {
         return error_response(&ApiError::unauthorized());
     };
+    if !user.groups.iter().any(|g| g == "system:authenticated") {
+        user.groups.push("system:authenticated".into());
+    }
+    // Authorized before anything else is read: a refused request learns nothing, not
+    // even whether what it names exists.
+    let attributes = crate::authz::Attributes::of_request(user.clone(), &parts.method, &parts.uri);
+    let user = match crate::authz::impersonation::resolve(&state.authz, user, &attributes, &parts.headers) {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
+    let attributes = attributes.as_user(user.clone());
+    if let Err(e) = state.authz.check(&attributes) {
+        tracing::debug!(target: "vkube_apiserver::access", "{} {} 403 user={}", parts.method, parts.uri, user.name);
+        return error_response(&e);
+    }
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => {
@@ -161,6 +182,14 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    // A role or binding acts as soon as its write is acknowledged.
+    if attributes.resource_request
+        && attributes.api_group == "rbac.authorization.k8s.io"
+        && ctx.method != Method::GET
+        && response.status().is_success()
+    {
+        state.authz.refresh().await;
+    }
     // kube-apiserver's httplog (at -v=3): one line per request, for `VKUBE_LOG=vkube_apiserver::access=debug`.
     tracing::debug!(
         target: "vkube_apiserver::access",
@@ -315,6 +344,20 @@ async fn route_and_serve(ctx: &RequestContext, body: Bytes) -> Result<Response<B
             } else {
                 crate::authn::tokens::token_review(ctx, ctx.state.tokens.as_ref(), &body).await?
             };
+            return Ok(encode(StatusCode::CREATED, &out, Output::Json, &[]));
+        }
+        ["apis", "authorization.k8s.io", "v1", review]
+        | ["apis", "authorization.k8s.io", "v1", "namespaces", _, review]
+            if crate::authz::reviews::KINDS
+                .iter()
+                .any(|(p, _, namespaced)| p == review && *namespaced == (segments.len() == 6)) =>
+        {
+            if ctx.method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let namespace = if segments.len() == 6 { segments[4] } else { "" };
+            let review_body = parse_body(&ctx.headers, &body)?;
+            let out = crate::authz::reviews::review(&ctx.state.authz, &ctx.user, review, namespace, &review_body)?;
             return Ok(encode(StatusCode::CREATED, &out, Output::Json, &[]));
         }
         ["openapi", "v2"] => return crate::endpoints::openapi::serve_v2(ctx, &catalog),

@@ -104,6 +104,8 @@ pub trait Kind: Send + Sync + 'static {
     const SUBRESOURCES: &'static [Subresource] = &[];
     /// Whether names must be DNS labels (else DNS subdomains).
     const NAME_IS_DNS_LABEL: bool = false;
+    /// Whether any name that is a path segment will do (RBAC's `system:…` names).
+    const NAME_IS_PATH_SEGMENT: bool = false;
     /// Whether spec changes bump `metadata.generation`.
     const TRACKS_GENERATION: bool = false;
     /// Field selector labels beyond `metadata.name` and `metadata.namespace`.
@@ -193,6 +195,10 @@ pub trait Strategy: Send + Sync {
     fn before_update(&self, obj: &mut Value, old: &Value, status_only: bool) -> Checked;
     /// Whether names must be DNS labels.
     fn name_is_dns_label(&self) -> bool;
+    /// Whether any path segment is a valid name.
+    fn name_is_path_segment(&self) -> bool {
+        false
+    }
     /// Whether spec changes bump `metadata.generation`.
     fn tracks_generation(&self) -> bool;
     /// The grace period to delete `obj` with.
@@ -264,6 +270,21 @@ pub fn name_causes(name: &str, label: bool) -> Vec<Cause> {
     }
 }
 
+/// The name causes for a name that must only be a valid path segment
+/// (`path.ValidatePathSegmentName`).
+pub fn path_segment_name_causes(name: &str) -> Vec<Cause> {
+    let field = "metadata.name";
+    let why = match name {
+        "" => return vec![Cause::required(field)],
+        "." => "may not be '.'",
+        ".." => "may not be '..'",
+        _ if name.contains('/') => "may not contain '/'",
+        _ if name.contains('%') => "may not contain '%'",
+        _ => return vec![],
+    };
+    vec![Cause::invalid(field, name, why)]
+}
+
 /// Column definitions for `columns`.
 pub fn definitions(columns: &[Column]) -> Vec<Value> {
     columns
@@ -305,6 +326,9 @@ impl<K: Kind> Strategy for Typed<K> {
     }
     fn name_is_dns_label(&self) -> bool {
         K::NAME_IS_DNS_LABEL
+    }
+    fn name_is_path_segment(&self) -> bool {
+        K::NAME_IS_PATH_SEGMENT
     }
     fn tracks_generation(&self) -> bool {
         K::TRACKS_GENERATION

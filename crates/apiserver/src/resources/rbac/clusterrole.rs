@@ -11,6 +11,7 @@ pub struct ClusterRoleKind;
 impl Kind for ClusterRoleKind {
     type Object = ClusterRole;
     const COLUMNS: &'static [Column] = ROLE_COLUMNS;
+    const NAME_IS_PATH_SEGMENT: bool = true;
 
     fn cells(r: &ClusterRole) -> Vec<Value> {
         role_cells(&r.metadata)

@@ -11,6 +11,7 @@ pub struct ClusterRoleBindingKind;
 impl Kind for ClusterRoleBindingKind {
     type Object = ClusterRoleBinding;
     const COLUMNS: &'static [Column] = BINDING_COLUMNS;
+    const NAME_IS_PATH_SEGMENT: bool = true;
 
     fn cells(b: &ClusterRoleBinding) -> Vec<Value> {
         binding_cells(&b.metadata, &b.role_ref, b.subjects.as_ref())

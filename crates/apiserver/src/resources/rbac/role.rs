@@ -11,6 +11,7 @@ pub struct RoleKind;
 impl Kind for RoleKind {
     type Object = Role;
     const COLUMNS: &'static [Column] = ROLE_COLUMNS;
+    const NAME_IS_PATH_SEGMENT: bool = true;
 
     fn cells(r: &Role) -> Vec<Value> {
         role_cells(&r.metadata)

@@ -11,6 +11,7 @@ pub struct RoleBindingKind;
 impl Kind for RoleBindingKind {
     type Object = RoleBinding;
     const COLUMNS: &'static [Column] = BINDING_COLUMNS;
+    const NAME_IS_PATH_SEGMENT: bool = true;
 
     fn cells(b: &RoleBinding) -> Vec<Value> {
         binding_cells(&b.metadata, &b.role_ref, b.subjects.as_ref())

@@ -1,0 +1,327 @@
+//! Authorization, judged against the real thing: the same RBAC objects in `vkube
+//! apiserver` and in a real kube-apiserver v1.36 (../shared/bin), then a table of
+//! requests (user × verb × resource, impersonation, escalation, reviews) sent by
+//! kubectl to both, and every answer compared — status, and the refusal's exact text.
+
+mod common;
+
+use common::real::RealCluster;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use vkube_apiserver::pki::{self, CertPair, Credential};
+
+const POLICY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot, namespace: dev}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: allowed, namespace: dev}
+data: {a: "1"}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: dev}
+rules:
+- apiGroups: [""]
+  resources: ["pods", "pods/log"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  resourceNames: ["allowed"]
+  verbs: ["get", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice-reads, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: team-edits, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: team}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bot-views, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{kind: ServiceAccount, name: bot}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bob-views}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: impersonate-alice}
+rules:
+- apiGroups: [""]
+  resources: ["users"]
+  resourceNames: ["alice"]
+  verbs: ["impersonate"]
+- apiGroups: [""]
+  resources: ["groups"]
+  resourceNames: ["team"]
+  verbs: ["impersonate"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: carol-impersonates}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-alice}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: dave-ghost, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ghost}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: dave}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: rbac-writer, namespace: dev}
+rules:
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: erin-writes-rbac, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: rbac-writer}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: erin-reads, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
+"#;
+
+/// One API server under test, with a kubeconfig per identity.
+struct Side {
+    label: &'static str,
+    dir: PathBuf,
+    admin: PathBuf,
+}
+
+fn server_of(kubeconfig: &Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    text.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server").to_string()
+}
+
+impl Side {
+    fn kubectl(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", kubeconfig);
+        cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn admin_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.kubectl(&self.admin, args, stdin);
+        assert!(ok, "{}: kubectl {args:?}: {err}{out}", self.label);
+        out
+    }
+
+    /// A kubeconfig for a user with a client certificate signed by this side's CA.
+    fn user(&self, name: &str, groups: &[&str]) -> PathBuf {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join("pki").join(f)).expect("CA file");
+        let ca = CertPair { cert_pem: read("ca.crt"), key_pem: read("ca.key") };
+        let pair = pki::issue_client_by(&ca, name, groups).expect("issue");
+        let kc = pki::kubeconfig(name, &server_of(&self.admin), &ca.cert_pem, Credential::Cert(&pair));
+        let path = self.dir.join(format!("user-{name}.kubeconfig"));
+        std::fs::write(&path, kc).expect("write kubeconfig");
+        path
+    }
+
+    /// A kubeconfig with a service account's token.
+    fn service_account(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.admin_ok(&["create", "token", name, "-n", namespace], None);
+        let ca = std::fs::read_to_string(self.dir.join("pki/ca.crt")).expect("ca");
+        let kc = pki::kubeconfig(name, &server_of(&self.admin), &ca, Credential::Token(token.trim()));
+        let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
+        std::fs::write(&path, kc).expect("write kubeconfig");
+        path
+    }
+}
+
+/// What a client sees of one request: success, or kubectl's error line.
+fn outcome(ok: bool, out: &str, err: &str) -> String {
+    if ok {
+        // Reviews answer with a status worth comparing; other successes only as such.
+        match serde_json::from_str::<serde_json::Value>(out) {
+            Ok(v) if v.get("status").is_some_and(|s| s.get("allowed").is_some()) => format!("ok {}", v["status"]),
+            _ => "ok".into(),
+        }
+    } else {
+        err.lines().filter(|l| !l.starts_with("Warning") && !l.starts_with('W')).collect::<Vec<_>>().join("\n")
+    }
+}
+
+const ROLE_OK: &str = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"sub-reader","namespace":"dev"},"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get","list"]}]}"#;
+const ROLE_ESCALATES: &str = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"grabber","namespace":"dev"},"rules":[{"apiGroups":[""],"resources":["secrets"],"verbs":["get","list"]},{"apiGroups":["apps"],"resources":["deployments"],"resourceNames":["web"],"verbs":["*"]},{"apiGroups":[""],"resources":["pods"],"verbs":["get","delete"]}]}"#;
+const BINDING_ESCALATES: &str = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"give-view","namespace":"dev"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"mallory"}]}"#;
+const BINDING_OK: &str = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"share-reader","namespace":"dev"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"pod-reader"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"mallory"}]}"#;
+const CONFIGMAP: &str =
+    r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"made-by-team","namespace":"dev"}}"#;
+const SSAR_SECRETS: &str = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"namespace":"dev","verb":"list","resource":"secrets"}}}"#;
+const SSAR_PODS: &str = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"namespace":"dev","verb":"get","resource":"pods"}}}"#;
+
+/// (who, kubectl arguments, body): the same on both sides.
+fn table() -> Vec<(&'static str, Vec<&'static str>, Option<&'static str>)> {
+    let raw_get = |p: &'static str| vec!["get", "--raw", p];
+    let raw_create = |p: &'static str| vec!["create", "--raw", p, "-f", "-"];
+    vec![
+        ("alice", raw_get("/api/v1/namespaces/dev/pods"), None),
+        ("alice", raw_get("/api/v1/namespaces/kube-system/secrets"), None),
+        ("alice", raw_get("/api/v1/namespaces/dev/configmaps/allowed"), None),
+        ("alice", raw_get("/api/v1/namespaces/dev/configmaps/other"), None),
+        ("alice", raw_get("/api/v1/namespaces/dev/configmaps"), None),
+        ("alice", raw_get("/api/v1/namespaces/dev/pods/missing/log"), None),
+        ("alice", raw_get("/api/v1/namespaces/dev/pods/missing/exec"), None),
+        ("alice", vec!["delete", "--raw", "/api/v1/namespaces/dev"], None),
+        ("alice", raw_get("/api/v1/nodes"), None),
+        ("alice", raw_get("/apis/apps/v1/namespaces/dev/deployments/web/scale"), None),
+        ("alice", raw_get("/apis/example.com/v1/namespaces/dev/widgets?watch=true"), None),
+        ("alice", raw_get("/metrics"), None),
+        ("alice", raw_get("/api"), None),
+        ("alice", raw_get("/apis/apps/v1"), None),
+        ("alice", raw_get("/version"), None),
+        ("alice", raw_create("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"), Some(SSAR_PODS)),
+        ("alice", raw_create("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"), Some(SSAR_SECRETS)),
+        ("bob", raw_get("/api/v1/namespaces/dev/secrets"), None),
+        ("bob", raw_get("/apis/apps/v1/deployments"), None),
+        ("bob", raw_create("/api/v1/namespaces/dev/configmaps"), Some(CONFIGMAP)),
+        ("bob", raw_create("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"), Some(SSAR_PODS)),
+        ("frank", raw_create("/api/v1/namespaces/dev/configmaps"), Some(CONFIGMAP)),
+        ("frank", raw_get("/api/v1/namespaces/dev/secrets"), None),
+        ("frank", raw_create("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles"), Some(ROLE_OK)),
+        ("frank", raw_get("/api/v1/namespaces/default/secrets"), None),
+        ("bot", raw_get("/api/v1/namespaces/dev/pods"), None),
+        ("bot", raw_get("/api/v1/namespaces/default/pods"), None),
+        ("bot", raw_get("/api/v1/namespaces/kube-system/secrets/anything"), None),
+        ("bot", vec!["delete", "--raw", "/api/v1/namespaces/dev"], None),
+        ("dave", raw_get("/api/v1/namespaces/dev/pods"), None),
+        ("dave", raw_create("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"), Some(SSAR_PODS)),
+        ("carol", vec!["get", "--raw", "/api/v1/namespaces/dev/pods", "--as", "alice"], None),
+        ("carol", vec!["get", "--raw", "/api/v1/namespaces/dev/pods", "--as", "bob"], None),
+        ("carol", vec!["get", "--raw", "/api/v1/namespaces/dev/pods", "--as", "alice", "--as-group", "ops"], None),
+        ("carol", vec!["get", "--raw", "/api/v1/namespaces/dev/secrets", "--as", "alice", "--as-group", "team"], None),
+        ("carol", vec!["get", "--raw", "/api/v1/namespaces/dev/pods", "--as", "system:serviceaccount:dev:bot"], None),
+        ("alice", vec!["get", "--raw", "/api/v1/namespaces/dev/pods", "--as", "bob"], None),
+        ("erin", raw_create("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles"), Some(ROLE_OK)),
+        ("erin", raw_create("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles"), Some(ROLE_ESCALATES)),
+        ("erin", raw_create("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/rolebindings"), Some(BINDING_ESCALATES)),
+        ("erin", raw_create("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/rolebindings"), Some(BINDING_OK)),
+        ("mallory", raw_get("/api/v1/namespaces/dev/pods"), None),
+    ]
+}
+
+fn identities(side: &Side) -> std::collections::HashMap<&'static str, PathBuf> {
+    let mut m = std::collections::HashMap::new();
+    for (name, groups) in [
+        ("alice", &["dev"][..]),
+        ("bob", &[][..]),
+        ("carol", &[][..]),
+        ("dave", &[][..]),
+        ("erin", &[][..]),
+        ("frank", &["team"][..]),
+        ("mallory", &[][..]),
+    ] {
+        m.insert(name, side.user(name, groups));
+    }
+    m.insert("bot", side.service_account("dev", "bot"));
+    m
+}
+
+fn rules_of(side: &Side, role: &str) -> Vec<String> {
+    let out = side.admin_ok(&["get", "clusterrole", role, "-o", "json"], None);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut rules: Vec<String> = v["rules"].as_array().into_iter().flatten().map(|r| r.to_string()).collect();
+    rules.sort();
+    rules
+}
+
+#[test]
+fn rbac_answers_every_request_as_kube_apiserver_does() {
+    let real = RealCluster::start();
+    let vk = common::start();
+    let sides = [
+        Side { label: "kube-apiserver", dir: real.dir.path().to_path_buf(), admin: real.kubeconfig.clone() },
+        Side { label: "vkube", dir: vk.dir.path().to_path_buf(), admin: vk.kubeconfig.clone() },
+    ];
+    for side in &sides {
+        side.admin_ok(&["apply", "-f", "-"], Some(POLICY));
+    }
+    // The default policy: the aggregated roles hold what kube-controller-manager gathers.
+    for role in ["admin", "edit", "view", "cluster-admin", "system:discovery", "system:basic-user"] {
+        let real_rules = rules_of(&sides[0], role);
+        common::retry(20, || (rules_of(&sides[1], role) == real_rules).then_some(()));
+        assert!(!real_rules.is_empty(), "{role} has rules");
+    }
+    let ids: Vec<_> = sides.iter().map(identities).collect();
+    let mut differences = Vec::new();
+    for (who, args, body) in table() {
+        let answers: Vec<String> = sides
+            .iter()
+            .zip(&ids)
+            .map(|(side, ids)| {
+                let (ok, out, err) = side.kubectl(&ids[who], &args, body);
+                outcome(ok, &out, &err)
+            })
+            .collect();
+        if answers[0] != answers[1] {
+            differences
+                .push(format!("{who} {args:?}\n  kube-apiserver: {}\n  vkube:          {}", answers[0], answers[1]));
+        }
+    }
+    assert!(differences.is_empty(), "vkube answered differently:\n{}", differences.join("\n"));
+    // A refused escalation stored nothing; an allowed one acts at once.
+    for side in &sides {
+        let (ok, _, err) = side.kubectl(&side.admin, &["get", "role", "grabber", "-n", "dev"], None);
+        assert!(!ok && err.contains("NotFound"), "{}: {err}", side.label);
+    }
+    let (ok, _, err) = sides[1].kubectl(&ids[1]["mallory"], &["get", "pods", "-n", "dev"], None);
+    assert!(ok, "mallory reads pods through the binding erin made: {err}");
+    // `kubectl auth can-i` reads the same on both.
+    for args in [
+        vec!["auth", "can-i", "--list", "-n", "dev"],
+        vec!["auth", "can-i", "list", "secrets", "-n", "dev"],
+        vec!["auth", "can-i", "update", "configmaps/allowed", "-n", "dev"],
+        vec!["auth", "can-i", "get", "pods", "--subresource=log", "-n", "dev"],
+    ] {
+        let seen: Vec<String> = sides
+            .iter()
+            .zip(&ids)
+            .map(|(side, ids)| {
+                let (_, out, err) = side.kubectl(&ids["alice"], &args, None);
+                let mut lines: Vec<&str> = out.lines().chain(err.lines()).collect();
+                lines.sort_unstable();
+                lines.dedup();
+                lines.join("\n")
+            })
+            .collect();
+        assert_eq!(seen[0], seen[1], "kubectl {args:?}");
+    }
+    drop(vk);
+}
