@@ -355,6 +355,15 @@ async fn route_and_serve(ctx: &RequestContext, body: Bytes) -> Result<Response<B
             if ctx.method != Method::POST {
                 return Err(ApiError::method_not_allowed());
             }
+            // A review is no object with metadata: it has no Table form.
+            let accept = ctx.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or_default();
+            if !accept.is_empty()
+                && accept.split(',').all(|part| part.contains("as=Table") || part.contains("as=PartialObjectMetadata"))
+            {
+                return Err(ApiError::not_acceptable(
+                    "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+                ));
+            }
             let namespace = if segments.len() == 6 { segments[4] } else { "" };
             let review_body = parse_body(&ctx.headers, &body)?;
             let out = crate::authz::reviews::review(&ctx.state.authz, &ctx.user, review, namespace, &review_body)?;
