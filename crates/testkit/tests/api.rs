@@ -376,3 +376,82 @@ async fn leader_election_has_one_holder_and_fails_over() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Aggregated cluster roles follow the roles they gather, and a binding acts as soon as
+/// its write is acknowledged (asked through a SelfSubjectAccessReview, as `kubectl auth
+/// can-i` does).
+#[tokio::test]
+async fn aggregated_roles_follow_their_sources_and_bindings_act_at_once() -> anyhow::Result<()> {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let server = TestServer::start().await?;
+    let admin = server.client().await?;
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let widget_rule = json!({"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]});
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "widget-viewer",
+                "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}}, "rules": [widget_rule]}))?,
+        )
+        .await?;
+    let view_has_widgets = |r: &ClusterRole| {
+        r.rules.iter().flatten().any(|rule| rule.api_groups.as_deref() == Some(&["example.com".to_string()][..]))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !view_has_widgets(&roles.get("view").await?) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "view never gathered widget-viewer's rule");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A user with a certificate and no binding may not; bound to `view`, it may at once.
+    let pair = server.server().pki.issue_client("zoe", &[])?;
+    let kc = vkube_apiserver::pki::kubeconfig(
+        "t",
+        &server.server().url,
+        &server.server().pki.ca.cert_pem,
+        vkube_apiserver::pki::Credential::Cert(&pair),
+    );
+    let zoe = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&kc)?, &Default::default()).await?,
+    )?;
+    let can_get_widgets = || async {
+        let review: SelfSubjectAccessReview = serde_json::from_value(json!({"spec": {"resourceAttributes":
+            {"namespace": "default", "verb": "get", "group": "example.com", "resource": "widgets"}}}))?;
+        let out = Api::<SelfSubjectAccessReview>::all(zoe.clone()).create(&PostParams::default(), &review).await?;
+        anyhow::Ok(out.status.map(|s| (s.allowed, s.reason.unwrap_or_default())).unwrap_or_default())
+    };
+    assert_eq!(can_get_widgets().await?, (false, String::new()));
+    let denied = Api::<ConfigMap>::namespaced(zoe.clone(), "default").list(&ListParams::default()).await;
+    match denied {
+        Err(kube::Error::Api(e)) => assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                403,
+                "configmaps is forbidden: User \"zoe\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+            )
+        ),
+        other => anyhow::bail!("expected 403, got {other:?}"),
+    }
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "zoe-views"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "zoe"}]}))?,
+        )
+        .await?;
+    assert_eq!(
+        can_get_widgets().await?,
+        (true, "RBAC: allowed by ClusterRoleBinding \"zoe-views\" of ClusterRole \"view\" to User \"zoe\"".to_string())
+    );
+    // The gathered role gone, `view` gives it back up.
+    roles.delete("widget-viewer", &DeleteParams::default()).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while view_has_widgets(&roles.get("view").await?) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "view kept widget-viewer's rule");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!can_get_widgets().await?.0);
+    server.stop().await;
+    Ok(())
+}
