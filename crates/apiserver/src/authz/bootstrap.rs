@@ -20,7 +20,7 @@ const POLICY: &str = include_str!("bootstrap-policy.json");
 pub fn policy() -> Result<Vec<(&'static str, Value)>, ApiError> {
     let doc: Value = serde_json::from_str(POLICY).map_err(|e| ApiError::internal(format!("bootstrap policy: {e}")))?;
     let mut out = Vec::new();
-    for plural in ["clusterroles", "clusterrolebindings", "roles", "rolebindings"] {
+    for plural in super::KINDS {
         for item in doc.get(plural).and_then(Value::as_array).into_iter().flatten() {
             out.push((plural, item.clone()));
         }
@@ -38,8 +38,8 @@ pub async fn ensure(reg: &Registry) -> Result<(), ApiError> {
     let opts = WriteOptions { field_manager: Some("kube-apiserver".into()), ..Default::default() };
     // One list per kind tells what is there (a restart writes nothing).
     let mut present = std::collections::HashSet::new();
-    for plural in ["clusterroles", "clusterrolebindings", "roles", "rolebindings"] {
-        let Some(res) = catalog.find("rbac.authorization.k8s.io", "v1", plural) else { continue };
+    for plural in super::KINDS {
+        let Some(res) = catalog.find(super::GROUP, "v1", plural) else { continue };
         let list = reg
             .store()
             .list(&res.prefix(), Default::default())
@@ -48,7 +48,7 @@ pub async fn ensure(reg: &Registry) -> Result<(), ApiError> {
         present.extend(list.items.into_iter().map(|kv| kv.key));
     }
     for (plural, obj) in policy()? {
-        let Some(res) = catalog.find("rbac.authorization.k8s.io", "v1", plural) else { continue };
+        let Some(res) = catalog.find(super::GROUP, "v1", plural) else { continue };
         let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         if present.contains(&res.key(&namespace, &name)) {

@@ -4,7 +4,7 @@
 //! policy-based RBAC storage, with its refusal text.
 
 use super::rbac::{self, Rule};
-use super::{Attributes, Authorizer, MASTERS};
+use super::{Attributes, Authorizer, GROUP, MASTERS};
 use crate::admission::{Admission, AdmissionOutcome, AdmissionRequest, Operation};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -17,8 +17,6 @@ pub struct EscalationCheck {
     /// The authorizer (for `escalate` and `bind`, and the requester's rules).
     pub authz: Arc<Authorizer>,
 }
-
-const GROUP: &str = "rbac.authorization.k8s.io";
 
 fn asks(user: &User, verb: &str, resource: &str, namespace: &str, name: &str) -> Attributes {
     Attributes {
@@ -125,8 +123,7 @@ impl Admission for EscalationCheck {
                     return pass(object);
                 }
                 let rules = self.authz.snapshot().role_ref_rules(&role_ref, req.namespace).map_err(|_| {
-                    let res = if role_ref.kind == "Role" { "roles" } else { "clusterroles" };
-                    ApiError::not_found(GroupResource { group: GROUP, resource: res }, &role_ref.name)
+                    ApiError::not_found(GroupResource { group: GROUP, resource: role_resource }, &role_ref.name)
                 })?;
                 confirm_no_escalation(&self.authz, user, req.namespace, &rules)
                     .map_err(|m| ApiError::forbidden(gr, &name, m))?;

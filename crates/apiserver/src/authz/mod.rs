@@ -186,9 +186,9 @@ pub struct Authorizer {
     rebuild: tokio::sync::Mutex<()>,
 }
 
-/// The four RBAC kinds, as (plural, namespaced).
-const KINDS: [&str; 4] = ["clusterroles", "roles", "clusterrolebindings", "rolebindings"];
-const GROUP: &str = "rbac.authorization.k8s.io";
+/// The plurals of the four RBAC kinds.
+pub(crate) const KINDS: [&str; 4] = ["clusterroles", "roles", "clusterrolebindings", "rolebindings"];
+pub(crate) const GROUP: &str = "rbac.authorization.k8s.io";
 
 impl Authorizer {
     /// An authorizer over the registry's RBAC objects (call [`Authorizer::refresh`] or
