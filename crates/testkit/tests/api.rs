@@ -284,6 +284,57 @@ async fn custom_resources_are_served_once_established() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The conformance spec "updates the published spec when one version gets renamed":
+/// a CRD whose version `v3` becomes `v4` (same schema) is published as `v4` and no
+/// longer as `v3`. The documents were cached by a signature without the version, so
+/// the old name stayed published until some other CRD changed.
+#[tokio::test]
+async fn the_published_openapi_follows_a_renamed_crd_version() -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let version = |name: &str, storage: bool| {
+        json!({"name": name, "served": true, "storage": storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "description": "the spec"}}}}})
+    };
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": "gadgets.renamed.example.com"},
+        "spec": {"group": "renamed.example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [version("v2", true), version("v3", false)]}
+    }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let definitions = |client: kube::Client| async move {
+        let text = client.request_text(http::Request::get("/openapi/v2").body(Vec::new())?).await?;
+        let doc: serde_json::Value = serde_json::from_str(&text)?;
+        let names: Vec<String> =
+            doc["definitions"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        anyhow::Ok(names)
+    };
+    let v3 = "com.example.renamed.v3.Gadget".to_string();
+    let v4 = "com.example.renamed.v4.Gadget".to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !definitions(client.clone()).await?.contains(&v3) {
+        assert!(tokio::time::Instant::now() < deadline, "v3 never published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let patch = json!({"spec": {"versions": [version("v2", true), version("v4", false)]}});
+    crds.patch("gadgets.renamed.example.com", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = definitions(client.clone()).await?;
+        if names.contains(&v4) && !names.contains(&v3) {
+            break;
+        }
+        let gadgets: Vec<&String> = names.iter().filter(|n| n.contains("renamed")).collect();
+        assert!(tokio::time::Instant::now() < deadline, "v4 not published in place of v3: {gadgets:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn events_written_through_events_v1_are_core_events_too() -> anyhow::Result<()> {
     use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use vkube_apiserver::admission::LogSource;
+use vkube_apiserver::endpoints::streams::{StreamRequest, StreamSource};
+use vkube_apiserver::resources::Subresource;
 use vkube_core::ApiError;
 
 /// What `vkube host` needs.
@@ -18,6 +20,9 @@ pub struct HostConfig {
     pub nodes: usize,
     /// Listen address.
     pub listen: SocketAddr,
+    /// Run `kubectl exec` commands as local processes (`--exec-local`), in work
+    /// directories under `DATA_DIR/exec`; without it exec gets a clear refusal.
+    pub exec_local: bool,
 }
 
 /// A running host cluster.
@@ -50,6 +55,32 @@ impl LogSource for SimulatedLogs {
     }
 }
 
+/// Streams of pods on the simulated nodes: exec as a local process when opted into,
+/// else kube-apiserver's 400 with the reason (the node runs no containers).
+struct SimulatedStreams {
+    local: Option<vkube_kubelet_sim::streams::LocalExec>,
+}
+
+#[async_trait]
+impl StreamSource for SimulatedStreams {
+    async fn stream(&self, request: StreamRequest) -> Result<http::Response<bytes::Bytes>, ApiError> {
+        let node = request.pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+        let what = request.subresource.name();
+        match (&self.local, request.subresource, request.container.as_deref()) {
+            (Some(local), Subresource::Exec, Some(container)) => {
+                Ok(local.exec(&request.pod, container, &request.query, &request.headers, request.upgrade))
+            }
+            (Some(_), _, _) => Err(ApiError::bad_request(format!(
+                "node {node} is a simulated node: {what} is not served there (only exec runs, as a local process)"
+            ))),
+            (None, _, _) => Err(ApiError::bad_request(format!(
+                "node {node} is a simulated node: it runs no containers, so there is nothing to {what}; \
+                 start vkube host (or vkube up) with --exec-local to run exec commands as local processes"
+            ))),
+        }
+    }
+}
+
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
@@ -70,6 +101,10 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
     let server = vkube_apiserver::start(config).await?;
     if let Ok(mut logs) = server.state.logs.write() {
         *logs = Some(Arc::new(SimulatedLogs));
+    }
+    let local = cfg.exec_local.then(|| vkube_kubelet_sim::streams::LocalExec { root: cfg.data_dir.join("exec") });
+    if let Ok(mut streams) = server.state.streams.write() {
+        *streams = Some(Arc::new(SimulatedStreams { local }));
     }
     let kubeconfig = cfg.data_dir.join("host.kubeconfig");
     std::fs::copy(&server.kubeconfig_path, &kubeconfig).context("writing host.kubeconfig")?;

@@ -89,6 +89,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: SocketAddr,
+        /// Run `kubectl exec` commands as local processes on this machine, with this
+        /// process's privileges (each pod's container gets a work directory under
+        /// DATA_DIR/exec; it is no sandbox). Off: exec is refused, nodes run no containers.
+        #[arg(long)]
+        exec_local: bool,
     },
     /// Run one virtual cluster against a host cluster (any cluster, by kubeconfig).
     Serve {
@@ -133,6 +138,9 @@ enum Command {
         /// Address of the host API server.
         #[arg(long, default_value = "127.0.0.1:0")]
         host_listen: SocketAddr,
+        /// Run `kubectl exec` commands as local processes (see `vkube host --exec-local`).
+        #[arg(long)]
+        exec_local: bool,
     },
     /// Print the host RBAC a virtual cluster's syncer needs — a ServiceAccount, a Role in
     /// the host namespace, a ClusterRole only for what vcluster.yaml needs cluster-wide —
@@ -247,9 +255,9 @@ async fn run() -> anyhow::Result<()> {
             server.shutdown().await;
             Ok(())
         }
-        Command::Host { data_dir, nodes, listen } => {
+        Command::Host { data_dir, nodes, listen, exec_local } => {
             let started = std::time::Instant::now();
-            let host = host::start(host::HostConfig { data_dir, nodes, listen }).await?;
+            let host = host::start(host::HostConfig { data_dir, nodes, listen, exec_local }).await?;
             println!(
                 "vkube host ready at {} with {nodes} nodes in {} ms; kubeconfig: {}",
                 host.server.url,
@@ -291,7 +299,7 @@ async fn run() -> anyhow::Result<()> {
             vc.stop().await;
             Ok(())
         }
-        Command::Up { data_dir, nodes, values, name, listen, host_listen } => {
+        Command::Up { data_dir, nodes, values, name, listen, host_listen, exec_local } => {
             let started = std::time::Instant::now();
             let base = data_dir.unwrap_or_else(|| match std::env::var_os("HOME") {
                 Some(h) => PathBuf::from(h).join(".vkube"),
@@ -300,7 +308,8 @@ async fn run() -> anyhow::Result<()> {
             // Check vcluster.yaml before starting anything.
             serve::load_values(values.as_deref())?;
             let host =
-                host::start(host::HostConfig { data_dir: base.join("host"), nodes, listen: host_listen }).await?;
+                host::start(host::HostConfig { data_dir: base.join("host"), nodes, listen: host_listen, exec_local })
+                    .await?;
             let host_client = host::client_from(&host.kubeconfig).await?;
             let vc = serve::start(
                 serve::ServeConfig {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vkube_apiserver::admission::LogSource;
+use vkube_apiserver::endpoints::streams::{StreamRequest, StreamSource};
 use vkube_core::ApiError;
 use vkube_syncer::names::NameMapper;
 
@@ -121,6 +122,92 @@ impl LogSource for HostLogs {
     }
 }
 
+/// `kubectl exec`, `attach` and `port-forward` in the virtual cluster: the upgraded
+/// connection is passed to the host pod's subresource through the host API, as vCluster
+/// does, so any host (and its kubelets) serves them.
+struct HostStreams {
+    host: kube::Client,
+    mapper: NameMapper,
+    index: Arc<vkube_syncer::host_index::HostIndexes>,
+}
+
+/// The headers of a stream upgrade, both ways (WebSocket and SPDY).
+const UPGRADE_HEADERS: [&str; 8] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "sec-websocket-accept",
+    "x-stream-protocol-version",
+];
+
+fn copy_upgrade_headers(from: &http::HeaderMap, to: &mut http::HeaderMap) {
+    for name in UPGRADE_HEADERS {
+        for v in from.get_all(name) {
+            to.append(name, v.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl StreamSource for HostStreams {
+    async fn stream(&self, request: StreamRequest) -> Result<http::Response<bytes::Bytes>, ApiError> {
+        let ns = request.pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = request.pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let host_name =
+            self.index.existing_name(&self.mapper, "Pod", ns, name).unwrap_or_else(|| self.mapper.host_name(name, ns));
+        let mut uri = format!(
+            "/api/v1/namespaces/{}/pods/{host_name}/{}",
+            self.mapper.host_namespace,
+            request.subresource.name()
+        );
+        if !request.query.is_empty() {
+            uri = format!("{uri}?{}", request.query);
+        }
+        let mut upstream = http::Request::builder()
+            .method(request.method.clone())
+            .uri(uri)
+            .body(kube::client::Body::empty())
+            .map_err(|e| ApiError::internal(format!("building the host request: {e}")))?;
+        copy_upgrade_headers(&request.headers, upstream.headers_mut());
+        let answer = self.host.send(upstream).await.map_err(|e| ApiError::unavailable(format!("host cluster: {e}")))?;
+        if answer.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            // The host's refusal, as it gave it (a Status, or a kubelet's text).
+            let status = answer.status();
+            let content_type = answer.headers().get(http::header::CONTENT_TYPE).cloned();
+            let body = http_body_util::BodyExt::collect(answer.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| ApiError::unavailable(format!("host cluster: reading its answer: {e}")))?;
+            let mut r = http::Response::new(body);
+            *r.status_mut() = status;
+            if let Some(ct) = content_type {
+                r.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+            }
+            return Ok(r);
+        }
+        let mut r = http::Response::new(bytes::Bytes::new());
+        *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        copy_upgrade_headers(answer.headers(), r.headers_mut());
+        let client = request.upgrade;
+        let what = format!("{ns}/{name} {}", request.subresource.name());
+        tokio::spawn(async move {
+            let (host_side, client_side) = tokio::join!(hyper::upgrade::on(answer), client);
+            let (mut host_side, mut client_side) = match (host_side, client_side) {
+                (Ok(h), Ok(c)) => (hyper_util::rt::TokioIo::new(h), hyper_util::rt::TokioIo::new(c)),
+                (Err(e), _) => return tracing::warn!("{what}: the host connection was not upgraded: {e}"),
+                (_, Err(e)) => return tracing::debug!("{what}: the client connection was not upgraded: {e}"),
+            };
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client_side, &mut host_side).await {
+                tracing::debug!("{what}: stream ended: {e}");
+            }
+        });
+        Ok(r)
+    }
+}
+
 /// The Lease (in the virtual cluster's `kube-system`) whose holder runs the controllers,
 /// the virtual scheduler and the syncer.
 pub const LEADER_LEASE: &str = "vkube-leader";
@@ -164,6 +251,13 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     if let Ok(mut logs) = server.state.logs.write() {
         *logs =
             Some(Arc::new(HostLogs { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() }));
+    }
+    if let Ok(mut streams) = server.state.streams.write() {
+        *streams = Some(Arc::new(HostStreams {
+            host: host_client.clone(),
+            mapper: mapper.clone(),
+            index: host_index.clone(),
+        }));
     }
     let kubeconfig = cfg.data_dir.join(format!("{}.kubeconfig", cfg.name));
     let text = std::fs::read_to_string(&server.kubeconfig_path)?;

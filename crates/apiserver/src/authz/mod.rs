@@ -119,6 +119,22 @@ impl Attributes {
         a
     }
 
+    /// A streaming subresource (`pods/exec`, `pods/attach`, `pods/portforward`) opened
+    /// with GET (WebSocket clients do) needs `create` as well, as kube-apiserver 1.35+
+    /// has it (AuthorizePodWebsocketUpgradeCreatePermission): the same request as a
+    /// create, to check in addition.
+    pub fn streaming_create(&self) -> Option<Self> {
+        (self.is_streaming() && self.verb == "get").then(|| Attributes { verb: "create".into(), ..self.clone() })
+    }
+
+    /// Whether this names a streaming subresource of a pod (exec, attach, portforward).
+    pub fn is_streaming(&self) -> bool {
+        self.resource_request
+            && self.api_group.is_empty()
+            && self.resource == "pods"
+            && matches!(self.subresource.as_str(), "exec" | "attach" | "portforward")
+    }
+
     /// The same request by someone else.
     pub fn as_user(&self, user: User) -> Self {
         Attributes { user, ..self.clone() }

@@ -94,6 +94,9 @@ fn sub_entry(r: &Resource, sub: Subresource) -> Value {
         Subresource::Log => ("Pod", None, None, &["get"]),
         Subresource::Finalize => ("Namespace", None, None, &["update"]),
         Subresource::Token => ("TokenRequest", Some("authentication.k8s.io"), Some("v1"), &["create"]),
+        Subresource::Exec => ("PodExecOptions", None, None, &["create", "get"]),
+        Subresource::Attach => ("PodAttachOptions", None, None, &["create", "get"]),
+        Subresource::PortForward => ("PodPortForwardOptions", None, None, &["create", "get"]),
     };
     let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
     if let Some(g) = group {

@@ -16,6 +16,7 @@ pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
 pub mod read;
+pub mod streams;
 pub mod subresources;
 pub mod table;
 pub mod watch;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub admission: crate::admission::AdmissionChain,
     /// Where pod logs come from.
     pub logs: std::sync::RwLock<Option<Arc<dyn crate::admission::LogSource>>>,
+    /// Where `pods/exec`, `pods/attach` and `pods/portforward` streams go.
+    pub streams: std::sync::RwLock<Option<Arc<dyn crate::endpoints::streams::StreamSource>>>,
     /// Signs and checks service-account tokens (None: the token subresource is not served).
     pub tokens: Option<crate::authn::tokens::TokenIssuer>,
     /// Decides what each user may do (RBAC).
@@ -66,6 +69,7 @@ impl ApiState {
             registry,
             authenticator: std::sync::RwLock::new(authenticator),
             logs: Default::default(),
+            streams: Default::default(),
             tokens: None,
             authz,
         }
@@ -135,7 +139,7 @@ pub async fn handle(
     cert_user: Option<User>,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let user = match cert_user {
         Some(u) => Some(u),
         None => authenticate_bearer(&state, &parts.headers).await,
@@ -154,9 +158,17 @@ pub async fn handle(
         Err(e) => return error_response(&e),
     };
     let attributes = attributes.as_user(user.clone());
-    if let Err(e) = state.authz.check(&attributes) {
+    let checked = state.authz.check(&attributes).and_then(|()| match attributes.streaming_create() {
+        Some(create) => state.authz.check(&create),
+        None => Ok(()),
+    });
+    if let Err(e) = checked {
         tracing::debug!(target: "vkube_apiserver::access", "{} {} 403 user={}", parts.method, parts.uri, user.name);
         return error_response(&e);
+    }
+    if attributes.is_streaming() {
+        // The connection is upgraded and handed on: there is no body to read.
+        return crate::endpoints::streams::serve(&state, &mut parts).await;
     }
     let body = match read_body(body).await {
         Ok(b) => b,

@@ -36,12 +36,19 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(Default::default)
 }
 
+/// What the documents are built from: every served resource's group, version, names,
+/// scope and whole schema. A CRD whose version is renamed, or whose schema changes
+/// without changing length, gets a new signature and so a rebuilt document.
 fn signature(resources: &[Arc<Resource>]) -> String {
-    resources
-        .iter()
-        .map(|r| format!("{}:{}:{}", r.plural, r.kind, r.schema.as_ref().map(|s| s.to_string().len()).unwrap_or(0)))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut d = sha2::Sha256::new();
+    for r in resources {
+        d.update(format!("{}/{}/{}/{}/{}\0", r.group, r.version, r.plural, r.kind, r.namespaced));
+        if let Some(s) = &r.schema {
+            d.update(s.to_string());
+        }
+        d.update("\0");
+    }
+    d.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn gvk(r: &Resource) -> Value {

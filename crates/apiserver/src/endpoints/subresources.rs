@@ -246,22 +246,7 @@ pub async fn logs(
     q: &HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
     let pod = ctx.state.registry.get(&route.resource, &route.namespace, name).await?;
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let container = match q.get("container") {
-        Some(c) if containers.contains(c) => c.clone(),
-        Some(c) => return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
+    let container = crate::endpoints::streams::container_of(&pod, name, q.get("container").map(String::as_str))?;
     if pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().is_empty() {
         return Err(ApiError::bad_request(format!(
             "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"

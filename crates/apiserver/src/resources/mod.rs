@@ -44,6 +44,12 @@ pub enum Subresource {
     Finalize,
     /// `/token` (serviceaccounts).
     Token,
+    /// `/exec` (pods): a command in a container, streamed over an upgraded connection.
+    Exec,
+    /// `/attach` (pods): the container's main process, streamed.
+    Attach,
+    /// `/portforward` (pods): connections to the pod's ports, streamed.
+    PortForward,
 }
 
 impl Subresource {
@@ -57,6 +63,9 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 }

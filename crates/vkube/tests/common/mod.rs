@@ -75,6 +75,12 @@ impl Vkube {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let (code, out, err) = self.kubectl_exit(args, stdin);
+        (code == Some(0), out, err)
+    }
+
+    /// Run kubectl; its exit code (None if killed by a signal), stdout and stderr.
+    pub fn kubectl_exit(&self, args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
         let mut cmd = Command::new("kubectl");
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -88,7 +94,7 @@ impl Vkube {
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("kubectl output");
         (
-            out.status.success(),
+            out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )

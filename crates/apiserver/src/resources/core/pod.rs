@@ -23,8 +23,15 @@ impl Kind for PodKind {
     const SHORT_NAMES: &'static [&'static str] = &["po"];
     const IN_ALL: bool = true;
     const TRACKS_GENERATION: bool = true;
-    const SUBRESOURCES: &'static [Subresource] =
-        &[Subresource::Status, Subresource::Binding, Subresource::Eviction, Subresource::Log];
+    const SUBRESOURCES: &'static [Subresource] = &[
+        Subresource::Status,
+        Subresource::Binding,
+        Subresource::Eviction,
+        Subresource::Log,
+        Subresource::Exec,
+        Subresource::Attach,
+        Subresource::PortForward,
+    ];
     const FIELD_LABELS: &'static [FieldLabel] = &[
         label("spec.nodeName"),
         label("spec.restartPolicy"),
