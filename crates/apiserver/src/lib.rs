@@ -21,4 +21,5 @@ pub mod registry;
 pub mod resources;
 pub mod server;
 
+pub use axum::body::Body;
 pub use server::{RunningServer, ServerConfig, start};

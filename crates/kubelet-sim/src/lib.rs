@@ -666,41 +666,88 @@ async fn run_pods(shared: Arc<Shared>, only: Option<usize>) {
         .await;
 }
 
-/// Simulated container logs for `kubectl logs`.
-pub fn simulated_logs(pod: &Value, container: &str, tail: Option<i64>) -> String {
+/// What a log read asks of a simulated container (the kubelet's log options).
+#[derive(Debug, Clone, Default)]
+pub struct LogView {
+    /// Only the last N lines.
+    pub tail_lines: Option<i64>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
+    /// Only lines at or after this time.
+    pub since: Option<k8s_openapi::jiff::Timestamp>,
+    /// At most this many bytes.
+    pub limit_bytes: Option<i64>,
+}
+
+/// The lines a simulated container has logged, with their times: its start, that it
+/// runs, its command, and its end once the pod is terminal.
+fn simulated_log_lines(pod: &Value, container: &str) -> Vec<(String, String)> {
     let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-    let image = pod
+    let spec = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
-        .and_then(|c| c["image"].as_str())
-        .unwrap_or_default();
-    let started = pod.pointer("/status/startTime").and_then(Value::as_str).unwrap_or_default();
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container));
+    let image = spec.and_then(|c| c["image"].as_str()).unwrap_or_default();
+    let status = ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .flat_map(|k| pod.pointer(&format!("/status/{k}")).and_then(Value::as_array).into_iter().flatten())
+        .find(|c| c["name"] == container);
+    let started = status
+        .and_then(|c| c.pointer("/state/running/startedAt").or_else(|| c.pointer("/state/terminated/startedAt")))
+        .or_else(|| pod.pointer("/status/startTime"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut lines = vec![
-        format!(
-            "{started} [vkube-sim] starting container {container} (image {image}) of pod {ns}/{name} on node {node}"
+        (
+            started.clone(),
+            format!("[vkube-sim] starting container {container} (image {image}) of pod {ns}/{name} on node {node}"),
         ),
-        format!("{started} [vkube-sim] container {container} is running"),
+        (started.clone(), format!("[vkube-sim] container {container} is running")),
     ];
-    if let Some(args) = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
-        .and_then(|c| c.get("args").or_else(|| c.get("command")))
-        .and_then(Value::as_array)
-    {
+    if let Some(args) = spec.and_then(|c| c.get("args").or_else(|| c.get("command"))).and_then(Value::as_array) {
         let cmd: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-        lines.push(format!("{started} [vkube-sim] simulated command: {}", cmd.join(" ")));
+        lines.push((started.clone(), format!("[vkube-sim] simulated command: {}", cmd.join(" "))));
     }
     if let Some(phase) =
         pod.pointer("/status/phase").and_then(Value::as_str).filter(|p| vkube_core::pod::phase_is_terminal(Some(p)))
     {
-        lines.push(format!("[vkube-sim] container {container} exited ({phase})"));
+        let finished = status
+            .and_then(|c| c.pointer("/state/terminated/finishedAt"))
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or(started);
+        lines.push((finished, format!("[vkube-sim] container {container} exited ({phase})")));
     }
-    let skip = tail.map(|t| lines.len().saturating_sub(t.max(0) as usize)).unwrap_or(0);
-    let mut out = lines[skip..].join("\n");
-    out.push('\n');
+    lines
+}
+
+/// Simulated container logs for `kubectl logs`, as `view` asks for them.
+pub fn simulated_logs(pod: &Value, container: &str, view: &LogView) -> String {
+    let mut lines = simulated_log_lines(pod, container);
+    if let Some(since) = view.since {
+        lines.retain(|(t, _)| t.parse::<k8s_openapi::jiff::Timestamp>().map_or(true, |t| t >= since));
+    }
+    let skip = view.tail_lines.map(|t| lines.len().saturating_sub(usize::try_from(t).unwrap_or(0))).unwrap_or(0);
+    let mut out = String::new();
+    for (t, line) in &lines[skip..] {
+        if view.timestamps {
+            out.push_str(t);
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(limit) = view.limit_bytes.and_then(|l| usize::try_from(l).ok())
+        && out.len() > limit
+    {
+        let mut cut = limit;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
     out
 }

@@ -168,8 +168,18 @@ async fn handle(
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => {
             let query: std::collections::HashMap<String, String> =
                 form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
-            let tail = query.get("tailLines").and_then(|t| t.parse::<i64>().ok());
-            container_logs(node, ns, pod, container, tail).await
+            let view = crate::LogView {
+                tail_lines: query.get("tailLines").and_then(|t| t.parse::<i64>().ok()),
+                timestamps: query.get("timestamps").is_some_and(|t| t == "true" || t == "1"),
+                since: query.get("sinceTime").and_then(|t| t.parse().ok()).or_else(|| {
+                    let secs = query.get("sinceSeconds").and_then(|s| s.parse::<i64>().ok())?;
+                    k8s_openapi::jiff::Timestamp::now()
+                        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+                        .ok()
+                }),
+                limit_bytes: query.get("limitBytes").and_then(|t| t.parse::<i64>().ok()),
+            };
+            container_logs(node, ns, pod, container, &view).await
         }
         ["exec" | "attach" | "portForward" | "run", ..] => text(
             StatusCode::BAD_REQUEST,
@@ -187,7 +197,7 @@ async fn container_logs(
     ns: &str,
     pod: &str,
     container: &str,
-    tail: Option<i64>,
+    view: &crate::LogView,
 ) -> Response<Full<Bytes>> {
     let pods: Api<Pod> = Api::namespaced(node.client.clone(), ns);
     let found = match pods.get_opt(pod).await {
@@ -205,7 +215,7 @@ async fn container_logs(
         return text(StatusCode::NOT_FOUND, format!("container \"{container}\" in pod \"{pod}\" is not available"));
     }
     match serde_json::to_value(&found) {
-        Ok(v) => text(StatusCode::OK, crate::simulated_logs(&v, container, tail)),
+        Ok(v) => text(StatusCode::OK, crate::simulated_logs(&v, container, view)),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -7,7 +7,8 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vkube_apiserver::admission::LogSource;
+use vkube_apiserver::Body;
+use vkube_apiserver::admission::{LogOptions, LogRequest, LogSource};
 use vkube_apiserver::endpoints::streams::{StreamRequest, StreamSource};
 use vkube_apiserver::resources::Subresource;
 use vkube_core::ApiError;
@@ -46,12 +47,71 @@ impl Host {
     }
 }
 
-struct SimulatedLogs;
+/// Logs of pods on the simulated nodes, followed (`-f`) until the pod ends or goes.
+struct SimulatedLogs {
+    registry: Arc<vkube_apiserver::registry::Registry>,
+}
+
+/// How often a followed simulated log looks for new lines.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn view_of(options: &LogOptions, tail: bool) -> vkube_kubelet_sim::LogView {
+    vkube_kubelet_sim::LogView {
+        tail_lines: options.tail_lines.filter(|_| tail),
+        timestamps: options.timestamps,
+        since: options.since(),
+        limit_bytes: options.limit_bytes.filter(|_| tail),
+    }
+}
 
 #[async_trait]
 impl LogSource for SimulatedLogs {
-    async fn logs(&self, pod: &Value, container: &str, tail_lines: Option<i64>) -> Result<String, ApiError> {
-        Ok(vkube_kubelet_sim::simulated_logs(pod, container, tail_lines))
+    async fn logs(&self, request: LogRequest<'_>) -> Result<http::Response<Body>, ApiError> {
+        let pod = request.pod;
+        let container = request.container.to_string();
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+        if request.options.previous {
+            // A simulated container never restarts: there is no previous one (the kubelet's answer).
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            )));
+        }
+        let first = vkube_kubelet_sim::simulated_logs(pod, &container, &view_of(request.options, true));
+        let ended = |p: &Value| vkube_core::pod::phase_is_terminal(p.pointer("/status/phase").and_then(Value::as_str));
+        let body = if !request.options.follow || ended(pod) {
+            Body::from(first)
+        } else {
+            let view = view_of(request.options, false);
+            let seen = vkube_kubelet_sim::simulated_logs(pod, &container, &view);
+            let registry = self.registry.clone();
+            let pods = registry.catalog().find("", "v1", "pods");
+            let rest = futures::stream::unfold(Some(seen), move |seen| {
+                let (registry, pods, view) = (registry.clone(), pods.clone(), view.clone());
+                let (namespace, name, container) = (namespace.clone(), name.clone(), container.clone());
+                async move {
+                    let mut seen = seen?;
+                    let pods = pods?;
+                    loop {
+                        tokio::time::sleep(FOLLOW_POLL).await;
+                        // The pod gone, or unreadable: the stream ends as a kubelet's does.
+                        let Ok(now) = registry.get(&pods, &namespace, &name).await else { return None };
+                        let all = vkube_kubelet_sim::simulated_logs(&now, &container, &view);
+                        let new = all.strip_prefix(seen.as_str()).unwrap_or_default().to_string();
+                        let next = if ended(&now) { None } else { Some(all.clone()) };
+                        seen = all;
+                        if !new.is_empty() || next.is_none() {
+                            return Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(new)), next));
+                        }
+                    }
+                }
+            });
+            let head = futures::stream::once(async move { Ok(bytes::Bytes::from(first)) });
+            Body::from_stream(futures::StreamExt::chain(head, rest))
+        };
+        let mut r = http::Response::new(body);
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        Ok(r)
     }
 }
 
@@ -100,7 +160,7 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
     config.cluster_name = "vkube-host".into();
     let server = vkube_apiserver::start(config).await?;
     if let Ok(mut logs) = server.state.logs.write() {
-        *logs = Some(Arc::new(SimulatedLogs));
+        *logs = Some(Arc::new(SimulatedLogs { registry: server.state.registry.clone() }));
     }
     let local = cfg.exec_local.then(|| vkube_kubelet_sim::streams::LocalExec { root: cfg.data_dir.join("exec") });
     if let Ok(mut streams) = server.state.streams.write() {

@@ -3,13 +3,13 @@
 
 use anyhow::Context;
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, LogParams, PostParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use vkube_apiserver::admission::LogSource;
+use vkube_apiserver::admission::{LogRequest, LogSource};
 use vkube_apiserver::endpoints::streams::{StreamRequest, StreamSource};
 use vkube_core::ApiError;
 use vkube_syncer::names::NameMapper;
@@ -108,17 +108,31 @@ struct HostLogs {
 
 #[async_trait]
 impl LogSource for HostLogs {
-    async fn logs(&self, pod: &Value, container: &str, tail_lines: Option<i64>) -> Result<String, ApiError> {
-        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.host.clone(), &self.mapper.host_namespace);
-        let lp = LogParams { container: Some(container.to_string()), tail_lines, ..Default::default() };
+    /// The host pod's log with the same options, streamed as the host sends it (`-f`
+    /// follows until the host ends it).
+    async fn logs(&self, request: LogRequest<'_>) -> Result<http::Response<vkube_apiserver::Body>, ApiError> {
+        let ns = request.pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = request.pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
         let host_name =
             self.index.existing_name(&self.mapper, "Pod", ns, name).unwrap_or_else(|| self.mapper.host_name(name, ns));
-        api.logs(&host_name, &lp).await.map_err(|e| match e {
-            kube::Error::Api(s) => ApiError::new(s.code, &s.reason, s.message.clone()),
-            other => ApiError::unavailable(format!("host cluster: {other}")),
-        })
+        let mut query: Vec<(String, String)> = form_urlencoded::parse(request.query.as_bytes())
+            .filter(|(k, _)| k != "container")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        query.push(("container".into(), request.container.to_string()));
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        let uri = format!("/api/v1/namespaces/{}/pods/{host_name}/log?{query}", self.mapper.host_namespace);
+        let upstream = http::Request::get(uri)
+            .body(kube::client::Body::empty())
+            .map_err(|e| ApiError::internal(format!("building the host request: {e}")))?;
+        let answer = self.host.send(upstream).await.map_err(|e| ApiError::unavailable(format!("host cluster: {e}")))?;
+        let (parts, body) = answer.into_parts();
+        let mut r = http::Response::new(vkube_apiserver::Body::new(body));
+        *r.status_mut() = parts.status;
+        if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+            r.headers_mut().insert(http::header::CONTENT_TYPE, ct.clone());
+        }
+        Ok(r)
     }
 }
 

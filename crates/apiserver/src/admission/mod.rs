@@ -58,12 +58,53 @@ impl AdmissionChain {
     }
 }
 
+/// What `GET pods/NAME/log` asks for (kube's `PodLogOptions`), checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogOptions {
+    /// Keep the stream open and send lines as they come, until the container ends.
+    pub follow: bool,
+    /// The previous terminated instance of the container.
+    pub previous: bool,
+    /// Only lines newer than this many seconds.
+    pub since_seconds: Option<i64>,
+    /// Only lines since this time.
+    pub since_time: Option<jiff::Timestamp>,
+    /// Each line prefixed with its RFC 3339 time.
+    pub timestamps: bool,
+    /// Only the last N lines.
+    pub tail_lines: Option<i64>,
+    /// At most this many bytes.
+    pub limit_bytes: Option<i64>,
+}
+
+impl LogOptions {
+    /// The earliest time a line may have (from `sinceSeconds` or `sinceTime`).
+    pub fn since(&self) -> Option<jiff::Timestamp> {
+        self.since_time.or_else(|| {
+            self.since_seconds.and_then(|s| jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(s)).ok())
+        })
+    }
+}
+
+/// One log read: the pod, its container, the options, and the request's raw query
+/// (for a source that passes it on whole, as to a host cluster).
+pub struct LogRequest<'a> {
+    /// The pod, as stored.
+    pub pod: &'a Value,
+    /// The container.
+    pub container: &'a str,
+    /// The checked options.
+    pub options: &'a LogOptions,
+    /// The raw query of the request.
+    pub query: &'a str,
+}
+
 /// Where `pods/log` reads come from (a kubelet, a simulated node, a host cluster).
 #[async_trait]
 pub trait LogSource: Send + Sync {
-    /// The log text of a container of a pod.
+    /// The log of a container of a pod: a body that may go on (`follow`).
     ///
     /// # Errors
     /// An `ApiError` to return to the client.
-    async fn logs(&self, pod: &Value, container: &str, tail_lines: Option<i64>) -> Result<String, ApiError>;
+    async fn logs(&self, request: LogRequest<'_>) -> Result<http::Response<axum::body::Body>, ApiError>;
 }

@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use vkube_core::selector::LabelSelector;
-use vkube_core::status::{ApiError, success_status};
+use vkube_core::status::{ApiError, Cause, success_status};
 
 fn respond(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
@@ -235,30 +235,75 @@ fn too_many(message: String) -> ApiError {
     ApiError::new(429, "TooManyRequests", message)
 }
 
-/// `GET pods/NAME/log`.
+/// `GET pods/NAME/log`: the options checked as kube-apiserver checks `PodLogOptions`,
+/// then the log from where the pod runs.
 ///
 /// # Errors
-/// 400 when the pod has no node or the container is unknown.
+/// 400 for an unknown container or an unparsable option, 422 for invalid options.
 pub async fn logs(
     ctx: &RequestContext,
     route: &Route,
     name: &str,
     q: &HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
+    let options = log_options(name, q)?;
     let pod = ctx.state.registry.get(&route.resource, &route.namespace, name).await?;
     let container = crate::endpoints::streams::container_of(&pod, name, q.get("container").map(String::as_str))?;
     if pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
-        )));
+        // kube-apiserver has no kubelet to ask: an empty answer.
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return Ok(r);
     }
     let source = ctx.state.logs.read().ok().and_then(|l| l.clone());
     let Some(source) = source else {
         return Err(ApiError::bad_request(format!("no node serves logs for pod \"{name}\"")));
     };
-    let tail = q.get("tailLines").and_then(|t| t.parse().ok());
-    let text = source.logs(&pod, &container, tail).await?;
-    let mut r = Response::new(Body::from(text));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    Ok(r)
+    let query = ctx.uri.query().unwrap_or_default();
+    source.logs(crate::admission::LogRequest { pod: &pod, container: &container, options: &options, query }).await
+}
+
+/// kube-apiserver's parsing and validation of `PodLogOptions`.
+fn log_options(name: &str, q: &HashMap<String, String>) -> Result<crate::admission::LogOptions, ApiError> {
+    let flag = |k: &str| q.get(k).is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+    let int = |k: &str| -> Result<Option<i64>, ApiError> {
+        q.get(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax")))
+            })
+            .transpose()
+    };
+    let since_time = q
+        .get("sinceTime")
+        .map(|v| {
+            v.parse::<jiff::Timestamp>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "parsing time {v:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {v:?} as \"2006\""
+                ))
+            })
+        })
+        .transpose()?;
+    let options = crate::admission::LogOptions {
+        follow: flag("follow"),
+        previous: flag("previous"),
+        since_seconds: int("sinceSeconds")?,
+        since_time,
+        timestamps: flag("timestamps"),
+        tail_lines: int("tailLines")?,
+        limit_bytes: int("limitBytes")?,
+    };
+    let mut causes = Vec::new();
+    if let Some(t) = options.tail_lines.filter(|t| *t < 0) {
+        causes.push(Cause::invalid_raw("tailLines", &t.to_string(), "must be greater than or equal to 0"));
+    }
+    if let Some(b) = options.limit_bytes.filter(|b| *b < 1) {
+        causes.push(Cause::invalid_raw("limitBytes", &b.to_string(), "must be greater than 0"));
+    }
+    if options.since_seconds.is_some() && options.since_time.is_some() {
+        causes.push(Cause::forbidden("[]", "at most one of `sinceTime` or `sinceSeconds` may be specified"));
+    } else if let Some(s) = options.since_seconds.filter(|s| *s < 1) {
+        causes.push(Cause::invalid_raw("sinceSeconds", &s.to_string(), "must be greater than 0"));
+    }
+    if causes.is_empty() { Ok(options) } else { Err(ApiError::invalid("", "PodLogOptions", name, causes)) }
 }

@@ -1,12 +1,13 @@
-//! `kubectl exec` and `kubectl cp` in a virtual cluster (`vkube up`): the virtual API
+//! `kubectl exec`, `cp` and `logs` in a virtual cluster (`vkube up`): the virtual API
 //! server passes the upgraded connection to the host pod's `exec` through the host API,
-//! and the simulated host runs the command as a local process (`--exec-local`).
+//! and the simulated host runs the command as a local process (`--exec-local`); logs
+//! are the host pod's, with kubectl's options, followed until the pod ends.
 
 mod common;
 use common::*;
 
 fn running_pod(vk: &Vkube, name: &str) {
-    vk.ok(&["run", name, "--image=busybox", "--restart=Never", "--env=GREETING=hello"]);
+    vk.ok(&["run", name, "--image=busybox", "--env=GREETING=hello"]);
     vk.ok(&["wait", "--for=condition=Ready", &format!("pod/{name}"), "--timeout=60s"]);
 }
 
@@ -63,4 +64,52 @@ fn kubectl_exec_on_a_host_without_local_exec_says_why_it_cannot() {
     assert_ne!(code, Some(0));
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("simulated node") && err.contains("--exec-local"), "{err}");
+}
+
+#[test]
+fn kubectl_logs_follows_the_host_pod_until_it_ends_with_kubectls_options() {
+    let vk = start_up_in(tempfile::tempdir().expect("tempdir"), &[]);
+    vk.ok(&[
+        "run",
+        "job",
+        "--image=busybox",
+        "--restart=Never",
+        "--annotations=vkube.dev/run-seconds=6",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    vk.ok(&["wait", "--for=condition=Ready", "pod/job", "--timeout=60s"]);
+    assert_eq!(vk.ok(&["get", "pod", "job", "-o", "jsonpath={.status.phase}"]), "Running");
+    // Started while the pod runs: the exit line can only come by following.
+    let followed = vk.ok(&["logs", "-f", "job"]);
+    assert!(followed.contains("container job is running"), "{followed}");
+    assert!(followed.trim_end().ends_with("container job exited (Succeeded)"), "{followed}");
+    assert_eq!(vk.ok(&["get", "pod", "job", "-o", "jsonpath={.status.phase}"]), "Succeeded");
+
+    let tail = vk.ok(&["logs", "job", "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    let stamped = vk.ok(&["logs", "job", "--tail=1", "--timestamps"]);
+    let stamp = stamped.split_whitespace().next().unwrap_or_default();
+    assert!(stamp.len() >= 20 && stamp.ends_with('Z') && stamp.contains('T'), "an RFC 3339 time first: {stamped}");
+    assert!(stamped.ends_with(&tail), "the same line after its time: {stamped} / {tail}");
+    let (ok, _, err) = vk.kubectl(&["logs", "job", "--previous"]);
+    assert!(!ok && err.contains("previous terminated container \"job\" in pod"), "{err}");
+    let (ok, _, err) = vk.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/job/log?tailLines=-1"]);
+    assert!(
+        !ok && err.contains(
+            "PodLogOptions \"job\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
+        ),
+        "{err}"
+    );
+
+    let two = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two"},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}, {"name": "side", "image": "busybox"}]}}"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], two);
+    assert!(ok, "{err}");
+    vk.ok(&["wait", "--for=condition=Ready", "pod/two", "--timeout=60s"]);
+    let side = vk.ok(&["logs", "two", "-c", "side"]);
+    assert!(side.contains("container side is running") && !side.contains("container app"), "{side}");
+    let all = vk.ok(&["logs", "two", "--all-containers"]);
+    assert!(all.contains("container app is running") && all.contains("container side is running"), "{all}");
 }
