@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod serving;
+pub mod spdy;
 pub mod streams;
 
 /// Annotation on a pod: how many seconds a Never/OnFailure pod runs (default 1).

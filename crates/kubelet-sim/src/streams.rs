@@ -1,31 +1,52 @@
-//! `kubectl exec` on a simulated node, opted into (`vkube host --exec-local`): the
-//! command runs as a local process, as KWOK's ClusterExec does, in a work directory of
-//! its own per pod and container. It speaks the kubelet's WebSocket stream protocols
-//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`): each binary message starts with its
-//! channel — 0 stdin, 1 stdout, 2 stderr, 3 the closing `Status`, 4 terminal resize,
-//! and in v5 255 to close a channel (stdin's end).
+//! `kubectl exec` and `kubectl port-forward` on a simulated node, opted into
+//! (`--exec-local`): the command runs as a local process, as KWOK's ClusterExec does, in
+//! a work directory of its own per pod and container; a forwarded port connects to the
+//! same port on this machine's loopback, for ports the pod declares.
+//!
+//! The kubelet's stream protocols, as clients and kube-apiserver speak them:
+//! - exec over WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`; kubectl ≥ 1.30): each
+//!   binary message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 the closing
+//!   `Status`, 4 terminal resize, and in v5 255 to close a channel (stdin's end);
+//! - exec over SPDY/3.1 (`X-Stream-Protocol-Version: v4.channel.k8s.io`; older clients,
+//!   and kube-apiserver towards a kubelet): one SPDY stream per channel, named by its
+//!   `streamtype` header ([`crate::spdy`]);
+//! - port-forward over SPDY (`portforward.k8s.io`): a data and an error stream per
+//!   connection, named by `port` and `requestid`; and the same SPDY session tunnelled in
+//!   WebSocket binary messages (`SPDY/3.1+portforward.k8s.io`, kubectl ≥ 1.31).
 //!
 //! # Caveats
 //! The process runs with the privileges of the `vkube` process on this machine: the
 //! work directory is its starting point, not a sandbox (an absolute path reaches the
-//! whole file system). `tty=true` merges stderr into stdout but allocates no terminal.
-//! SPDY (clients older than kubectl 1.30, and port-forward) is not spoken yet.
+//! whole file system), and a forwarded port is this machine's. `tty=true` merges stderr
+//! into stdout but allocates no terminal.
 
+use crate::spdy;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
-/// The channel protocols served, best first.
-const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// The WebSocket channel protocols served for exec, best first.
+const WS_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// The SPDY stream protocol served for exec.
+const SPDY_EXEC: &str = "v4.channel.k8s.io";
+/// Port-forward over SPDY, and the same tunnelled through a WebSocket.
+const SPDY_PORTFORWARD: &str = "portforward.k8s.io";
+const WS_PORTFORWARD: &str = "SPDY/3.1+portforward.k8s.io";
+/// How long a SPDY client has to open the streams it asked for (the kubelet's
+/// `streamCreationTimeout`).
+const STREAM_CREATION: Duration = Duration::from_secs(30);
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -33,15 +54,16 @@ const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const CLOSE: u8 = 255;
 
-/// Runs `exec` commands of pods on simulated nodes as local processes.
+/// Runs `exec` commands and `port-forward`s of pods on simulated nodes, locally.
 #[derive(Debug, Clone)]
 pub struct LocalExec {
     /// Where the pods' work directories are made (`<root>/<namespace>/<pod>-<uid>/<container>`).
     pub root: PathBuf,
 }
 
-/// What an exec request asks for (the kubelet's `remotecommand` options).
-#[derive(Debug, Default, PartialEq)]
+/// What an exec request asks for (kube-apiserver's `stdin`/`stdout`/`stderr`, or the
+/// kubelet's `input`/`output`/`error` as kube-apiserver passes them on).
+#[derive(Debug, Default, PartialEq, Clone)]
 struct ExecOptions {
     command: Vec<String>,
     stdin: bool,
@@ -59,9 +81,9 @@ fn exec_options(query: &str) -> ExecOptions {
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "command" => o.command.push(v.into_owned()),
-            "stdin" => o.stdin = truthy(&v),
-            "stdout" => o.stdout = truthy(&v),
-            "stderr" => o.stderr = truthy(&v),
+            "stdin" | "input" => o.stdin = truthy(&v),
+            "stdout" | "output" => o.stdout = truthy(&v),
+            "stderr" | "error" => o.stderr = truthy(&v),
             "tty" => o.tty = truthy(&v),
             _ => {}
         }
@@ -76,30 +98,94 @@ fn text(code: StatusCode, body: impl Into<String>) -> Response<Bytes> {
     r
 }
 
-/// The WebSocket protocol to answer with, from the client's offer.
-fn negotiate(headers: &HeaderMap) -> Result<&'static str, Response<Bytes>> {
-    let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !upgrade.eq_ignore_ascii_case("websocket") {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "simulated nodes serve exec over WebSocket ({}), not {upgrade:?}: use kubectl 1.30 or later",
-                PROTOCOLS.join(", ")
-            ),
-        ));
-    }
-    let offered: Vec<String> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+/// How the client wants its streams carried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transport {
+    /// WebSocket channels (`v5` when true).
+    WebSocket { v5: bool },
+    /// SPDY/3.1 streams.
+    Spdy,
+    /// SPDY/3.1 inside WebSocket binary messages.
+    TunnelledSpdy,
+}
+
+fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
-        .collect();
-    PROTOCOLS.into_iter().find(|p| offered.iter().any(|o| o == p)).ok_or_else(|| {
-        text(
-            StatusCode::BAD_REQUEST,
-            format!("requested protocol(s) are not supported: {offered:?}; supports {PROTOCOLS:?}"),
-        )
-    })
+        .collect()
+}
+
+/// The transport and protocol to answer with, from the client's offer.
+fn negotiate(headers: &HeaderMap, portforward: bool) -> Result<(Transport, &'static str), Response<Bytes>> {
+    let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+        let offered = header_values(headers, "x-stream-protocol-version");
+        let wanted = if portforward { SPDY_PORTFORWARD } else { SPDY_EXEC };
+        // Port-forward clients may offer no version (the only one is implied).
+        if offered.iter().any(|o| o == wanted) || (portforward && offered.is_empty()) {
+            return Ok((Transport::Spdy, wanted));
+        }
+        return Err(text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{wanted:?}]"
+            ),
+        ));
+    }
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(text(StatusCode::BAD_REQUEST, format!("unable to upgrade: unknown upgrade {upgrade:?}")));
+    }
+    let offered = header_values(headers, "sec-websocket-protocol");
+    if portforward {
+        return if offered.iter().any(|o| o == WS_PORTFORWARD) {
+            Ok((Transport::TunnelledSpdy, WS_PORTFORWARD))
+        } else {
+            Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("requested protocol(s) are not supported: {offered:?}; supports [{WS_PORTFORWARD:?}]"),
+            ))
+        };
+    }
+    WS_PROTOCOLS
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p))
+        .map(|p| (Transport::WebSocket { v5: p.starts_with("v5") }, p))
+        .ok_or_else(|| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("requested protocol(s) are not supported: {offered:?}; supports {WS_PROTOCOLS:?}"),
+            )
+        })
+}
+
+/// `101 Switching Protocols` for the transport chosen.
+fn switching(
+    headers: &HeaderMap,
+    transport: Transport,
+    protocol: &'static str,
+) -> Result<Response<Bytes>, Response<Bytes>> {
+    let mut r = Response::new(Bytes::new());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if transport == Transport::Spdy {
+        h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        h.insert("x-stream-protocol-version", HeaderValue::from_static(protocol));
+        return Ok(r);
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key"));
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    Ok(r)
 }
 
 /// The `Status` a kubelet ends an exec stream with.
@@ -127,6 +213,18 @@ fn internal(message: String) -> Value {
     json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500})
 }
 
+type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
+async fn upgraded(upgrade: hyper::upgrade::OnUpgrade) -> Option<Upgraded> {
+    match upgrade.await {
+        Ok(io) => Some(TokioIo::new(io)),
+        Err(e) => {
+            tracing::debug!("the client's connection was not upgraded: {e}");
+            None
+        }
+    }
+}
+
 impl LocalExec {
     /// The work directory of a pod's container.
     pub fn work_dir(&self, pod: &Value, container: &str) -> PathBuf {
@@ -152,38 +250,183 @@ impl LocalExec {
         if options.command.is_empty() {
             return text(StatusCode::BAD_REQUEST, "you must specify at least one command for the container");
         }
-        let protocol = match negotiate(headers) {
-            Ok(p) => p,
+        let (transport, protocol) = match negotiate(headers, false) {
+            Ok(t) => t,
             Err(r) => return r,
         };
-        let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-            return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+        let answer = match switching(headers, transport, protocol) {
+            Ok(r) => r,
+            Err(r) => return r,
         };
-        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-        let dir = self.work_dir(pod, container);
-        let env = container_env(pod, container);
-        let v5 = protocol.starts_with("v5");
+        let process = Process { options, dir: self.work_dir(pod, container), env: container_env(pod, container) };
         tokio::spawn(async move {
-            let io = match upgrade.await {
-                Ok(io) => io,
-                Err(e) => return tracing::debug!("exec: the client's connection was not upgraded: {e}"),
+            let Some(io) = upgraded(upgrade).await else { return };
+            let ended = match transport {
+                Transport::WebSocket { v5 } => {
+                    exec_websocket(WebSocketStream::from_raw_socket(io, Role::Server, None).await, process, v5).await
+                }
+                _ => exec_spdy(spdy::accept(io), process).await,
             };
-            let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
-            if let Err(e) = run(ws, options, dir, env, v5).await {
+            if let Err(e) = ended {
                 tracing::debug!("exec stream ended: {e}");
             }
         });
-        let mut r = Response::new(Bytes::new());
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(v) = HeaderValue::from_str(&accept) {
-            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-        }
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-        r
+        answer
     }
+
+    /// Answer a port-forward request for `pod`: each forwarded connection reaches the
+    /// same port on this machine's loopback, if a container of the pod declares it.
+    pub fn port_forward(
+        &self,
+        pod: &Value,
+        headers: &HeaderMap,
+        upgrade: hyper::upgrade::OnUpgrade,
+    ) -> Response<Bytes> {
+        let (transport, protocol) = match negotiate(headers, true) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let answer = match switching(headers, transport, protocol) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let declared = declared_ports(pod);
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        tokio::spawn(async move {
+            let Some(io) = upgraded(upgrade).await else { return };
+            let streams = if transport == Transport::TunnelledSpdy {
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                spdy::accept(tunnel(ws))
+            } else {
+                spdy::accept(io)
+            };
+            forward_ports(streams, &name, &declared).await;
+        });
+        answer
+    }
+}
+
+fn declared_ports(pod: &Value) -> Vec<u16> {
+    ["containers", "initContainers"]
+        .iter()
+        .flat_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+        .filter_map(|p| p["containerPort"].as_u64().and_then(|n| u16::try_from(n).ok()))
+        .collect()
+}
+
+/// A byte stream carried in WebSocket binary messages (the tunnelled SPDY session).
+fn tunnel(ws: WebSocketStream<Upgraded>) -> tokio::io::DuplexStream {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (mut read_half, mut write_half) = tokio::io::split(ours);
+    let (mut sink, mut incoming) = ws.split();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = incoming.next().await {
+            match m {
+                Message::Binary(b) if write_half.write_all(&b).await.is_err() => break,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match read_half.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await;
+    });
+    theirs
+}
+
+/// Serve the port-forward streams of one session: a data and an error stream per
+/// `requestid`; each data stream is joined to `127.0.0.1:PORT`.
+async fn forward_ports(mut streams: mpsc::Receiver<spdy::IncomingStream>, pod: &str, declared: &[u16]) {
+    let mut errors: HashMap<String, spdy::StreamWriter> = HashMap::new();
+    let mut waiting: HashMap<String, spdy::IncomingStream> = HashMap::new();
+    while let Some(stream) = streams.recv().await {
+        let request = stream.headers.get("requestid").cloned().unwrap_or_default();
+        match stream.headers.get("streamtype").map(String::as_str) {
+            Some("error") => {
+                errors.insert(request.clone(), stream.writer.clone());
+            }
+            Some("data") => {
+                waiting.insert(request.clone(), stream);
+            }
+            _ => continue,
+        }
+        // A pair is ready once both of its streams are open.
+        if let (Some(error), Some(data)) = (errors.get(&request).cloned(), waiting.remove(&request)) {
+            errors.remove(&request);
+            let port = data.headers.get("port").and_then(|p| p.parse::<u16>().ok());
+            let (pod, declared) = (pod.to_string(), declared.to_vec());
+            tokio::spawn(async move { forward_one(data, error, port, &pod, &declared).await });
+        }
+    }
+}
+
+async fn forward_one(
+    mut data: spdy::IncomingStream,
+    error: spdy::StreamWriter,
+    port: Option<u16>,
+    pod: &str,
+    declared: &[u16],
+) {
+    let refusal = match port {
+        None => Some("invalid port header".to_string()),
+        Some(port) if !declared.contains(&port) => Some(format!(
+            "error forwarding port {port} to pod {pod}: the pod declares no container port {port} (a simulated node forwards only declared ports)"
+        )),
+        Some(_) => None,
+    };
+    let connected = match (refusal, port) {
+        (Some(message), _) => Err(message),
+        (None, None) => Err("invalid port header".to_string()),
+        (None, Some(port)) => tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("error forwarding port {port} to pod {pod}: dial tcp4 127.0.0.1:{port}: {e}")),
+    };
+    let tcp = match connected {
+        Ok(t) => t,
+        Err(message) => {
+            let _ = error.send(message.as_bytes()).await;
+            let _ = error.finish().await;
+            let _ = data.writer.finish().await;
+            return;
+        }
+    };
+    let (mut from_port, mut to_port) = tcp.into_split();
+    let writer = data.writer.clone();
+    let upstream = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from_port.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if writer.send(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = writer.finish().await;
+    });
+    while let Some(chunk) = data.data.recv().await {
+        if to_port.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = to_port.shutdown().await;
+    let _ = upstream.await;
+    let _ = error.finish().await;
 }
 
 /// The container's literal environment (`value`, not `valueFrom`) and `HOSTNAME` (the
@@ -208,27 +451,30 @@ fn container_env(pod: &Value, container: &str) -> Vec<(String, String)> {
     env
 }
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// A command to run, and where.
+struct Process {
+    options: ExecOptions,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
 
-/// Run the command and carry its streams until it exits and its output is sent.
-async fn run(ws: Ws, o: ExecOptions, dir: PathBuf, env: Vec<(String, String)>, v5: bool) -> anyhow::Result<()> {
-    let (mut sink, mut incoming) = ws.split();
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Message>(16);
-    let send = |channel: u8, data: &[u8]| {
-        let mut frame = Vec::with_capacity(data.len() + 1);
-        frame.push(channel);
-        frame.extend_from_slice(data);
-        Message::Binary(frame.into())
-    };
-    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
-        let status = internal(format!("error executing command in container: creating {}: {e}", dir.display()));
-        sink.send(send(ERROR, status.to_string().as_bytes())).await?;
-        return close(sink).await;
+/// Run the command: stdin from `stdin` (its end closes the command's stdin), output to
+/// `output` as (channel, bytes), until it exits or `gone` fires (the client went away).
+/// The `Status` to end the stream with.
+async fn run_process(
+    p: Process,
+    mut stdin: Option<mpsc::Receiver<Bytes>>,
+    output: mpsc::Sender<(u8, Bytes)>,
+    mut gone: tokio::sync::oneshot::Receiver<()>,
+) -> Value {
+    let o = &p.options;
+    if let Err(e) = tokio::fs::create_dir_all(&p.dir).await {
+        return internal(format!("error executing command in container: creating {}: {e}", p.dir.display()));
     }
     let mut cmd = tokio::process::Command::new(&o.command[0]);
     cmd.args(&o.command[1..])
-        .current_dir(&dir)
-        .envs(env)
+        .current_dir(&p.dir)
+        .envs(p.env)
         .stdin(if o.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(if o.stdout { Stdio::piped() } else { Stdio::null() })
         .stderr(if o.stderr || o.tty { Stdio::piped() } else { Stdio::null() })
@@ -236,12 +482,10 @@ async fn run(ws: Ws, o: ExecOptions, dir: PathBuf, env: Vec<(String, String)>, v
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let status = internal(format!(
+            return internal(format!(
                 "error executing command in container: failed to exec in container: exec: {:?}: {e}",
                 o.command[0]
             ));
-            sink.send(send(ERROR, status.to_string().as_bytes())).await?;
-            return close(sink).await;
         }
     };
     let mut readers = Vec::new();
@@ -252,14 +496,14 @@ async fn run(ws: Ws, o: ExecOptions, dir: PathBuf, env: Vec<(String, String)>, v
         (stderr_channel, child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
     ] {
         let Some(mut pipe) = pipe else { continue };
-        let tx = out_tx.clone();
+        let tx = output.clone();
         readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 match pipe.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if tx.send(send(channel, &buf[..n])).await.is_err() {
+                        if tx.send((channel, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
                             break;
                         }
                     }
@@ -267,60 +511,144 @@ async fn run(ws: Ws, o: ExecOptions, dir: PathBuf, env: Vec<(String, String)>, v
             }
         }));
     }
-    drop(out_tx);
-    let mut stdin = child.stdin.take();
-    let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if sink.send(m).await.is_err() {
-                return None;
-            }
-        }
-        Some(sink)
-    });
-    // The client's side: stdin, resize, close; until the process has exited.
+    drop(output);
+    let mut child_stdin = child.stdin.take();
     let status = loop {
         tokio::select! {
             exit = child.wait() => break exit,
-            message = incoming.next() => match message {
-                Some(Ok(Message::Binary(data))) => match data.first().copied() {
-                    Some(STDIN) => {
-                        if let Some(s) = stdin.as_mut()
-                            && s.write_all(&data[1..]).await.is_err()
-                        {
-                            stdin = None;
+            chunk = async { match stdin.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                match chunk {
+                    Some(data) => {
+                        if let Some(s) = child_stdin.as_mut() && s.write_all(&data).await.is_err() {
+                            child_stdin = None;
                         }
                     }
-                    Some(CLOSE) if v5 && data.get(1) == Some(&STDIN) => stdin = None,
+                    // The client closed stdin: so does the command's.
+                    None => {
+                        stdin = None;
+                        child_stdin = None;
+                    }
+                }
+            }
+            _ = &mut gone => {
+                let _ = child.start_kill();
+                break child.wait().await;
+            }
+        }
+    };
+    drop(child_stdin);
+    for r in readers {
+        let _ = r.await;
+    }
+    match status {
+        Ok(s) => exit_status(s.code(), &o.command),
+        Err(e) => internal(format!("error executing command in container: {e}")),
+    }
+}
+
+type Ws = WebSocketStream<Upgraded>;
+
+fn channel_message(channel: u8, data: &[u8]) -> Message {
+    let mut frame = Vec::with_capacity(data.len() + 1);
+    frame.push(channel);
+    frame.extend_from_slice(data);
+    Message::Binary(frame.into())
+}
+
+/// Exec over the WebSocket channel protocol.
+async fn exec_websocket(ws: Ws, process: Process, v5: bool) -> anyhow::Result<()> {
+    let (mut sink, mut incoming) = ws.split();
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(16);
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
+    let wants_stdin = process.options.stdin;
+    let reader = tokio::spawn(async move {
+        let mut stdin_tx = wants_stdin.then_some(stdin_tx);
+        loop {
+            match incoming.next().await {
+                Some(Ok(Message::Binary(data))) => match data.first().copied() {
+                    Some(STDIN) => {
+                        if let Some(tx) = &stdin_tx
+                            && tx.send(Bytes::copy_from_slice(&data[1..])).await.is_err()
+                        {
+                            stdin_tx = None;
+                        }
+                    }
+                    Some(CLOSE) if v5 && data.get(1) == Some(&STDIN) => stdin_tx = None,
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    // The client went away: the command goes with it.
-                    let _ = child.start_kill();
-                    break child.wait().await;
+                    let _ = gone_tx.send(());
+                    return;
                 }
                 Some(Ok(_)) => {}
             }
         }
-    };
-    drop(stdin);
-    for r in readers {
-        let _ = r.await;
+    });
+    let run = tokio::spawn(run_process(process, wants_stdin.then_some(stdin_rx), out_tx, gone_rx));
+    while let Some((channel, data)) = out_rx.recv().await {
+        sink.send(channel_message(channel, &data)).await?;
     }
-    let Ok(Some(mut sink)) = writer.await else { return Ok(()) };
-    let status = match status {
-        Ok(s) => exit_status(s.code(), &o.command),
-        Err(e) => internal(format!("error executing command in container: {e}")),
-    };
-    sink.send(send(ERROR, status.to_string().as_bytes())).await?;
-    close(sink).await
+    let status = run.await.unwrap_or_else(|e| internal(format!("error executing command in container: {e}")));
+    reader.abort();
+    sink.send(channel_message(ERROR, status.to_string().as_bytes())).await?;
+    // A normal closure (1000): client-go reads the streams to their end only then, and
+    // takes any other close as an error.
+    sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await?;
+    sink.close().await?;
+    Ok(())
 }
 
-/// End the connection with a normal closure (1000): client-go reads the streams to
-/// their end only then, and takes any other close as an error.
-async fn close(mut sink: futures::stream::SplitSink<Ws, Message>) -> anyhow::Result<()> {
-    let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
-    sink.send(Message::Close(Some(frame))).await?;
-    sink.close().await?;
+/// Exec over SPDY: the client opens the error stream and one stream per channel it
+/// asked for; the command runs once they are all there.
+async fn exec_spdy(mut streams: mpsc::Receiver<spdy::IncomingStream>, process: Process) -> anyhow::Result<()> {
+    let o = &process.options;
+    let mut wanted: Vec<&str> = vec!["error"];
+    for (on, name) in [(o.stdin, "stdin"), (o.stdout, "stdout"), (o.stderr && !o.tty, "stderr"), (o.tty, "resize")] {
+        if on {
+            wanted.push(name);
+        }
+    }
+    let mut open: HashMap<String, spdy::IncomingStream> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + STREAM_CREATION;
+    while wanted.iter().any(|w| !open.contains_key(*w)) {
+        match tokio::time::timeout_at(deadline, streams.recv()).await {
+            Ok(Some(s)) => {
+                let kind = s.headers.get("streamtype").cloned().unwrap_or_default();
+                open.insert(kind, s);
+            }
+            Ok(None) => return Ok(()),
+            Err(_) => anyhow::bail!("timed out waiting for the client to create the streams {wanted:?}"),
+        }
+    }
+    let take = |open: &mut HashMap<String, spdy::IncomingStream>, k: &str| open.remove(k);
+    let error = take(&mut open, "error").map(|s| s.writer);
+    let stdin = take(&mut open, "stdin").map(|s| s.data);
+    let stdout = take(&mut open, "stdout").map(|s| s.writer);
+    let stderr = take(&mut open, "stderr").map(|s| s.writer);
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(16);
+    // The session's end (the client gone) ends the command too.
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        while streams.recv().await.is_some() {}
+        let _ = gone_tx.send(());
+    });
+    let run = tokio::spawn(run_process(process, stdin, out_tx, gone_rx));
+    while let Some((channel, data)) = out_rx.recv().await {
+        let target = if channel == STDERR { stderr.as_ref() } else { stdout.as_ref() };
+        if let Some(w) = target {
+            w.send(&data).await?;
+        }
+    }
+    let status = run.await.unwrap_or_else(|e| internal(format!("error executing command in container: {e}")));
+    watcher.abort();
+    for w in [&stdout, &stderr].into_iter().flatten() {
+        let _ = w.finish().await;
+    }
+    if let Some(e) = &error {
+        e.send(status.to_string().as_bytes()).await?;
+        e.finish().await?;
+    }
     Ok(())
 }
 
@@ -329,7 +657,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_come_from_repeated_query_parameters() {
+    fn options_come_from_repeated_query_parameters_in_either_spelling() {
         let o = exec_options("command=sh&command=-c&command=echo%20hi&stdin=true&stdout=1&tty=false&container=c");
         assert_eq!(
             o,
@@ -341,19 +669,27 @@ mod tests {
                 tty: false
             }
         );
+        // kube-apiserver passes them on to a kubelet as input/output/error.
+        let k = exec_options("command=ls&input=1&output=1&error=1");
+        assert!(k.stdin && k.stdout && k.stderr);
     }
 
     #[test]
-    fn the_best_offered_protocol_is_chosen_and_spdy_is_refused_clearly() {
+    fn the_transport_follows_the_clients_offer() {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v4.channel.k8s.io, v5.channel.k8s.io"));
-        assert_eq!(negotiate(&h).ok(), Some("v5.channel.k8s.io"));
+        assert_eq!(negotiate(&h, false).ok(), Some((Transport::WebSocket { v5: true }, "v5.channel.k8s.io")));
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("base64.channel.k8s.io"));
-        assert_eq!(negotiate(&h).err().map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
-        h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-        let refused = negotiate(&h).err().map(|r| String::from_utf8_lossy(r.body()).into_owned()).unwrap_or_default();
-        assert!(refused.contains("WebSocket"), "{refused}");
+        assert_eq!(negotiate(&h, false).err().map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("SPDY/3.1+portforward.k8s.io"));
+        assert_eq!(negotiate(&h, true).ok(), Some((Transport::TunnelledSpdy, WS_PORTFORWARD)));
+        let mut s = HeaderMap::new();
+        s.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        s.append("x-stream-protocol-version", HeaderValue::from_static("v4.channel.k8s.io"));
+        s.append("x-stream-protocol-version", HeaderValue::from_static("v3.channel.k8s.io"));
+        assert_eq!(negotiate(&s, false).ok(), Some((Transport::Spdy, SPDY_EXEC)));
+        assert_eq!(negotiate(&s, true).err().map(|r| r.status()), Some(StatusCode::FORBIDDEN));
     }
 
     #[test]
@@ -362,5 +698,11 @@ mod tests {
         let failed = exit_status(Some(3), &["sh".into(), "-c".into(), "exit 3".into()]);
         assert_eq!(failed["reason"], "NonZeroExitCode");
         assert_eq!(failed["details"]["causes"][0]["message"], "3");
+    }
+
+    #[test]
+    fn only_declared_ports_are_forwarded() {
+        let pod = json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 8080}]}, {"name": "b"}]}});
+        assert_eq!(declared_ports(&pod), vec![8080]);
     }
 }

@@ -130,8 +130,11 @@ impl StreamSource for SimulatedStreams {
             (Some(local), Subresource::Exec, Some(container)) => {
                 Ok(local.exec(&request.pod, container, &request.query, &request.headers, request.upgrade))
             }
+            (Some(local), Subresource::PortForward, _) => {
+                Ok(local.port_forward(&request.pod, &request.headers, request.upgrade))
+            }
             (Some(_), _, _) => Err(ApiError::bad_request(format!(
-                "node {node} is a simulated node: {what} is not served there (only exec runs, as a local process)"
+                "node {node} is a simulated node: {what} is not served there (its containers have no process to attach to)"
             ))),
             (None, _, _) => Err(ApiError::bad_request(format!(
                 "node {node} is a simulated node: it runs no containers, so there is nothing to {what}; \

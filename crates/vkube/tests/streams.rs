@@ -113,3 +113,102 @@ fn kubectl_logs_follows_the_host_pod_until_it_ends_with_kubectls_options() {
     let all = vk.ok(&["logs", "two", "--all-containers"]);
     assert!(all.contains("container app is running") && all.contains("container side is running"), "{all}");
 }
+
+/// A TCP echo server on a free loopback port: what a forwarded port reaches.
+fn echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut reader = conn.try_clone().expect("clone");
+                let _ = std::io::copy(&mut reader, &mut conn);
+            });
+        }
+    });
+    port
+}
+
+/// Run `kubectl port-forward` (WebSocket-tunnelled unless `spdy`), connect through it,
+/// and return what came back for `payload`.
+fn through_port_forward(vk: &Vkube, pod: &str, port: u16, spdy: bool, payload: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::{BufRead, Read, Write};
+    let mut child = std::process::Command::new("kubectl")
+        .args(["port-forward", pod, &format!(":{port}")])
+        .env("KUBECONFIG", &vk.kubeconfig)
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", if spdy { "false" } else { "true" })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let _ = stdout.read_line(&mut line);
+    // Keep reading: kubectl reports each connection there, and dies on a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    // "Forwarding from 127.0.0.1:NNNN -> PORT"
+    let local = line.split("127.0.0.1:").nth(1).and_then(|r| r.split_whitespace().next()).map(String::from);
+    let result = (|| -> Result<Vec<u8>, String> {
+        let local = local.ok_or_else(|| format!("kubectl printed {line:?}"))?;
+        let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{local}")).map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        conn.write_all(payload).map_err(|e| e.to_string())?;
+        let mut back = vec![0u8; payload.len()];
+        conn.read_exact(&mut back).map_err(|e| e.to_string())?;
+        Ok(back)
+    })();
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("port-forward output");
+    result.map_err(|e| format!("{e}; kubectl: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn kubectl_port_forward_and_spdy_exec_reach_the_host_pod() {
+    let vk = start_up_in(tempfile::tempdir().expect("tempdir"), &["--exec-local"]);
+    let port = echo_server();
+    let pod = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "web"}},
+            "spec": {{"containers": [{{"name": "web", "image": "nginx", "ports": [{{"containerPort": {port}}}]}}]}}}}"#
+    );
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &pod);
+    assert!(ok, "{err}");
+    vk.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+
+    // kubectl ≥ 1.31 tunnels SPDY through a WebSocket; older ones speak SPDY itself.
+    let payload = b"through the virtual cluster and back\n";
+    assert_eq!(through_port_forward(&vk, "pod/web", port, false, payload).as_deref(), Ok(&payload[..]));
+    assert_eq!(through_port_forward(&vk, "pod/web", port, true, payload).as_deref(), Ok(&payload[..]));
+    // A port the pod does not declare is not forwarded, with the reason.
+    let undeclared = echo_server();
+    let refused = through_port_forward(&vk, "pod/web", undeclared, false, b"x");
+    assert!(refused.as_ref().is_err_and(|e| e.contains("declares no container port")), "{refused:?}");
+
+    // exec over SPDY (clients before WebSockets): output, stdin and the exit code.
+    let spdy = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.args(args)
+            .env("KUBECONFIG", &vk.kubeconfig)
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = spdy(&["exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 4"], None);
+    assert_eq!((code, out.as_str()), (Some(4), "out\n"), "{err}");
+    assert!(err.contains("err"), "{err}");
+    let (code, out, err) = spdy(&["exec", "-i", "web", "--", "cat"], Some("over spdy\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "over spdy\n"), "{err}");
+}
