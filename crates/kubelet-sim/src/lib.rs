@@ -63,6 +63,10 @@ pub struct NodeConfig {
     /// of their addresses (a /20 of `172.16.0.0/12`): groups of nodes on one cluster use different
     /// ones so that no two pods share an IP.
     pub address_block: u8,
+    /// Serve `exec` and `port-forward` on the kubelet API as local processes and local
+    /// ports ([`streams::LocalExec`]), with work directories under this directory; None:
+    /// they are refused with the reason.
+    pub exec_local: Option<std::path::PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +81,7 @@ impl Default for NodeConfig {
             heartbeat: Duration::from_secs(10),
             labels: Default::default(),
             address_block: 244,
+            exec_local: None,
         }
     }
 }
@@ -271,7 +276,11 @@ impl SimulatedNodes {
                 continue;
             };
             let ip = Self::kubelet_ip(&cfg, i);
-            let server = Arc::new(serving::NodeServer { node: name.clone(), client: clients[i].clone() });
+            let server = Arc::new(serving::NodeServer {
+                node: name.clone(),
+                client: clients[i].clone(),
+                exec: cfg.exec_local.clone().map(|root| streams::LocalExec { root }),
+            });
             let (addr, task) = serving::serve(ip, tls.clone(), server)
                 .await
                 .map_err(|e| anyhow::anyhow!("node {name}: serving the kubelet API on {ip}: {e}"))?;
@@ -723,6 +732,49 @@ fn simulated_log_lines(pod: &Value, container: &str) -> Vec<(String, String)> {
         lines.push((finished, format!("[vkube-sim] container {container} exited ({phase})")));
     }
     lines
+}
+
+/// How often a followed simulated log looks for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+/// A simulated log as `view` asks for it, followed (`kubectl logs -f`): the log now, then
+/// the lines that come as `fetch` shows the pod change, until the pod ends or is gone
+/// (`fetch` gives None), as a kubelet ends a followed log when its container stops.
+pub fn follow_simulated_logs<F, Fut>(
+    pod: &Value,
+    container: &str,
+    view: &LogView,
+    fetch: F,
+) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Value>> + Send,
+{
+    let ended = |p: &Value| vkube_core::pod::phase_is_terminal(p.pointer("/status/phase").and_then(Value::as_str));
+    let first = simulated_logs(pod, container, view);
+    // What follows is every new line, whatever the tail and byte limit of the first part.
+    let all = LogView { tail_lines: None, limit_bytes: None, ..view.clone() };
+    let seen = (!ended(pod)).then(|| simulated_logs(pod, container, &all));
+    let container = container.to_string();
+    let fetch = std::sync::Arc::new(fetch);
+    let rest = futures::stream::unfold(seen, move |seen| {
+        let (fetch, all, container) = (fetch.clone(), all.clone(), container.clone());
+        async move {
+            let mut seen = seen?;
+            loop {
+                tokio::time::sleep(FOLLOW_POLL).await;
+                let now = fetch().await?;
+                let log = simulated_logs(&now, &container, &all);
+                let new = log.strip_prefix(seen.as_str()).unwrap_or_default().to_string();
+                let next = (!ended(&now)).then(|| log.clone());
+                seen = log;
+                if !new.is_empty() || next.is_none() {
+                    return Some((bytes::Bytes::from(new), next));
+                }
+            }
+        }
+    });
+    futures::stream::once(async move { bytes::Bytes::from(first) }).chain(rest)
 }
 
 /// Simulated container logs for `kubectl logs`, as `view` asks for them.

@@ -9,8 +9,17 @@
 //! `nodes/proxy` for container logs).
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+
+/// What this server answers with: whole, or streamed (a followed log).
+type Body = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+fn whole(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed_unsync()
+}
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
@@ -39,6 +48,8 @@ fn caller_of(der: &[u8]) -> Option<Caller> {
 pub(crate) struct NodeServer {
     pub(crate) node: String,
     pub(crate) client: kube::Client,
+    /// exec and port-forward as local processes and ports, when opted into.
+    pub(crate) exec: Option<crate::streams::LocalExec>,
 }
 
 /// Bind `ip:0` and serve the node's kubelet API; the bound address.
@@ -77,7 +88,8 @@ pub(crate) async fn serve(
                     async move { Ok::<_, std::convert::Infallible>(handle(&node, caller, req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                // exec and port-forward upgrade the connection (SPDY, WebSocket).
+                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                     tracing::debug!("kubelet API connection: {e}");
                 }
             });
@@ -86,8 +98,8 @@ pub(crate) async fn serve(
     Ok((addr, task))
 }
 
-fn text(code: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.into())));
+fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut resp = Response::new(whole(Bytes::from(body.into())));
     *resp.status_mut() = code;
     resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
@@ -134,11 +146,7 @@ async fn authorize(node: &NodeServer, caller: &Caller, verb: &str, subresource: 
     Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
-async fn handle(
-    node: &NodeServer,
-    caller: Option<Caller>,
-    req: Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
+async fn handle(node: &NodeServer, caller: Option<Caller>, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let Some(caller) = caller else { return text(StatusCode::UNAUTHORIZED, "Unauthorized") };
     let verb = verb_of(req.method());
@@ -179,16 +187,64 @@ async fn handle(
                 }),
                 limit_bytes: query.get("limitBytes").and_then(|t| t.parse::<i64>().ok()),
             };
-            container_logs(node, ns, pod, container, &view).await
+            let flag = |k: &str| query.get(k).is_some_and(|t| t == "true" || t == "1");
+            if flag("previous") {
+                // A simulated container never restarts: there is no previous one.
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"),
+                );
+            }
+            container_logs(node, ns, pod, container, &view, flag("follow")).await
+        }
+        ["exec", ns, pod, container] | ["exec", ns, pod, _, container] if node.exec.is_some() => {
+            let upgrade = hyper::upgrade::on(&mut req);
+            match bound_pod(node, ns, pod).await {
+                Ok(found) => streamed(node.exec.as_ref().map(|local| {
+                    local.exec(&found, container, req.uri().query().unwrap_or_default(), req.headers(), upgrade)
+                })),
+                Err(r) => r,
+            }
+        }
+        ["portForward", ns, pod] | ["portForward", ns, pod, _] if node.exec.is_some() => {
+            let upgrade = hyper::upgrade::on(&mut req);
+            match bound_pod(node, ns, pod).await {
+                Ok(found) => {
+                    streamed(node.exec.as_ref().map(|local| local.port_forward(&found, req.headers(), upgrade)))
+                }
+                Err(r) => r,
+            }
         }
         ["exec" | "attach" | "portForward" | "run", ..] => text(
             StatusCode::BAD_REQUEST,
             format!(
-                "node {} is a simulated node: it runs no containers, so there is nothing to {}",
+                "node {} is a simulated node: it runs no containers, so there is nothing to {}; start vkube nodes with --exec-local DIR to run exec commands as local processes",
                 node.node, parts[0]
             ),
         ),
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+    }
+}
+
+/// An answer of [`crate::streams::LocalExec`] as this server sends it.
+fn streamed(answer: Option<Response<Bytes>>) -> Response<Body> {
+    match answer {
+        Some(r) => r.map(whole),
+        None => text(StatusCode::INTERNAL_SERVER_ERROR, "exec is not served on this node"),
+    }
+}
+
+/// The pod, as JSON, if it is bound to this node.
+async fn bound_pod(node: &NodeServer, ns: &str, pod: &str) -> Result<serde_json::Value, Response<Body>> {
+    let pods: Api<Pod> = Api::namespaced(node.client.clone(), ns);
+    match pods.get_opt(pod).await {
+        Ok(Some(p)) if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.node.as_str()) => {
+            serde_json::to_value(&p).map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+        Ok(_) => {
+            Err(text(StatusCode::NOT_FOUND, format!("pod \"{pod}\" in namespace \"{ns}\" not found on this node")))
+        }
+        Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{pod}: {e}"))),
     }
 }
 
@@ -198,7 +254,8 @@ async fn container_logs(
     pod: &str,
     container: &str,
     view: &crate::LogView,
-) -> Response<Full<Bytes>> {
+    follow: bool,
+) -> Response<Body> {
     let pods: Api<Pod> = Api::namespaced(node.client.clone(), ns);
     let found = match pods.get_opt(pod).await {
         Ok(Some(p)) if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.node.as_str()) => p,
@@ -214,8 +271,22 @@ async fn container_logs(
     if !known {
         return text(StatusCode::NOT_FOUND, format!("container \"{container}\" in pod \"{pod}\" is not available"));
     }
-    match serde_json::to_value(&found) {
-        Ok(v) => text(StatusCode::OK, crate::simulated_logs(&v, container, view)),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let v = match serde_json::to_value(&found) {
+        Ok(v) => v,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if !follow {
+        return text(StatusCode::OK, crate::simulated_logs(&v, container, view));
     }
+    let (client, ns, name) = (node.client.clone(), ns.to_string(), pod.to_string());
+    let fetch = move || {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let name = name.clone();
+        async move { pods.get_opt(&name).await.ok().flatten().and_then(|p| serde_json::to_value(p).ok()) }
+    };
+    let stream = crate::follow_simulated_logs(&v, container, view, fetch);
+    let body = StreamBody::new(stream.map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b))));
+    let mut resp = Response::new(body.boxed_unsync());
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
 }

@@ -62,6 +62,13 @@ pub fn needs(config: &VClusterConfig) -> Needs {
             why: "the host copies of the virtual cluster's objects (configmaps also for the owner of its pods)",
         },
         Rule { group: "", resources: vec!["pods/log"], verbs: vec!["get"], why: "kubectl logs" },
+        Rule {
+            group: "",
+            resources: vec!["pods/exec", "pods/attach", "pods/portforward"],
+            // WebSocket clients open them with GET, which needs create as well.
+            verbs: vec!["create", "get"],
+            why: "kubectl exec, cp, attach and port-forward, passed to the host pod",
+        },
     ];
     if config.sync_events {
         namespaced.push(Rule {
@@ -335,9 +342,18 @@ mod tests {
     fn the_config_decides_the_grants() {
         let plain = needs(&VClusterConfig::default());
         let all: Vec<&str> = plain.namespaced.iter().flat_map(|r| r.resources.clone()).collect();
-        for r in
-            ["pods", "configmaps", "services", "endpoints", "secrets", "persistentvolumeclaims", "pods/log", "events"]
-        {
+        for r in [
+            "pods",
+            "configmaps",
+            "services",
+            "endpoints",
+            "secrets",
+            "persistentvolumeclaims",
+            "pods/log",
+            "pods/exec",
+            "pods/portforward",
+            "events",
+        ] {
             assert!(all.contains(&r), "{r} missing from {all:?}");
         }
         assert!(!all.contains(&"ingresses") && !all.contains(&"serviceaccounts"), "{all:?}");

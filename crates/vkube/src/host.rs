@@ -52,15 +52,12 @@ struct SimulatedLogs {
     registry: Arc<vkube_apiserver::registry::Registry>,
 }
 
-/// How often a followed simulated log looks for new lines.
-const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
-fn view_of(options: &LogOptions, tail: bool) -> vkube_kubelet_sim::LogView {
+fn view_of(options: &LogOptions) -> vkube_kubelet_sim::LogView {
     vkube_kubelet_sim::LogView {
-        tail_lines: options.tail_lines.filter(|_| tail),
+        tail_lines: options.tail_lines,
         timestamps: options.timestamps,
         since: options.since(),
-        limit_bytes: options.limit_bytes.filter(|_| tail),
+        limit_bytes: options.limit_bytes,
     }
 }
 
@@ -77,37 +74,18 @@ impl LogSource for SimulatedLogs {
                 "previous terminated container \"{container}\" in pod \"{name}\" not found"
             )));
         }
-        let first = vkube_kubelet_sim::simulated_logs(pod, &container, &view_of(request.options, true));
-        let ended = |p: &Value| vkube_core::pod::phase_is_terminal(p.pointer("/status/phase").and_then(Value::as_str));
-        let body = if !request.options.follow || ended(pod) {
-            Body::from(first)
+        let view = view_of(request.options);
+        let body = if request.options.follow {
+            let (registry, pods) = (self.registry.clone(), self.registry.catalog().find("", "v1", "pods"));
+            let fetch = move || {
+                let (registry, pods, namespace, name) =
+                    (registry.clone(), pods.clone(), namespace.clone(), name.clone());
+                async move { registry.get(&*pods?, &namespace, &name).await.ok() }
+            };
+            let stream = vkube_kubelet_sim::follow_simulated_logs(pod, &container, &view, fetch);
+            Body::from_stream(futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>))
         } else {
-            let view = view_of(request.options, false);
-            let seen = vkube_kubelet_sim::simulated_logs(pod, &container, &view);
-            let registry = self.registry.clone();
-            let pods = registry.catalog().find("", "v1", "pods");
-            let rest = futures::stream::unfold(Some(seen), move |seen| {
-                let (registry, pods, view) = (registry.clone(), pods.clone(), view.clone());
-                let (namespace, name, container) = (namespace.clone(), name.clone(), container.clone());
-                async move {
-                    let mut seen = seen?;
-                    let pods = pods?;
-                    loop {
-                        tokio::time::sleep(FOLLOW_POLL).await;
-                        // The pod gone, or unreadable: the stream ends as a kubelet's does.
-                        let Ok(now) = registry.get(&pods, &namespace, &name).await else { return None };
-                        let all = vkube_kubelet_sim::simulated_logs(&now, &container, &view);
-                        let new = all.strip_prefix(seen.as_str()).unwrap_or_default().to_string();
-                        let next = if ended(&now) { None } else { Some(all.clone()) };
-                        seen = all;
-                        if !new.is_empty() || next.is_none() {
-                            return Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(new)), next));
-                        }
-                    }
-                }
-            });
-            let head = futures::stream::once(async move { Ok(bytes::Bytes::from(first)) });
-            Body::from_stream(futures::StreamExt::chain(head, rest))
+            Body::from(vkube_kubelet_sim::simulated_logs(pod, &container, &view))
         };
         let mut r = http::Response::new(body);
         r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));

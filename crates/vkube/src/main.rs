@@ -196,6 +196,11 @@ enum Command {
         /// on one cluster different ones (default: from the prefix; 244 for node-).
         #[arg(long)]
         address_block: Option<u8>,
+        /// Run `kubectl exec` commands as local processes and forward ports to this
+        /// machine's loopback, with this process's privileges (work directories under
+        /// DIR; it is no sandbox). Unset: exec and port-forward are refused.
+        #[arg(long, value_name = "DIR")]
+        exec_local: Option<PathBuf>,
     },
     /// Benchmark the API server (durable SQLite against the in-memory baseline).
     Bench {
@@ -268,13 +273,13 @@ async fn run() -> anyhow::Result<()> {
             host.stop().await;
             Ok(())
         }
-        Command::Nodes { kubeconfig, count, prefix, labels, node_ca_cert, node_ca_key, address_block } => {
+        Command::Nodes { kubeconfig, count, prefix, labels, node_ca_cert, node_ca_key, address_block, exec_local } => {
             let started = std::time::Instant::now();
             let ca = match (node_ca_cert, node_ca_key) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 _ => None,
             };
-            let opts = nodes::NodesConfig { kubeconfig, count, prefix, labels, ca, address_block };
+            let opts = nodes::NodesConfig { kubeconfig, count, prefix, labels, ca, address_block, exec_local };
             let running = nodes::start(opts).await?;
             println!("vkube nodes ready: {} in {} ms", running.names.join(","), started.elapsed().as_millis());
             wait_for_signal().await;

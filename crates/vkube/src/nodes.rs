@@ -21,6 +21,9 @@ pub struct NodesConfig {
     pub ca: Option<(PathBuf, PathBuf)>,
     /// The nodes' address block (see [`NodeConfig::address_block`]).
     pub address_block: Option<u8>,
+    /// Serve exec and port-forward locally, work directories under this (see
+    /// [`NodeConfig::exec_local`]).
+    pub exec_local: Option<PathBuf>,
 }
 
 /// The address block of a node group: 244 for the default `node-` prefix, else one
@@ -49,6 +52,7 @@ pub async fn start(cfg: NodesConfig) -> anyhow::Result<SimulatedNodes> {
         name_prefix: cfg.prefix.clone(),
         labels,
         address_block: cfg.address_block.unwrap_or_else(|| address_block_of(&cfg.prefix)),
+        exec_local: cfg.exec_local.clone(),
         ..Default::default()
     };
     let kubeconfig = kube::config::Kubeconfig::read_from(&cfg.kubeconfig)

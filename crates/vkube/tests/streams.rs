@@ -3,7 +3,9 @@
 //! and the simulated host runs the command as a local process (`--exec-local`); logs
 //! are the host pod's, with kubectl's options, followed until the pod ends.
 
+#[macro_use]
 mod common;
+use common::tier::{Env, Tier};
 use common::*;
 
 fn running_pod(vk: &Vkube, name: &str) {
@@ -11,9 +13,8 @@ fn running_pod(vk: &Vkube, name: &str) {
     vk.ok(&["wait", "--for=condition=Ready", &format!("pod/{name}"), "--timeout=60s"]);
 }
 
-#[test]
-fn kubectl_exec_and_cp_reach_the_host_pod_with_stdin_and_exit_codes() {
-    let vk = start_up_in(tempfile::tempdir().expect("tempdir"), &["--exec-local"]);
+fn kubectl_exec_and_cp_reach_the_host_pod_with_stdin_and_exit_codes(tier: Tier) {
+    let vk = Env::start(tier, None);
     running_pod(&vk, "box");
 
     let (code, out, err) = vk.kubectl_exit(
@@ -66,9 +67,8 @@ fn kubectl_exec_on_a_host_without_local_exec_says_why_it_cannot() {
     assert!(err.contains("simulated node") && err.contains("--exec-local"), "{err}");
 }
 
-#[test]
-fn kubectl_logs_follows_the_host_pod_until_it_ends_with_kubectls_options() {
-    let vk = start_up_in(tempfile::tempdir().expect("tempdir"), &[]);
+fn kubectl_logs_follows_the_host_pod_until_it_ends_with_kubectls_options(tier: Tier) {
+    let vk = Env::start(tier, None);
     vk.ok(&[
         "run",
         "job",
@@ -163,9 +163,8 @@ fn through_port_forward(vk: &Vkube, pod: &str, port: u16, spdy: bool, payload: &
     result.map_err(|e| format!("{e}; kubectl: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-#[test]
-fn kubectl_port_forward_and_spdy_exec_reach_the_host_pod() {
-    let vk = start_up_in(tempfile::tempdir().expect("tempdir"), &["--exec-local"]);
+fn kubectl_port_forward_and_spdy_exec_reach_the_host_pod(tier: Tier) {
+    let vk = Env::start(tier, None);
     let port = echo_server();
     let pod = format!(
         r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "web"}},
@@ -212,3 +211,9 @@ fn kubectl_port_forward_and_spdy_exec_reach_the_host_pod() {
     let (code, out, err) = spdy(&["exec", "-i", "web", "--", "cat"], Some("over spdy\n"));
     assert_eq!((code, out.as_str()), (Some(0), "over spdy\n"), "{err}");
 }
+
+on_both_hosts!(
+    kubectl_exec_and_cp_reach_the_host_pod_with_stdin_and_exit_codes,
+    kubectl_logs_follows_the_host_pod_until_it_ends_with_kubectls_options,
+    kubectl_port_forward_and_spdy_exec_reach_the_host_pod,
+);

@@ -81,6 +81,11 @@ impl RealCluster {
     /// Join `count` simulated nodes named PREFIX1.. with kubelet credentials (and no
     /// other identity: their kubeconfig has the cluster only); wait until they are Ready.
     pub fn add_nodes(&mut self, prefix: &str, count: usize, labels: &str) {
+        self.add_nodes_with(prefix, count, labels, &[]);
+    }
+
+    /// [`RealCluster::add_nodes`] with more `vkube nodes` arguments.
+    pub fn add_nodes_with(&mut self, prefix: &str, count: usize, labels: &str, extra: &[&str]) {
         let (cert, key) = self.ca();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vkube"));
         cmd.args(["nodes", "--count", &count.to_string(), "--prefix", prefix])
@@ -93,6 +98,7 @@ impl RealCluster {
         if !labels.is_empty() {
             cmd.args(["--labels", labels]);
         }
+        cmd.args(extra);
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn vkube nodes");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();

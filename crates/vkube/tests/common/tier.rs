@@ -4,7 +4,8 @@
 //!   syncer holding only the least-privilege ServiceAccount of `vkube host-rbac`.
 //!
 //! Either way the virtual cluster is a `vkube serve` process named `vc` in host
-//! namespace `vkube-vc` (unless named otherwise), and the host has nodes node-1..3.
+//! namespace `vkube-vc` (unless named otherwise), and the host has nodes node-1..3,
+//! which run exec commands as local processes (`--exec-local`).
 
 use super::real::RealCluster;
 use super::{Vkube, start_role};
@@ -37,7 +38,7 @@ fn free_port() -> u16 {
 
 fn start_sim_host(dir: tempfile::TempDir, port: u16) -> Vkube {
     let listen = format!("127.0.0.1:{port}");
-    start_role(dir, &["host", "--nodes", "3", "--listen", &listen], "host.kubeconfig")
+    start_role(dir, &["host", "--nodes", "3", "--listen", &listen, "--exec-local"], "host.kubeconfig")
 }
 
 impl HostCluster {
@@ -53,7 +54,8 @@ impl HostCluster {
             }
             Tier::Real => {
                 let mut real = RealCluster::start();
-                real.add_nodes("node-", 3, "");
+                let exec_dir = real.dir.path().join("exec");
+                real.add_nodes_with("node-", 3, "", &["--exec-local", &exec_dir.to_string_lossy()]);
                 let kubeconfig = real.kubeconfig.clone();
                 HostCluster { host: Host::Real(real), kubeconfig, tier }
             }
