@@ -17,8 +17,8 @@
 //! # Caveats
 //! The process runs with the privileges of the `vkube` process on this machine: the
 //! work directory is its starting point, not a sandbox (an absolute path reaches the
-//! whole file system), and a forwarded port is this machine's. `tty=true` merges stderr
-//! into stdout but allocates no terminal.
+//! whole file system), and a forwarded port is this machine's. With `tty=true` the
+//! command gets a terminal of its own (resized as the client's is).
 
 use crate::spdy;
 use bytes::Bytes;
@@ -52,6 +52,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// Runs `exec` commands and `port-forward`s of pods on simulated nodes, locally.
@@ -458,48 +459,112 @@ struct Process {
     env: Vec<(String, String)>,
 }
 
-/// Run the command: stdin from `stdin` (its end closes the command's stdin), output to
-/// `output` as (channel, bytes), until it exits or `gone` fires (the client went away).
-/// The `Status` to end the stream with.
-async fn run_process(
-    p: Process,
-    mut stdin: Option<mpsc::Receiver<Bytes>>,
-    output: mpsc::Sender<(u8, Bytes)>,
-    mut gone: tokio::sync::oneshot::Receiver<()>,
-) -> Value {
-    let o = &p.options;
-    if let Err(e) = tokio::fs::create_dir_all(&p.dir).await {
-        return internal(format!("error executing command in container: creating {}: {e}", p.dir.display()));
+/// Where the command's stdin goes: a pipe, or its terminal (which also takes resizes).
+enum Input {
+    Pipe(tokio::process::ChildStdin),
+    Terminal(pty_process::OwnedWritePty),
+}
+
+impl Input {
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Input::Pipe(p) => p.write_all(data).await,
+            Input::Terminal(t) => t.write_all(data).await,
+        }
     }
-    let mut cmd = tokio::process::Command::new(&o.command[0]);
-    cmd.args(&o.command[1..])
+}
+
+type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
+/// Start the command on pipes, or on a terminal of its own when `tty` (its session
+/// leader, the terminal its controlling one, stdout and stderr one stream as on a
+/// terminal).
+fn spawn(p: Process) -> std::io::Result<(tokio::process::Child, Vec<(u8, Output)>, Option<Input>)> {
+    let o = &p.options;
+    if o.tty {
+        let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+        let _ = pty.resize(pty_process::Size::new(24, 80));
+        let child = pty_process::Command::new(&o.command[0])
+            .args(&o.command[1..])
+            .current_dir(&p.dir)
+            .envs(p.env)
+            .env("TERM", "xterm")
+            .kill_on_drop(true)
+            .spawn(pts)
+            .map_err(std::io::Error::other)?;
+        let (read, write) = pty.into_split();
+        return Ok((child, vec![(STDOUT, Box::new(read) as Output)], Some(Input::Terminal(write))));
+    }
+    let mut child = tokio::process::Command::new(&o.command[0])
+        .args(&o.command[1..])
         .current_dir(&p.dir)
         .envs(p.env)
         .stdin(if o.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(if o.stdout { Stdio::piped() } else { Stdio::null() })
-        .stderr(if o.stderr || o.tty { Stdio::piped() } else { Stdio::null() })
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+        .stderr(if o.stderr { Stdio::piped() } else { Stdio::null() })
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut outputs = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        outputs.push((STDOUT, Box::new(out) as Output));
+    }
+    if let Some(err) = child.stderr.take() {
+        outputs.push((STDERR, Box::new(err) as Output));
+    }
+    let input = child.stdin.take().map(Input::Pipe);
+    Ok((child, outputs, input))
+}
+
+/// A terminal size as kubectl sends it (`{"Width":80,"Height":24}`).
+/// As (rows, columns).
+fn terminal_size(data: &[u8]) -> Option<(u16, u16)> {
+    let v: Value = serde_json::from_slice(data).ok()?;
+    let dim = |k: &str| v[k].as_u64().and_then(|n| u16::try_from(n).ok());
+    Some((dim("Height")?, dim("Width")?))
+}
+
+/// The next message of an optional channel (never, without one).
+async fn next(rx: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the client sends while the command runs.
+struct ClientInput {
+    /// stdin (its end closes the command's stdin).
+    stdin: Option<mpsc::Receiver<Bytes>>,
+    /// Terminal resizes (JSON, as kubectl sends them).
+    resize: Option<mpsc::Receiver<Bytes>>,
+    /// Fires when the client goes away.
+    gone: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Run the command: what the client sends to its stdin and terminal, its output to
+/// `output` as (channel, bytes), until it exits or the client goes away. The `Status`
+/// to end the stream with.
+async fn run_process(p: Process, client: ClientInput, output: mpsc::Sender<(u8, Bytes)>) -> Value {
+    let command = p.options.command.clone();
+    if let Err(e) = tokio::fs::create_dir_all(&p.dir).await {
+        return internal(format!("error executing command in container: creating {}: {e}", p.dir.display()));
+    }
+    let (mut child, outputs, mut input) = match spawn(p) {
+        Ok(started) => started,
         Err(e) => {
             return internal(format!(
                 "error executing command in container: failed to exec in container: exec: {:?}: {e}",
-                o.command[0]
+                command[0]
             ));
         }
     };
     let mut readers = Vec::new();
-    // With a terminal there is one output stream, as a terminal has.
-    let stderr_channel = if o.tty { STDOUT } else { STDERR };
-    for (channel, pipe) in [
-        (STDOUT, child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
-        (stderr_channel, child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
-    ] {
-        let Some(mut pipe) = pipe else { continue };
+    for (channel, mut pipe) in outputs {
         let tx = output.clone();
         readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
+                // A terminal whose process has exited reads as an error (EIO): the end.
                 match pipe.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -512,36 +577,46 @@ async fn run_process(
         }));
     }
     drop(output);
-    let mut child_stdin = child.stdin.take();
+    let ClientInput { mut stdin, mut resize, mut gone } = client;
     let status = loop {
         tokio::select! {
+            // A resize sent before some input is applied before it.
+            biased;
             exit = child.wait() => break exit,
-            chunk = async { match stdin.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                match chunk {
-                    Some(data) => {
-                        if let Some(s) = child_stdin.as_mut() && s.write_all(&data).await.is_err() {
-                            child_stdin = None;
-                        }
-                    }
-                    // The client closed stdin: so does the command's.
-                    None => {
-                        stdin = None;
-                        child_stdin = None;
+            size = next(&mut resize) => match size {
+                Some(data) => {
+                    if let (Some(Input::Terminal(t)), Some((rows, cols))) = (input.as_ref(), terminal_size(&data)) {
+                        let _ = t.resize(pty_process::Size::new(rows, cols));
                     }
                 }
-            }
+                None => resize = None,
+            },
+            chunk = next(&mut stdin) => match chunk {
+                Some(data) => {
+                    if let Some(i) = input.as_mut() && i.write(&data).await.is_err() {
+                        input = None;
+                    }
+                }
+                // The client closed stdin: so does the command's (a terminal stays).
+                None => {
+                    stdin = None;
+                    if matches!(input, Some(Input::Pipe(_))) {
+                        input = None;
+                    }
+                }
+            },
             _ = &mut gone => {
                 let _ = child.start_kill();
                 break child.wait().await;
             }
         }
     };
-    drop(child_stdin);
+    drop(input);
     for r in readers {
         let _ = r.await;
     }
     match status {
-        Ok(s) => exit_status(s.code(), &o.command),
+        Ok(s) => exit_status(s.code(), &command),
         Err(e) => internal(format!("error executing command in container: {e}")),
     }
 }
@@ -559,9 +634,10 @@ fn channel_message(channel: u8, data: &[u8]) -> Message {
 async fn exec_websocket(ws: Ws, process: Process, v5: bool) -> anyhow::Result<()> {
     let (mut sink, mut incoming) = ws.split();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
+    let (resize_tx, resize_rx) = mpsc::channel::<Bytes>(4);
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(16);
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
-    let wants_stdin = process.options.stdin;
+    let (wants_stdin, tty) = (process.options.stdin, process.options.tty);
     let reader = tokio::spawn(async move {
         let mut stdin_tx = wants_stdin.then_some(stdin_tx);
         loop {
@@ -574,6 +650,9 @@ async fn exec_websocket(ws: Ws, process: Process, v5: bool) -> anyhow::Result<()
                             stdin_tx = None;
                         }
                     }
+                    Some(RESIZE) => {
+                        let _ = resize_tx.try_send(Bytes::copy_from_slice(&data[1..]));
+                    }
                     Some(CLOSE) if v5 && data.get(1) == Some(&STDIN) => stdin_tx = None,
                     _ => {}
                 },
@@ -585,7 +664,9 @@ async fn exec_websocket(ws: Ws, process: Process, v5: bool) -> anyhow::Result<()
             }
         }
     });
-    let run = tokio::spawn(run_process(process, wants_stdin.then_some(stdin_rx), out_tx, gone_rx));
+    let client =
+        ClientInput { stdin: wants_stdin.then_some(stdin_rx), resize: tty.then_some(resize_rx), gone: gone_rx };
+    let run = tokio::spawn(run_process(process, client, out_tx));
     while let Some((channel, data)) = out_rx.recv().await {
         sink.send(channel_message(channel, &data)).await?;
     }
@@ -626,6 +707,8 @@ async fn exec_spdy(mut streams: mpsc::Receiver<spdy::IncomingStream>, process: P
     let stdin = take(&mut open, "stdin").map(|s| s.data);
     let stdout = take(&mut open, "stdout").map(|s| s.writer);
     let stderr = take(&mut open, "stderr").map(|s| s.writer);
+    // kubectl writes each terminal size as a JSON object on the resize stream.
+    let resize = take(&mut open, "resize").map(|s| s.data);
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(16);
     // The session's end (the client gone) ends the command too.
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
@@ -633,7 +716,7 @@ async fn exec_spdy(mut streams: mpsc::Receiver<spdy::IncomingStream>, process: P
         while streams.recv().await.is_some() {}
         let _ = gone_tx.send(());
     });
-    let run = tokio::spawn(run_process(process, stdin, out_tx, gone_rx));
+    let run = tokio::spawn(run_process(process, ClientInput { stdin, resize, gone: gone_rx }, out_tx));
     while let Some((channel, data)) = out_rx.recv().await {
         let target = if channel == STDERR { stderr.as_ref() } else { stdout.as_ref() };
         if let Some(w) = target {
@@ -698,6 +781,13 @@ mod tests {
         let failed = exit_status(Some(3), &["sh".into(), "-c".into(), "exit 3".into()]);
         assert_eq!(failed["reason"], "NonZeroExitCode");
         assert_eq!(failed["details"]["causes"][0]["message"], "3");
+    }
+
+    #[test]
+    fn terminal_sizes_are_read_as_kubectl_sends_them() {
+        let size = terminal_size(br#"{"Width":120,"Height":40}"#);
+        assert_eq!(size, Some((40, 120)));
+        assert_eq!(terminal_size(b"not json"), None);
     }
 
     #[test]

@@ -88,6 +88,35 @@ async fn exec_carries_stdout_stderr_stdin_and_the_exit_code() -> anyhow::Result<
     Ok(())
 }
 
+/// `exec -it`: the command has a terminal (stdin is one, its size the client's).
+#[tokio::test]
+async fn exec_with_a_tty_gets_a_terminal_sized_as_the_clients() -> anyhow::Result<()> {
+    use futures::SinkExt;
+    let (server, client) = server_with_local_exec().await?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.create(&PostParams::default(), &pod("term", Some("node-1"))?).await?;
+    let ap = AttachParams::interactive_tty().container("main");
+    let mut p = pods.exec("term", ["sh", "-c", "read go; test -t 0 && echo terminal; stty size"], &ap).await?;
+    let status = p.take_status().expect("status");
+    let mut size = p.terminal_size().expect("a terminal size channel");
+    size.send(kube::api::TerminalSize { width: 120, height: 40 }).await?;
+    let mut stdin = p.stdin().expect("stdin");
+    stdin.write_all(b"go\n").await?;
+    let mut stdout = p.stdout().expect("stdout");
+    let mut out = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !out.contains("40 120") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf)).await??;
+        assert!(n > 0, "output ended before the size: {out:?}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(out.contains("terminal"), "stdin is a terminal: {out:?}");
+    assert_eq!(status.await.and_then(|s| s.status).as_deref(), Some("Success"));
+    server.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn exec_is_refused_as_kube_apiserver_refuses_it() -> anyhow::Result<()> {
     let (server, client) = server_with_local_exec().await?;

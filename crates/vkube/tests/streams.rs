@@ -32,6 +32,18 @@ fn kubectl_exec_and_cp_reach_the_host_pod_with_stdin_and_exit_codes(tier: Tier) 
         "stdin reaches the command, and its end ends it: {err}"
     );
 
+    // exec -it: kubectl on a terminal (script gives it one) and the command on its own.
+    let kubeconfig = vk.kubeconfig.to_string_lossy().into_owned();
+    let tty = std::process::Command::new("script")
+        .args(["-qec", "kubectl exec -it box -- sh -c 'test -t 0 && echo on-a-terminal; exit 5'", "/dev/null"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("on-a-terminal"), "{shown}");
+    assert_eq!(tty.status.code(), Some(5), "{shown}");
+
     // kubectl cp both ways (tar through exec), relative to the container's work directory.
     let local = vk.dir.path().join("upload.txt");
     std::fs::write(&local, "copied through exec\n").expect("write");
