@@ -476,10 +476,13 @@ impl Input {
 
 type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
+/// A started command: the process, its outputs by channel, its input.
+type Started = (tokio::process::Child, Vec<(u8, Output)>, Option<Input>);
+
 /// Start the command on pipes, or on a terminal of its own when `tty` (its session
 /// leader, the terminal its controlling one, stdout and stderr one stream as on a
 /// terminal).
-fn spawn(p: Process) -> std::io::Result<(tokio::process::Child, Vec<(u8, Output)>, Option<Input>)> {
+fn spawn(p: Process) -> std::io::Result<Started> {
     let o = &p.options;
     if o.tty {
         let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
