@@ -37,6 +37,10 @@ pub const RUN_SECONDS: &str = "vkube.dev/run-seconds";
 pub const EXIT_CODE: &str = "vkube.dev/exit-code";
 /// Annotation on a node: `"true"` makes it NotReady (heartbeats stop).
 pub const NOT_READY: &str = "vkube.dev/sim-not-ready";
+/// Pod annotation: the CPU each of its containers uses (`250m`), for metrics and `kubectl top`.
+pub const CPU_USAGE: &str = "vkube.dev/cpu-usage";
+/// Pod annotation: the memory each of its containers uses (`64Mi`).
+pub const MEMORY_USAGE: &str = "vkube.dev/memory-usage";
 
 const FIELD_MANAGER: &str = "vkube-kubelet-sim";
 
@@ -732,6 +736,45 @@ fn simulated_log_lines(pod: &Value, container: &str) -> Vec<(String, String)> {
         lines.push((finished, format!("[vkube-sim] container {container} exited ({phase})")));
     }
     lines
+}
+
+/// What a container uses when nothing says otherwise: an idle process.
+const IDLE_CPU_MILLI: i128 = 1;
+const IDLE_MEMORY_BYTES: i128 = 4 * 1024 * 1024;
+
+/// What the containers of a running simulated pod use, as (name, CPU in millicores,
+/// memory in bytes): the pod's [`CPU_USAGE`]/[`MEMORY_USAGE`] annotations, else each
+/// container's requests, else an idle process's. None unless the pod is Running.
+pub fn simulated_usage(pod: &Value) -> Option<Vec<(String, i128, i128)>> {
+    if pod.pointer("/status/phase").and_then(Value::as_str) != Some("Running") {
+        return None;
+    }
+    let annotation =
+        |k: &str| pod.pointer(&format!("/metadata/annotations/{}", k.replace('/', "~1"))).and_then(Value::as_str);
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array)?;
+    Some(
+        containers
+            .iter()
+            .map(|c| {
+                let request = |r: &str| c.pointer(&format!("/resources/requests/{r}")).and_then(Value::as_str);
+                let cpu = annotation(CPU_USAGE)
+                    .or_else(|| request("cpu"))
+                    .and_then(vkube_core::quantity::parse_milli)
+                    .unwrap_or(IDLE_CPU_MILLI);
+                let memory = annotation(MEMORY_USAGE)
+                    .or_else(|| request("memory"))
+                    .and_then(vkube_core::quantity::parse_milli)
+                    .map(|m| m / 1000)
+                    .unwrap_or(IDLE_MEMORY_BYTES);
+                (c["name"].as_str().unwrap_or_default().to_string(), cpu, memory)
+            })
+            .collect(),
+    )
+}
+
+/// A usage as metrics-server writes it (CPU in nanocores, memory in KiB).
+pub fn usage_of(cpu_milli: i128, memory_bytes: i128) -> Value {
+    json!({"cpu": format!("{}n", cpu_milli * 1_000_000), "memory": format!("{}Ki", memory_bytes / 1024)})
 }
 
 /// How often a followed simulated log looks for new lines.

@@ -69,6 +69,12 @@ pub fn needs(config: &VClusterConfig) -> Needs {
             verbs: vec!["create", "get"],
             why: "kubectl exec, cp, attach and port-forward, passed to the host pod",
         },
+        Rule {
+            group: "metrics.k8s.io",
+            resources: vec!["pods"],
+            verbs: vec!["get", "list"],
+            why: "kubectl top pods: the host pods' usage",
+        },
     ];
     if config.sync_events {
         namespaced.push(Rule {
@@ -86,12 +92,20 @@ pub fn needs(config: &VClusterConfig) -> Needs {
             why: "sync.toHost.ingresses",
         });
     }
-    let mut cluster = vec![Rule {
-        group: "",
-        resources: vec!["nodes"],
-        verbs: READ.to_vec(),
-        why: "the virtual cluster's nodes are copies of the host nodes",
-    }];
+    let mut cluster = vec![
+        Rule {
+            group: "",
+            resources: vec!["nodes"],
+            verbs: READ.to_vec(),
+            why: "the virtual cluster's nodes are copies of the host nodes",
+        },
+        Rule {
+            group: "metrics.k8s.io",
+            resources: vec!["nodes"],
+            verbs: vec!["get", "list"],
+            why: "kubectl top nodes: the host nodes' usage",
+        },
+    ];
     if config.sync_back_changes {
         cluster.push(Rule {
             group: "",
@@ -357,9 +371,10 @@ mod tests {
             assert!(all.contains(&r), "{r} missing from {all:?}");
         }
         assert!(!all.contains(&"ingresses") && !all.contains(&"serviceaccounts"), "{all:?}");
-        // Cluster-wide: only reading nodes.
-        assert_eq!(plain.cluster.len(), 1);
+        // Cluster-wide: only reading nodes and their usage.
+        assert_eq!(plain.cluster.len(), 2);
         assert_eq!(plain.cluster[0].verbs, READ.to_vec());
+        assert!(plain.cluster.iter().all(|r| r.resources == ["nodes"] && !r.verbs.contains(&"create")));
         let mut config = VClusterConfig { sync_back_changes: true, virtual_scheduler: true, ..Default::default() };
         config.to_host.insert("ingresses".into(), true);
         let more = needs(&config);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use vkube_apiserver::Body;
 use vkube_apiserver::admission::{LogOptions, LogRequest, LogSource};
+use vkube_apiserver::endpoints::metrics::MetricsSource;
 use vkube_apiserver::endpoints::streams::{StreamRequest, StreamSource};
 use vkube_apiserver::resources::Subresource;
 use vkube_core::ApiError;
@@ -122,6 +123,56 @@ impl StreamSource for SimulatedStreams {
     }
 }
 
+/// `kubectl top` on the simulated nodes: each running pod's usage as
+/// [`vkube_kubelet_sim::simulated_usage`] has it, each node's the sum of its pods'.
+struct SimulatedMetrics {
+    registry: Arc<vkube_apiserver::registry::Registry>,
+}
+
+#[async_trait]
+impl MetricsSource for SimulatedMetrics {
+    async fn pods(&self, pods: &[Value]) -> Result<Vec<Option<Value>>, ApiError> {
+        Ok(pods
+            .iter()
+            .map(|p| {
+                let usage = vkube_kubelet_sim::simulated_usage(p)?;
+                Some(Value::Array(
+                    usage
+                        .into_iter()
+                        .map(|(name, cpu, memory)| {
+                            serde_json::json!({"name": name, "usage": vkube_kubelet_sim::usage_of(cpu, memory)})
+                        })
+                        .collect(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn nodes(&self, nodes: &[Value]) -> Result<Vec<Option<Value>>, ApiError> {
+        let pods = self.registry.catalog().find("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods"))?;
+        let page = self.registry.list(&pods, "", &Default::default()).await?;
+        let mut per_node: std::collections::HashMap<String, (i128, i128)> = Default::default();
+        for pod in page.items.iter().filter_map(|kv| vkube_apiserver::registry::Registry::decode(kv).ok()) {
+            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Some(usage) = vkube_kubelet_sim::simulated_usage(&pod) {
+                let sum = per_node.entry(node).or_default();
+                for (_, cpu, memory) in usage {
+                    sum.0 += cpu;
+                    sum.1 += memory;
+                }
+            }
+        }
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let name = n.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let (cpu, memory) = per_node.get(name).copied().unwrap_or_default();
+                Some(vkube_kubelet_sim::usage_of(cpu, memory))
+            })
+            .collect())
+    }
+}
+
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
@@ -147,6 +198,12 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
     if let Ok(mut streams) = server.state.streams.write() {
         *streams = Some(Arc::new(SimulatedStreams { local }));
     }
+    vkube_apiserver::endpoints::metrics::enable(
+        &server.state,
+        Arc::new(SimulatedMetrics { registry: server.state.registry.clone() }),
+    )
+    .await
+    .context("serving metrics.k8s.io")?;
     let kubeconfig = cfg.data_dir.join("host.kubeconfig");
     std::fs::copy(&server.kubeconfig_path, &kubeconfig).context("writing host.kubeconfig")?;
     let client = client_from(&kubeconfig).await?;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vkube_apiserver::admission::{LogRequest, LogSource};
+use vkube_apiserver::endpoints::metrics::MetricsSource;
 use vkube_apiserver::endpoints::streams::{StreamRequest, StreamSource};
 use vkube_core::ApiError;
 use vkube_syncer::names::NameMapper;
@@ -222,6 +223,75 @@ impl StreamSource for HostStreams {
     }
 }
 
+/// `kubectl top` in the virtual cluster: the host's metrics API (metrics-server, or a
+/// vkube host), pods read in the host namespace under their host names, nodes by name
+/// (virtual nodes are named after host nodes), as vCluster's metrics-server proxy does.
+struct HostMetrics {
+    host: kube::Client,
+    mapper: NameMapper,
+    index: Arc<vkube_syncer::host_index::HostIndexes>,
+}
+
+impl HostMetrics {
+    async fn host_get(&self, path: &str) -> Result<Value, ApiError> {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| ApiError::internal(format!("building the host request: {e}")))?;
+        self.host.request::<Value>(request).await.map_err(|e| match e {
+            // A list there is never NotFound when the API is served: it is not.
+            kube::Error::Api(s) if s.code == 404 => {
+                ApiError::unavailable("the host cluster serves no metrics API (metrics.k8s.io)")
+            }
+            kube::Error::Api(s) => ApiError::new(s.code, &s.reason, s.message.clone()),
+            other => ApiError::unavailable(format!("host cluster metrics: {other}")),
+        })
+    }
+}
+
+#[async_trait]
+impl MetricsSource for HostMetrics {
+    async fn pods(&self, pods: &[Value]) -> Result<Vec<Option<Value>>, ApiError> {
+        let list = self
+            .host_get(&format!("/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods", self.mapper.host_namespace))
+            .await?;
+        let by_name: std::collections::HashMap<&str, &Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m.pointer("/metadata/name")?.as_str()?, &m["containers"])))
+            .collect();
+        Ok(pods
+            .iter()
+            .map(|p| {
+                let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+                let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let host_name = self
+                    .index
+                    .existing_name(&self.mapper, "Pod", ns, name)
+                    .unwrap_or_else(|| self.mapper.host_name(name, ns));
+                by_name.get(host_name.as_str()).map(|c| (*c).clone())
+            })
+            .collect())
+    }
+
+    async fn nodes(&self, nodes: &[Value]) -> Result<Vec<Option<Value>>, ApiError> {
+        let list = self.host_get("/apis/metrics.k8s.io/v1beta1/nodes").await?;
+        let by_name: std::collections::HashMap<&str, &Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m.pointer("/metadata/name")?.as_str()?, &m["usage"])))
+            .collect();
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let name = n.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                by_name.get(name).map(|u| (*u).clone())
+            })
+            .collect())
+    }
+}
+
 /// The Lease (in the virtual cluster's `kube-system`) whose holder runs the controllers,
 /// the virtual scheduler and the syncer.
 pub const LEADER_LEASE: &str = "vkube-leader";
@@ -273,6 +343,12 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             index: host_index.clone(),
         }));
     }
+    vkube_apiserver::endpoints::metrics::enable(
+        &server.state,
+        Arc::new(HostMetrics { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() }),
+    )
+    .await
+    .context("serving metrics.k8s.io")?;
     let kubeconfig = cfg.data_dir.join(format!("{}.kubeconfig", cfg.name));
     let text = std::fs::read_to_string(&server.kubeconfig_path)?;
     std::fs::write(&kubeconfig, text).context("writing the kubeconfig")?;

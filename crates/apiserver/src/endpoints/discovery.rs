@@ -60,6 +60,9 @@ fn groups(catalog: &Catalog) -> BTreeMap<String, Vec<String>> {
     for g in REVIEWS {
         groups.insert(g.into(), vec!["v1".into()]);
     }
+    if catalog.serves_metrics() {
+        groups.insert(crate::endpoints::metrics::GROUP.into(), vec![crate::endpoints::metrics::VERSION.into()]);
+    }
     for r in catalog.all().iter().filter(|r| !r.group.is_empty()) {
         let vs = groups.entry(r.group.clone()).or_default();
         if !vs.contains(&r.version) {
@@ -113,6 +116,14 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Va
     if REVIEWS.contains(&group) && version == "v1" {
         return Some(
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/v1"), "resources": review_resources(group)}),
+        );
+    }
+    if group == crate::endpoints::metrics::GROUP
+        && version == crate::endpoints::metrics::VERSION
+        && catalog.serves_metrics()
+    {
+        return Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/{version}"), "resources": crate::endpoints::metrics::resources()}),
         );
     }
     let all = catalog.all();

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod discovery;
+pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
 pub mod openapi_v2;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub admission: crate::admission::AdmissionChain,
     /// Where pod logs come from.
     pub logs: std::sync::RwLock<Option<Arc<dyn crate::admission::LogSource>>>,
+    /// Where `metrics.k8s.io` usage comes from (None: the group is not served).
+    pub metrics: std::sync::RwLock<Option<Arc<dyn crate::endpoints::metrics::MetricsSource>>>,
     /// Where `pods/exec`, `pods/attach` and `pods/portforward` streams go.
     pub streams: std::sync::RwLock<Option<Arc<dyn crate::endpoints::streams::StreamSource>>>,
     /// Signs and checks service-account tokens (None: the token subresource is not served).
@@ -70,6 +73,7 @@ impl ApiState {
             authenticator: std::sync::RwLock::new(authenticator),
             logs: Default::default(),
             streams: Default::default(),
+            metrics: Default::default(),
             tokens: None,
             authz,
         }
@@ -380,6 +384,11 @@ async fn route_and_serve(ctx: &RequestContext, body: Bytes) -> Result<Response<B
             let review_body = parse_body(&ctx.headers, &body)?;
             let out = crate::authz::reviews::review(&ctx.state.authz, &ctx.user, review, namespace, &review_body)?;
             return Ok(encode(StatusCode::CREATED, &out, Output::Json, &[]));
+        }
+        ["apis", crate::endpoints::metrics::GROUP, crate::endpoints::metrics::VERSION, rest @ ..]
+            if !rest.is_empty() =>
+        {
+            return crate::endpoints::metrics::serve(ctx, rest).await;
         }
         ["openapi", "v2"] => return crate::endpoints::openapi::serve_v2(ctx, &catalog),
         ["openapi", "v3"] => return get_only(crate::endpoints::openapi::v3_index(&catalog)),

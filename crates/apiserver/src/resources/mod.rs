@@ -239,13 +239,19 @@ pub struct Catalog {
     /// from an older list never lands after a newer one (a CRD would vanish from
     /// discovery until the next change).
     rebuild: tokio::sync::Mutex<()>,
+    /// Whether `metrics.k8s.io` is served (a usage source is set).
+    metrics: std::sync::atomic::AtomicBool,
 }
 
 impl Catalog {
     /// The built-in resources.
     pub fn builtin(config: BuiltinConfig) -> Self {
         let list = builtins(config).into_iter().map(Arc::new).collect();
-        Catalog { resources: RwLock::new(Arc::new(list)), rebuild: tokio::sync::Mutex::new(()) }
+        Catalog {
+            resources: RwLock::new(Arc::new(list)),
+            rebuild: tokio::sync::Mutex::new(()),
+            metrics: Default::default(),
+        }
     }
 
     /// A snapshot of all served resources.
@@ -266,6 +272,16 @@ impl Catalog {
     /// Whether any resource is served in `group/version`.
     pub fn has_group_version(&self, group: &str, version: &str) -> bool {
         self.all().iter().any(|r| r.group == group && r.version == version)
+    }
+
+    /// Serve `metrics.k8s.io` (in discovery too) or not.
+    pub fn serve_metrics(&self, on: bool) {
+        self.metrics.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `metrics.k8s.io` is served.
+    pub fn serves_metrics(&self) -> bool {
+        self.metrics.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hold this while reading the stored CRDs and replacing the custom resources.
