@@ -3,9 +3,10 @@
 //!
 //! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
 //! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
-//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
+//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`cronjob`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
 //! [`pdb`], [`resourcequota`], [`nodelifecycle`], and [`rootca`] when given the cluster CA.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -78,6 +79,7 @@ impl ControllerManager {
         set.spawn(deployment::run(client.clone()));
         set.spawn(replicaset::run(client.clone()));
         set.spawn(job::run(client.clone()));
+        set.spawn(cronjob::run(client.clone()));
         set.spawn(daemonset::run(client.clone()));
         set.spawn(statefulset::run(client.clone()));
         set.spawn(endpoints::run(client.clone()));

@@ -7,6 +7,7 @@
 //! the k8s-openapi type, as kube-core builds on it).
 
 pub mod admission;
+pub mod cron;
 pub mod meta;
 pub mod pod;
 pub mod quantity;

@@ -1,0 +1,138 @@
+//! CronJobs in a virtual cluster (`vkube up`): jobs at the scheduled times, Forbid keeps
+//! one at a time, history limits prune, an every-minute schedule in a time zone runs at
+//! the minute; kube-apiserver's validation of the schedule.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn up() -> Vkube {
+    start_up_in(tempfile::tempdir().expect("tempdir"), &[])
+}
+
+fn cronjob(name: &str, schedule: &str, extra: &str, run_seconds: u32) -> String {
+    format!(
+        r#"{{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {{"name": "{name}"}},
+          "spec": {{"schedule": "{schedule}"{extra}, "jobTemplate": {{"spec": {{"template": {{
+            "metadata": {{"annotations": {{"vkube.dev/run-seconds": "{run_seconds}"}}}},
+            "spec": {{"restartPolicy": "Never", "containers": [{{"name": "c", "image": "busybox"}}]}}}}}}}}}}}}"#
+    )
+}
+
+/// The jobs of a CronJob: (name, active?) from `kubectl get jobs`.
+fn jobs_of(vk: &Vkube, cronjob: &str) -> Vec<(String, bool)> {
+    let out = vk.ok(&[
+        "get",
+        "jobs",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].name} {.status.active}{\"\\n\"}{end}",
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&cronjob)).then(|| (f[0].to_string(), f.get(2).is_some_and(|a| *a != "0")))
+        })
+        .collect()
+}
+
+fn events_of(vk: &Vkube, name: &str) -> String {
+    vk.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+}
+
+/// Job names carry the scheduled minute (as kube's do), so a time runs once and these
+/// take up to two minutes: one CronJob whose job outlives the next minute (Forbid),
+/// one that keeps no history, one suspended.
+#[test]
+fn forbid_runs_one_job_at_a_time_history_limits_prune_and_suspend_holds() {
+    let vk = up();
+    for (name, extra, run) in [
+        ("forbid", r#", "concurrencyPolicy": "Forbid""#, 90),
+        ("pruned", r#", "successfulJobsHistoryLimit": 0"#, 1),
+        ("held", r#", "suspend": true"#, 1),
+    ] {
+        let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &cronjob(name, "* * * * *", extra, run));
+        assert!(ok, "{err}");
+    }
+    let first = retry(70, || jobs_of(&vk, "forbid").into_iter().next().map(|(n, _)| n));
+    // Past the next minute: the first job still runs, so Forbid starts none.
+    let minutes: i64 = first.rsplit('-').next().and_then(|m| m.parse().ok()).expect("NAME-MINUTES");
+    let next_minute = std::time::UNIX_EPOCH + Duration::from_secs(((minutes + 1) * 60) as u64);
+    while std::time::SystemTime::now() < next_minute + Duration::from_secs(8) {
+        let jobs = jobs_of(&vk, "forbid");
+        assert_eq!(jobs.len(), 1, "Forbid let a second job start: {jobs:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    vk.wait_for(
+        &["get", "events", "--field-selector", "involvedObject.name=forbid", "-o", "jsonpath={.items[*].reason}"],
+        10,
+        |o| o.contains("JobAlreadyActive"),
+    );
+    assert!(events_of(&vk, "forbid").contains("SuccessfulCreate"));
+    // No history kept: each finished job is deleted.
+    assert!(events_of(&vk, "pruned").contains("SuccessfulDelete"), "{}", events_of(&vk, "pruned"));
+    assert!(jobs_of(&vk, "pruned").iter().all(|(_, active)| *active), "{:?}", jobs_of(&vk, "pruned"));
+    let status =
+        vk.ok(&["get", "cronjob", "pruned", "-o", "jsonpath={.status.lastScheduleTime} {.status.lastSuccessfulTime}"]);
+    assert_eq!(status.split_whitespace().count(), 2, "last schedule and success recorded: {status}");
+    assert!(jobs_of(&vk, "held").is_empty(), "a suspended CronJob made a job");
+}
+
+#[test]
+fn an_every_minute_schedule_in_a_time_zone_runs_at_the_minute() {
+    let vk = up();
+    let (ok, _, err) =
+        vk.apply(&["apply", "-f", "-"], &cronjob("minutely", "* * * * *", r#", "timeZone": "Europe/Berlin""#, 1));
+    assert!(ok, "{err}");
+    // Defaults as kube-apiserver's.
+    let spec = vk.ok(&[
+        "get",
+        "cronjob",
+        "minutely",
+        "-o",
+        "jsonpath={.spec.concurrencyPolicy} {.spec.successfulJobsHistoryLimit} {.spec.failedJobsHistoryLimit} {.spec.suspend}",
+    ]);
+    assert_eq!(spec, "Allow 3 1 false");
+    let job = retry(70, || jobs_of(&vk, "minutely").into_iter().next().map(|(n, _)| n));
+    let stamp = vk.ok(&[
+        "get",
+        "job",
+        &job,
+        "-o",
+        "jsonpath={.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    ]);
+    // On the minute, written in the zone (Berlin is UTC+1 or +2).
+    assert!(stamp.ends_with(":00+01:00") || stamp.ends_with(":00+02:00"), "{stamp}");
+    let minutes: i64 = job.rsplit('-').next().and_then(|m| m.parse().ok()).expect("NAME-MINUTES");
+    let unix = vk.ok(&["get", "job", &job, "-o", "jsonpath={.metadata.creationTimestamp}"]);
+    assert!(!unix.is_empty() && minutes > 29_000_000, "{job} {unix}");
+    vk.wait_for(&["get", "job", &job, "-o", "jsonpath={.status.succeeded}"], 30, |o| o == "1");
+}
+
+#[test]
+fn schedules_are_validated_as_kube_apiserver_does() {
+    let vk = up();
+    for (schedule, message) in [
+        ("bad", "spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]"),
+        ("61 * * * *", "spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61"),
+        (
+            "CRON_TZ=UTC * * * * *",
+            "spec.schedule: Invalid value: \"CRON_TZ=UTC * * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ),
+    ] {
+        let (ok, _, err) =
+            vk.kubectl(&["create", "cronjob", "x", "--image=busybox", &format!("--schedule={schedule}")]);
+        assert!(!ok && err.contains(message), "{schedule}: {err}");
+    }
+    let (ok, _, err) =
+        vk.apply(&["create", "-f", "-"], &cronjob("zoned", "* * * * *", r#", "timeZone": "Mars/Base""#, 1));
+    assert!(!ok && err.contains("spec.timeZone: Invalid value: \"Mars/Base\": unknown time zone Mars/Base"), "{err}");
+    let (ok, _, _) = vk.kubectl(&["get", "cronjob", "x"]);
+    assert!(!ok, "a refused CronJob was stored");
+}
