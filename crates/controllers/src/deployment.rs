@@ -261,15 +261,55 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     let available_ok = avail >= desired - max_unavailable;
     let rs_name = new_rs.metadata.name.clone().unwrap_or_default();
-    let (prog_reason, prog_msg) = if complete {
-        ("NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
-    } else {
-        ("ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
+    let previous = d.status.clone().unwrap_or_default();
+    // Progress as kube's DeploymentProgressing: more updated, ready or available
+    // replicas than the last status, or fewer old ones.
+    let progressed = updated > previous.updated_replicas.unwrap_or(0)
+        || ready > previous.ready_replicas.unwrap_or(0)
+        || avail > previous.available_replicas.unwrap_or(0)
+        || total_replicas - updated < previous.replicas.unwrap_or(0) - previous.updated_replicas.unwrap_or(0);
+    let progressing = existing.iter().find(|c| c["type"] == "Progressing").cloned();
+    let deadline = spec.progress_deadline_seconds.unwrap_or(600);
+    let timed_out = |c: &Value| {
+        let since = c["lastUpdateTime"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        since.is_some_and(|t| jiff::Timestamp::now().as_second() - t.as_second() > i64::from(deadline))
+    };
+    let progress = |status: &str, reason: &str, message: String, update: Value| json!({"type": "Progressing", "status": status, "reason": reason, "message": message, "lastUpdateTime": update, "lastTransitionTime": keep_time("Progressing", status)});
+    let progress_condition = match &progressing {
+        _ if complete => {
+            let same = progressing.as_ref().is_some_and(|c| c["reason"] == "NewReplicaSetAvailable");
+            let update =
+                progressing.as_ref().filter(|_| same).map(|c| c["lastUpdateTime"].clone()).unwrap_or(json!(now));
+            progress(
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                update,
+            )
+        }
+        Some(c) if !progressed && c["reason"] == "ProgressDeadlineExceeded" => c.clone(),
+        Some(c)
+            if !progressed
+                && c["reason"] == "ReplicaSetUpdated"
+                && c["message"].as_str().is_some_and(|m| m.contains(&rs_name)) =>
+        {
+            if timed_out(c) {
+                progress(
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                    json!(now),
+                )
+            } else {
+                c.clone()
+            }
+        }
+        _ => progress("True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."), json!(now)),
     };
     let a_status = if available_ok { "True" } else { "False" };
     let conditions = json!([
         {"type": "Available", "status": a_status, "reason": if available_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }, "message": if available_ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." }, "lastUpdateTime": now, "lastTransitionTime": keep_time("Available", a_status)},
-        {"type": "Progressing", "status": "True", "reason": prog_reason, "message": prog_msg, "lastUpdateTime": now, "lastTransitionTime": keep_time("Progressing", "True")},
+        progress_condition,
     ]);
     let status = json!({
         "observedGeneration": d.metadata.generation.unwrap_or(0),
@@ -292,6 +332,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     .iter()
     .all(|k| current.get(k).and_then(Value::as_i64).unwrap_or(0) == status[k].as_i64().unwrap_or(0))
         && current.pointer("/conditions/1/reason") == status.pointer("/conditions/1/reason")
+        && current.pointer("/conditions/1/status") == status.pointer("/conditions/1/status")
+        && current.pointer("/conditions/1/lastUpdateTime") == status.pointer("/conditions/1/lastUpdateTime")
         && current.pointer("/conditions/0/status") == status.pointer("/conditions/0/status");
     let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let rev = revision(&new_rs).to_string();

@@ -3,7 +3,7 @@
 //!
 //! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
 //! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
-//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`cronjob`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
+//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`cronjob`], [`ttlafterfinished`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
 //! [`pdb`], [`resourcequota`], [`nodelifecycle`], and [`rootca`] when given the cluster CA.
 
 pub mod cronjob;
@@ -22,6 +22,7 @@ pub mod rootca;
 pub mod runtime;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttlafterfinished;
 pub mod util;
 
 use std::time::Duration;
@@ -80,6 +81,7 @@ impl ControllerManager {
         set.spawn(replicaset::run(client.clone()));
         set.spawn(job::run(client.clone()));
         set.spawn(cronjob::run(client.clone()));
+        set.spawn(ttlafterfinished::run(client.clone()));
         set.spawn(daemonset::run(client.clone()));
         set.spawn(statefulset::run(client.clone()));
         set.spawn(endpoints::run(client.clone()));

@@ -1,6 +1,8 @@
-//! CronJobs in a virtual cluster (`vkube up`): jobs at the scheduled times, Forbid keeps
-//! one at a time, history limits prune, an every-minute schedule in a time zone runs at
-//! the minute; kube-apiserver's validation of the schedule.
+//! Controllers of kube-controller-manager in a virtual cluster (`vkube up`), as kubectl
+//! shows them: CronJobs (jobs at the scheduled times, Forbid keeps one at a time,
+//! history limits prune, an every-minute schedule in a time zone runs at the minute;
+//! kube-apiserver's validation of the schedule), TTL after finished, and a Deployment's
+//! progress deadline.
 
 mod common;
 use common::*;
@@ -135,4 +137,46 @@ fn schedules_are_validated_as_kube_apiserver_does() {
     assert!(!ok && err.contains("spec.timeZone: Invalid value: \"Mars/Base\": unknown time zone Mars/Base"), "{err}");
     let (ok, _, _) = vk.kubectl(&["get", "cronjob", "x"]);
     assert!(!ok, "a refused CronJob was stored");
+}
+
+#[test]
+fn finished_jobs_go_after_their_ttl_with_their_pods() {
+    let vk = up();
+    let job = r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "brief"},
+        "spec": {"ttlSecondsAfterFinished": 2, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], job);
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "job", "brief", "-o", "jsonpath={.status.succeeded}"], 30, |o| o == "1");
+    // Still there right after it finished: the TTL counts from then.
+    assert!(vk.kubectl(&["get", "job", "brief"]).0, "deleted before its TTL");
+    vk.wait_for(&["get", "jobs", "-o", "name"], 20, |o| !o.contains("job.batch/brief"));
+    vk.wait_for(&["get", "pods", "-l", "job-name=brief", "-o", "name"], 20, |o| o.trim().is_empty());
+}
+
+#[test]
+fn a_deployment_that_cannot_progress_says_so_after_its_deadline() {
+    let vk = up();
+    let stuck = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+        "spec": {"replicas": 1, "progressDeadlineSeconds": 3, "selector": {"matchLabels": {"app": "stuck"}},
+          "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {"nodeSelector": {"no-such": "node"},
+            "containers": [{"name": "c", "image": "nginx"}]}}}}"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], stuck);
+    assert!(ok, "{err}");
+    let (ok, out, err) = vk.kubectl(&["rollout", "status", "deploy/stuck", "--timeout=40s"]);
+    assert!(!ok && err.contains("deployment \"stuck\" exceeded its progress deadline"), "{out}{err}");
+    let cond = vk.ok(&[
+        "get",
+        "deploy",
+        "stuck",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Progressing\")].status} {.status.conditions[?(@.type==\"Progressing\")].reason}",
+    ]);
+    assert_eq!(cond, "False ProgressDeadlineExceeded");
+    // One that can progress completes, and says so.
+    vk.ok(&["create", "deployment", "fine", "--image=nginx"]);
+    vk.ok(&["rollout", "status", "deploy/fine", "--timeout=40s"]);
+    let cond =
+        vk.ok(&["get", "deploy", "fine", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"]);
+    assert_eq!(cond, "NewReplicaSetAvailable");
 }
