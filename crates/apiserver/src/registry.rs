@@ -814,6 +814,30 @@ impl Registry {
             }
         }
         match sub {
+            Some(Subresource::EphemeralContainers) => {
+                // Only the ephemeral containers change through /ephemeralcontainers.
+                let mut next = old.clone();
+                match obj.pointer("/spec/ephemeralContainers").cloned() {
+                    Some(e) => next["spec"]["ephemeralContainers"] = e,
+                    None => {
+                        if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                if let (Some(rv), Some(md)) =
+                    (obj.pointer("/metadata/resourceVersion").cloned(), next.get_mut("metadata"))
+                {
+                    md["resourceVersion"] = rv;
+                }
+                *obj = next;
+                let checked = res.strategy.before_ephemeral_update(obj, old);
+                if res.strategy.tracks_generation() && spec_changed(obj, old) {
+                    let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                    meta::metadata_mut(obj).insert("generation".into(), json!(g));
+                }
+                checked
+            }
             Some(Subresource::Status) => {
                 // Only status changes through /status.
                 let status = obj.get("status").cloned();

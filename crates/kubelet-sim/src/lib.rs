@@ -556,7 +556,28 @@ fn respec_status(pod: &Pod) -> Option<Value> {
         .flatten()
         .map(|c| json!({"type": c.type_, "observedGeneration": generation}))
         .collect();
-    Some(json!({"status": {"observedGeneration": generation, "conditions": conditions, "containerStatuses": statuses}}))
+    // Ephemeral containers (`kubectl debug`) start once and run; they are never ready.
+    let known = status.ephemeral_container_statuses.clone().unwrap_or_default();
+    let ephemeral: Vec<Value> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|e| match known.iter().find(|k| k.name == e.name) {
+            Some(k) => serde_json::to_value(k).unwrap_or_default(),
+            None => {
+                let image = e.image.clone().unwrap_or_default();
+                json!({"name": e.name, "image": image, "imageID": format!("sim://{image}"), "containerID": format!("sim://{}", uuid::Uuid::new_v4().simple()), "ready": false, "restartCount": 0, "started": true, "state": {"running": {"startedAt": t}}})
+            }
+        })
+        .collect();
+    let mut out =
+        json!({"status": {"observedGeneration": generation, "conditions": conditions, "containerStatuses": statuses}});
+    if !ephemeral.is_empty() {
+        out["status"]["ephemeralContainerStatuses"] = json!(ephemeral);
+    }
+    Some(out)
 }
 
 fn finished_status(pod: &Pod, exit_code: i64) -> Value {

@@ -70,6 +70,12 @@ pub fn needs(config: &VClusterConfig) -> Needs {
             why: "kubectl exec, cp, attach and port-forward, passed to the host pod",
         },
         Rule {
+            group: "",
+            resources: vec!["pods/ephemeralcontainers"],
+            verbs: vec!["patch", "update"],
+            why: "kubectl debug: the virtual pod's ephemeral containers on its host copy",
+        },
+        Rule {
             group: "metrics.k8s.io",
             resources: vec!["pods"],
             verbs: vec!["get", "list"],

@@ -224,7 +224,102 @@ fn kubectl_port_forward_and_spdy_exec_reach_the_host_pod(tier: Tier) {
     assert_eq!((code, out.as_str()), (Some(0), "over spdy\n"), "{err}");
 }
 
+/// `kubectl debug`: an ephemeral container through `pods/ephemeralcontainers`, on the
+/// host pod too, running there, and one can exec into it; kube-apiserver's rules for it.
+fn kubectl_debug_adds_an_ephemeral_container_that_runs_on_the_host_pod(tier: Tier) {
+    let vk = Env::start(tier, None);
+    running_pod(&vk, "app");
+    vk.ok(&["debug", "app", "--image=busybox", "--container=dbg", "--", "sleep", "1000"]);
+    vk.wait_for(
+        &["get", "pod", "app", "-o", "jsonpath={.status.ephemeralContainerStatuses[0].state.running.startedAt}"],
+        30,
+        |o| !o.is_empty(),
+    );
+    let host = vk.host_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "vkube-vc",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.ephemeralContainers[*].name} {end}",
+    ]);
+    assert!(host.contains("app-x-default-x-vc=dbg"), "{host}");
+    let (code, out, err) = vk.kubectl_exit(&["exec", "app", "-c", "dbg", "--", "echo", "debugging"], None);
+    assert_eq!((code, out.as_str()), (Some(0), "debugging\n"), "{err}");
+    // As kube-apiserver: not through a plain update, not changed or removed once there.
+    for (args, message) in [
+        (
+            vec![
+                "patch",
+                "pod",
+                "app",
+                "--type=strategic",
+                "-p",
+                r#"{"spec":{"ephemeralContainers":[{"name":"direct","image":"busybox"}]}}"#,
+            ],
+            "spec: Forbidden: pod updates may not change fields other than",
+        ),
+        (
+            vec![
+                "patch",
+                "pod",
+                "app",
+                "--subresource=ephemeralcontainers",
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#,
+            ],
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed",
+        ),
+        (
+            vec![
+                "patch",
+                "pod",
+                "app",
+                "--subresource=ephemeralcontainers",
+                "--type=strategic",
+                "-p",
+                r#"{"spec":{"ephemeralContainers":[{"name":"dbg","image":"alpine"}]}}"#,
+            ],
+            "existing ephemeral containers \"dbg\" may not be changed",
+        ),
+        (
+            vec![
+                "patch",
+                "pod",
+                "app",
+                "--subresource=ephemeralcontainers",
+                "--type=strategic",
+                "-p",
+                r#"{"spec":{"ephemeralContainers":[{"name":"app","image":"busybox"}]}}"#,
+            ],
+            "spec.ephemeralContainers[1].name: Duplicate value: \"app\"",
+        ),
+        (
+            vec![
+                "patch",
+                "pod",
+                "app",
+                "--subresource=ephemeralcontainers",
+                "--type=strategic",
+                "-p",
+                r#"{"spec":{"ephemeralContainers":[{"name":"p","image":"busybox","ports":[{"containerPort":80}]}]}}"#,
+            ],
+            "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+        ),
+    ] {
+        let (ok, _, err) = vk.kubectl(&args);
+        assert!(!ok && err.contains(message), "{args:?}: {err}");
+    }
+    assert_eq!(vk.ok(&["get", "pod", "app", "-o", "jsonpath={.spec.ephemeralContainers[*].name}"]), "dbg");
+    let with = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "withe"},
+        "spec": {"containers": [{"name": "a", "image": "nginx"}], "ephemeralContainers": [{"name": "e", "image": "busybox"}]}}"#;
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], with);
+    assert!(!ok && err.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"), "{err}");
+}
+
 on_both_hosts!(
+    kubectl_debug_adds_an_ephemeral_container_that_runs_on_the_host_pod,
     kubectl_exec_and_cp_reach_the_host_pod_with_stdin_and_exit_codes,
     kubectl_logs_follows_the_host_pod_until_it_ends_with_kubectls_options,
     kubectl_port_forward_and_spdy_exec_reach_the_host_pod,

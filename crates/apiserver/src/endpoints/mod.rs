@@ -483,7 +483,9 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
         (&Method::GET, name, None) if is_watch => read::watch(ctx, &route, name, &q).await,
         (&Method::GET, None, None) => read::list(ctx, &route, &q).await,
         (&Method::GET, Some(name), None) => read::get(ctx, &route, name, &q).await,
-        (&Method::GET, Some(name), Some(Subresource::Status)) => read::get_status(ctx, &route, name).await,
+        (&Method::GET, Some(name), Some(Subresource::Status | Subresource::EphemeralContainers)) => {
+            read::get_status(ctx, &route, name).await
+        }
         (&Method::GET, Some(name), Some(Subresource::Scale)) => {
             let obj = ctx.registry().get(&route.resource, &route.namespace, name).await?;
             Ok(encode(StatusCode::OK, &subresources::scale_of(&route.resource, &obj), Output::Json, &[]))
@@ -503,17 +505,25 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             let opts = write_options(ctx, &q)?;
             subresources::evict(ctx, &route, name, &body, opts.dry_run).await
         }
-        (&Method::PUT, Some(name), sub @ (None | Some(Subresource::Status) | Some(Subresource::Finalize))) => {
-            write::update(ctx, &route, name, sub, &q, &body).await
-        }
+        (
+            &Method::PUT,
+            Some(name),
+            sub @ (None
+            | Some(Subresource::Status)
+            | Some(Subresource::Finalize)
+            | Some(Subresource::EphemeralContainers)),
+        ) => write::update(ctx, &route, name, sub, &q, &body).await,
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let opts = write_options(ctx, &q)?;
             let scale = parse_body(&ctx.headers, &body)?;
             subresources::update_scale(ctx, &route, name, &opts, move |_| Ok(scale.clone())).await
         }
-        (&Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status) | Some(Subresource::Scale))) => {
-            patch::serve(ctx, &route, name, sub, &q, body).await
-        }
+        (
+            &Method::PATCH,
+            Some(name),
+            sub
+            @ (None | Some(Subresource::Status) | Some(Subresource::Scale) | Some(Subresource::EphemeralContainers)),
+        ) => patch::serve(ctx, &route, name, sub, &q, body).await,
         (&Method::DELETE, Some(name), None) => write::delete(ctx, &route, name, &q, &body).await,
         (&Method::DELETE, None, None) => write::delete_collection(ctx, &route, &q, &body).await,
         _ => Err(ApiError::method_not_allowed()),

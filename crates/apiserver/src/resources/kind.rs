@@ -136,6 +136,10 @@ pub trait Kind: Send + Sync + 'static {
     fn validate_status_update(obj: &Self::Object, old: &Self::Object) -> Vec<Cause> {
         Self::validate_update(obj, old)
     }
+    /// Validate a write through `/ephemeralcontainers` (pods; only those changed).
+    fn validate_ephemeral_update(_obj: &Self::Object, _old: &Self::Object) -> Vec<Cause> {
+        vec![]
+    }
     /// Warnings to send with a successful write.
     fn warnings(_obj: &Self::Object) -> Vec<String> {
         vec![]
@@ -193,6 +197,10 @@ pub trait Strategy: Send + Sync {
     /// Prepare, default, validate and warn about an update; `status_only` for writes
     /// through `/status` (only validated).
     fn before_update(&self, obj: &mut Value, old: &Value, status_only: bool) -> Checked;
+    /// Validate a write through `/ephemeralcontainers` (the rest is the old object's).
+    fn before_ephemeral_update(&self, _obj: &mut Value, _old: &Value) -> Checked {
+        Checked { causes: vec![], warnings: vec![] }
+    }
     /// Whether names must be DNS labels.
     fn name_is_dns_label(&self) -> bool;
     /// Whether any path segment is a valid name.
@@ -323,6 +331,13 @@ impl<K: Kind> Strategy for Typed<K> {
         let warnings = if causes.is_empty() { K::warnings(&typed) } else { vec![] };
         encode(&typed, obj);
         Checked { causes, warnings }
+    }
+    fn before_ephemeral_update(&self, obj: &mut Value, old: &Value) -> Checked {
+        let mut typed: K::Object = decode(obj);
+        K::default(&mut typed);
+        let causes = K::validate_ephemeral_update(&typed, &decode(old));
+        encode(&typed, obj);
+        Checked { causes, warnings: vec![] }
     }
     fn name_is_dns_label(&self) -> bool {
         K::NAME_IS_DNS_LABEL

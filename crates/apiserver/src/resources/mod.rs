@@ -50,6 +50,8 @@ pub enum Subresource {
     Attach,
     /// `/portforward` (pods): connections to the pod's ports, streamed.
     PortForward,
+    /// `/ephemeralcontainers` (pods): only `spec.ephemeralContainers` changes (`kubectl debug`).
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -66,6 +68,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 }

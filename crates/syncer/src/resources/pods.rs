@@ -359,6 +359,22 @@ pub fn translate(pod: &Pod, naming: Naming<'_>, config: &vkube_config::VClusterC
     Pod { metadata, spec: Some(spec), status: None }
 }
 
+/// The ephemeral containers (`kubectl debug`) the virtual pod has and its host copy not
+/// yet, as a strategic merge patch for the host's `pods/ephemeralcontainers`.
+pub fn ephemeral_patch(host: &Pod, want: &Pod) -> Option<Value> {
+    let have = host.spec.as_ref().and_then(|s| s.ephemeral_containers.clone()).unwrap_or_default();
+    let new: Vec<Value> = want
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !have.iter().any(|h| h.name == e.name))
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect();
+    (!new.is_empty()).then(|| json!({"spec": {"ephemeralContainers": new}}))
+}
+
 /// The strategic merge patch that brings host pod `host` to `want` (its translation
 /// now) in what a pod may change: labels, annotations, container images,
 /// `activeDeadlineSeconds`, tolerations. None when nothing differs.
@@ -678,9 +694,14 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                     && full.metadata.uid == vpod.metadata.uid
                 {
                     let want = translate(&full, ctx.naming(), &ctx.config);
+                    let pp = PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
                     if let Some(patch) = update_patch(&h, &want) {
-                        let pp = PatchParams { field_manager: Some(crate::MANAGER.into()), ..Default::default() };
                         host_api.patch(&host_name, &pp, &Patch::Strategic(patch)).await?;
+                    }
+                    if let Some(patch) = ephemeral_patch(&h, &want) {
+                        host_api
+                            .patch_subresource("ephemeralcontainers", &host_name, &pp, &Patch::Strategic(patch))
+                            .await?;
                     }
                     // The status goes back with the next host event, against the new spec.
                     return Ok(Action::requeue(Duration::from_secs(60)));

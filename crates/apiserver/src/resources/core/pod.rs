@@ -18,6 +18,71 @@ use vkube_core::status::Cause;
 /// The Pod kind.
 pub struct PodKind;
 
+fn validate_spec(pod: &Pod) -> Vec<Cause> {
+    match &pod.spec {
+        Some(spec) => validate_pod_spec(spec, "spec"),
+        None => vec![Cause::required("spec.containers")],
+    }
+}
+
+/// kube-apiserver's `ValidatePodEphemeralContainersUpdate`: existing ephemeral
+/// containers stay as they are; new ones are named uniquely, have an image, and none of
+/// what an ephemeral container may not have.
+fn ephemeral_update_causes(pod: &Pod, old: &Pod) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let new = spec.ephemeral_containers.clone().unwrap_or_default();
+    let before = old.spec.as_ref().and_then(|s| s.ephemeral_containers.clone()).unwrap_or_default();
+    for e in &before {
+        match new.iter().find(|n| n.name == e.name) {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {:?} may not be removed", e.name),
+            )),
+            Some(n) if n != e => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {:?} may not be changed", e.name),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut names: Vec<&str> =
+        spec.containers.iter().chain(spec.init_containers.iter().flatten()).map(|c| c.name.as_str()).collect();
+    for (i, e) in new.iter().enumerate() {
+        let at = |f: &str| format!("spec.ephemeralContainers[{i}].{f}");
+        if e.name.is_empty() {
+            causes.push(Cause::required(at("name")));
+        } else if names.contains(&e.name.as_str()) {
+            causes.push(Cause::duplicate(at("name"), &e.name));
+        }
+        names.push(&e.name);
+        if e.image.as_deref().unwrap_or_default().is_empty() {
+            causes.push(Cause::required(at("image")));
+        }
+        for (field, set) in [
+            ("ports", e.ports.as_ref().is_some_and(|p| !p.is_empty())),
+            ("livenessProbe", e.liveness_probe.is_some()),
+            ("readinessProbe", e.readiness_probe.is_some()),
+            ("startupProbe", e.startup_probe.is_some()),
+            ("lifecycle", e.lifecycle.is_some()),
+        ] {
+            if set {
+                causes.push(Cause::forbidden(at(field), "cannot be set for an Ephemeral Container"));
+            }
+        }
+        if let Some(target) = e.target_container_name.as_deref().filter(|t| !t.is_empty())
+            && !spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.name == target)
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotFound".into(),
+                message: format!("Not found: {target:?}"),
+                field: at("targetContainerName"),
+            });
+        }
+    }
+    causes
+}
+
 impl Kind for PodKind {
     type Object = Pod;
     const SHORT_NAMES: &'static [&'static str] = &["po"];
@@ -31,6 +96,7 @@ impl Kind for PodKind {
         Subresource::Exec,
         Subresource::Attach,
         Subresource::PortForward,
+        Subresource::EphemeralContainers,
     ];
     const FIELD_LABELS: &'static [FieldLabel] = &[
         label("spec.nodeName"),
@@ -86,14 +152,19 @@ impl Kind for PodKind {
     }
 
     fn validate(pod: &Pod) -> Vec<Cause> {
-        match &pod.spec {
-            Some(spec) => validate_pod_spec(spec, "spec"),
-            None => vec![Cause::required("spec.containers")],
+        let mut causes = validate_spec(pod);
+        if pod.spec.as_ref().is_some_and(|s| s.ephemeral_containers.as_ref().is_some_and(|e| !e.is_empty())) {
+            causes.push(Cause::forbidden("spec.ephemeralContainers", "cannot be set on create"));
         }
+        causes
+    }
+
+    fn validate_ephemeral_update(pod: &Pod, old: &Pod) -> Vec<Cause> {
+        ephemeral_update_causes(pod, old)
     }
 
     fn validate_update(pod: &Pod, old: &Pod) -> Vec<Cause> {
-        let mut causes = Self::validate(pod);
+        let mut causes = validate_spec(pod);
         // Only images, activeDeadlineSeconds, tolerations and terminationGracePeriodSeconds
         // change in a pod spec; nodeName is set once (binding).
         let mutable_cleared = |pod: &Pod| {

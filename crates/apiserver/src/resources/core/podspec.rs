@@ -17,15 +17,26 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
         default_container(c);
     }
+    for e in spec.ephemeral_containers.iter_mut().flatten() {
+        let policy = pull_policy(e.image.as_deref());
+        default_to(&mut e.image_pull_policy, || policy);
+        default_to(&mut e.termination_message_path, || "/dev/termination-log".into());
+        default_to(&mut e.termination_message_policy, || "File".into());
+        default_to(&mut e.resources, Default::default);
+    }
+}
+
+/// `Always` for an image at `:latest` (or untagged), else `IfNotPresent`.
+fn pull_policy(image: Option<&str>) -> String {
+    let image = image.unwrap_or_default();
+    let last = image.rsplit('/').next().unwrap_or_default();
+    let latest = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
+    if latest { "Always".into() } else { "IfNotPresent".into() }
 }
 
 fn default_container(c: &mut Container) {
-    let image = c.image.clone().unwrap_or_default();
-    let tag_latest = {
-        let last = image.rsplit('/').next().unwrap_or_default();
-        !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"))
-    };
-    default_to(&mut c.image_pull_policy, || if tag_latest { "Always".into() } else { "IfNotPresent".into() });
+    let policy = pull_policy(c.image.as_deref());
+    default_to(&mut c.image_pull_policy, || policy);
     default_to(&mut c.termination_message_path, || "/dev/termination-log".into());
     default_to(&mut c.termination_message_policy, || "File".into());
     default_to(&mut c.resources, Default::default);
