@@ -237,6 +237,7 @@ fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             openapi: None,
             conversion: None,
+            delete_collection: true,
         }));
     }
     out

@@ -525,6 +525,7 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             @ (None | Some(Subresource::Status) | Some(Subresource::Scale) | Some(Subresource::EphemeralContainers)),
         ) => patch::serve(ctx, &route, name, sub, &q, body).await,
         (&Method::DELETE, Some(name), None) => write::delete(ctx, &route, name, &q, &body).await,
+        (&Method::DELETE, None, None) if !route.resource.delete_collection => Err(ApiError::method_not_allowed()),
         (&Method::DELETE, None, None) => write::delete_collection(ctx, &route, &q, &body).await,
         _ => Err(ApiError::method_not_allowed()),
     }

@@ -100,6 +100,10 @@ pub trait Kind: Send + Sync + 'static {
     const SHORT_NAMES: &'static [&'static str] = &[];
     /// Whether the kind is in the `all` category.
     const IN_ALL: bool = false;
+    /// Other categories (`kubectl get CATEGORY`).
+    const CATEGORIES: &'static [&'static str] = &[];
+    /// Whether `deletecollection` is served.
+    const DELETE_COLLECTION: bool = true;
     /// The subresources served.
     const SUBRESOURCES: &'static [Subresource] = &[];
     /// Whether names must be DNS labels (else DNS subdomains).

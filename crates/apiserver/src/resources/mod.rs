@@ -17,6 +17,7 @@ pub mod events;
 pub mod flowcontrol;
 pub mod kind;
 pub mod networking;
+pub mod node;
 pub mod policy;
 pub mod rbac;
 pub mod scheduling;
@@ -108,6 +109,8 @@ pub struct Resource {
     pub openapi: Option<OpenApiSchema>,
     /// Served in one form, stored in another (None: stored as served).
     pub conversion: Option<crate::conversion::Conversion>,
+    /// Whether `deletecollection` is served (not for namespaces, as in kube-apiserver).
+    pub delete_collection: bool,
 }
 
 /// Adds a kind's schema to a generator and returns a reference to it.
@@ -152,7 +155,10 @@ impl Resource {
     }
     /// The verbs discovery lists.
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            .into_iter()
+            .filter(|v| *v != "deletecollection" || self.delete_collection)
+            .collect()
     }
 }
 
@@ -170,7 +176,12 @@ pub fn resource<K: Kind>(hooks: Option<Arc<dyn crate::registry::StorageHooks>>) 
         kind: K::Object::KIND.into(),
         namespaced,
         short_names: K::SHORT_NAMES.iter().map(|s| s.to_string()).collect(),
-        categories: if K::IN_ALL { vec!["all".into()] } else { vec![] },
+        categories: K::IN_ALL
+            .then_some("all")
+            .into_iter()
+            .chain(K::CATEGORIES.iter().copied())
+            .map(String::from)
+            .collect(),
         subresources: K::SUBRESOURCES.to_vec(),
         strategy: Arc::new(Typed::<K>::default()),
         hooks,
@@ -180,6 +191,7 @@ pub fn resource<K: Kind>(hooks: Option<Arc<dyn crate::registry::StorageHooks>>) 
         schema: None,
         openapi: Some(schema_of::<K::Object>),
         conversion: (group == "events.k8s.io").then_some(crate::conversion::EVENTS_V1),
+        delete_collection: K::DELETE_COLLECTION,
     }
 }
 
@@ -219,6 +231,12 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<discovery::endpointslice::EndpointSliceKind>(None),
         resource::<policy::poddisruptionbudget::PodDisruptionBudgetKind>(None),
         resource::<storage::storageclass::StorageClassKind>(None),
+        resource::<storage::csidriver::CSIDriverKind>(None),
+        resource::<storage::csinode::CSINodeKind>(None),
+        resource::<storage::csistoragecapacity::CSIStorageCapacityKind>(None),
+        resource::<storage::volumeattachment::VolumeAttachmentKind>(None),
+        resource::<storage::volumeattributesclass::VolumeAttributesClassKind>(None),
+        resource::<node::runtimeclass::RuntimeClassKind>(None),
         resource::<scheduling::priorityclass::PriorityClassKind>(None),
         resource::<batch::job::JobKind>(None),
         resource::<batch::cronjob::CronJobKind>(None),

@@ -12,6 +12,7 @@ pub struct CustomResourceDefinitionKind;
 impl Kind for CustomResourceDefinitionKind {
     type Object = CustomResourceDefinition;
     const SHORT_NAMES: &'static [&'static str] = &["crd", "crds"];
+    const CATEGORIES: &'static [&'static str] = &["api-extensions"];
     const SUBRESOURCES: &'static [Subresource] = &[Subresource::Status];
     const TRACKS_GENERATION: bool = true;
     const COLUMNS: &'static [Column] = ROLE_COLUMNS;

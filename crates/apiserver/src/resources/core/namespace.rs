@@ -14,6 +14,7 @@ pub struct NamespaceKind;
 impl Kind for NamespaceKind {
     type Object = Namespace;
     const SHORT_NAMES: &'static [&'static str] = &["ns"];
+    const DELETE_COLLECTION: bool = false;
     const SUBRESOURCES: &'static [Subresource] = &[Subresource::Status, Subresource::Finalize];
     const NAME_IS_DNS_LABEL: bool = true;
     const FIELD_LABELS: &'static [FieldLabel] = &[label("status.phase")];

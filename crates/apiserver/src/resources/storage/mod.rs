@@ -1,3 +1,8 @@
 //! The storage.k8s.io/v1 kinds.
 
+pub mod csidriver;
+pub mod csinode;
+pub mod csistoragecapacity;
 pub mod storageclass;
+pub mod volumeattachment;
+pub mod volumeattributesclass;
