@@ -3,7 +3,7 @@
 //!
 //! Start with [`ControllerManager::run`]: it elects a leader through a Lease and, while
 //! leading, runs every controller: [`namespace`], [`gc`], [`deployment`],
-//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`cronjob`], [`ttlafterfinished`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
+//! [`replicaset`], [`statefulset`], [`daemonset`], [`job`], [`cronjob`], [`ttlafterfinished`], [`hpa`], [`endpoints`] (and EndpointSlices), [`serviceaccount`],
 //! [`pdb`], [`resourcequota`], [`nodelifecycle`], and [`rootca`] when given the cluster CA.
 
 pub mod cronjob;
@@ -11,6 +11,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod leader;
 pub mod namespace;
@@ -82,6 +83,7 @@ impl ControllerManager {
         set.spawn(job::run(client.clone()));
         set.spawn(cronjob::run(client.clone()));
         set.spawn(ttlafterfinished::run(client.clone()));
+        set.spawn(hpa::run(client.clone()));
         set.spawn(daemonset::run(client.clone()));
         set.spawn(statefulset::run(client.clone()));
         set.spawn(endpoints::run(client.clone()));

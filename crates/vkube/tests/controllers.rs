@@ -180,3 +180,77 @@ fn a_deployment_that_cannot_progress_says_so_after_its_deadline() {
         vk.ok(&["get", "deploy", "fine", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"]);
     assert_eq!(cond, "NewReplicaSetAvailable");
 }
+
+fn web_with_usage(cpu_usage: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "web"}},
+          "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "web"}}}},
+            "template": {{"metadata": {{"labels": {{"app": "web"}}, "annotations": {{"vkube.dev/cpu-usage": "{cpu_usage}"}}}},
+              "spec": {{"containers": [{{"name": "web", "image": "nginx", "resources": {{"requests": {{"cpu": "100m"}}}}}}]}}}}}}}}"#
+    )
+}
+
+/// An HPA scales a deployment up under (simulated) load and down when it goes, from
+/// `kubectl top`'s metrics, within its bounds; `kubectl get hpa` shows the targets.
+#[test]
+fn a_horizontal_pod_autoscaler_follows_the_load_up_and_down() {
+    let vk = up();
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &web_with_usage("200m"));
+    assert!(ok, "{err}");
+    vk.ok(&["rollout", "status", "deploy/web", "--timeout=40s"]);
+    let hpa = r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,
+          "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+          "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}"#;
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], hpa);
+    assert!(ok, "{err}");
+    // 200% of the request against 50%: up, as far as maxReplicas allows.
+    vk.wait_for(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"], 60, |o| o == "5");
+    let shown =
+        vk.wait_for(&["get", "hpa", "web", "--no-headers"], 30, |o| o.contains("cpu: 200%/50%") && o.contains(" 5 "));
+    assert!(shown.contains("Deployment/web"), "{shown}");
+    let events = vk.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,involvedObject.kind=HorizontalPodAutoscaler",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("New size: ")
+            && events.contains("cpu resource utilization (percentage of request) above target"),
+        "{events}"
+    );
+    // The load goes: down to minReplicas.
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &web_with_usage("10m"));
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"], 90, |o| o == "1");
+    let limited =
+        vk.ok(&["get", "hpa", "web", "-o", "jsonpath={.status.conditions[?(@.type==\"ScalingActive\")].status}"]);
+    assert_eq!(limited, "True");
+}
+
+#[test]
+fn autoscalers_are_validated_as_kube_apiserver_does() {
+    let vk = up();
+    vk.ok(&["create", "deployment", "web", "--image=nginx"]);
+    let (ok, _, err) = vk.kubectl(&["autoscale", "deployment", "web", "--min=3", "--max=2"]);
+    assert!(!ok, "{err}");
+    vk.ok(&["autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=5"]);
+    let spec = vk.ok(&[
+        "get",
+        "hpa",
+        "web",
+        "-o",
+        "jsonpath={.spec.minReplicas} {.spec.maxReplicas} {.spec.metrics[0].resource.target.averageUtilization}",
+    ]);
+    assert_eq!(spec, "1 5 50");
+    let bad = r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "bad"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": 2}}"#;
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], bad);
+    assert!(
+        !ok && err.contains("spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
+        "{err}"
+    );
+}

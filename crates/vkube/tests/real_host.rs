@@ -147,7 +147,6 @@ const NOT_SERVED_YET: &[&str] = &[
     "validatingadmissionpolicybindings.admissionregistration.k8s.io",
     "validatingwebhookconfigurations.admissionregistration.k8s.io",
     "apiservices.apiregistration.k8s.io",
-    "horizontalpodautoscalers.autoscaling",
     "certificatesigningrequests.certificates.k8s.io",
     "ipaddresses.networking.k8s.io",
     "servicecidrs.networking.k8s.io",

@@ -9,6 +9,7 @@
 
 pub mod apiextensions;
 pub mod apps;
+pub mod autoscaling;
 pub mod batch;
 pub mod coordination;
 pub mod core;
@@ -237,6 +238,11 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<storage::volumeattachment::VolumeAttachmentKind>(None),
         resource::<storage::volumeattributesclass::VolumeAttributesClassKind>(None),
         resource::<node::runtimeclass::RuntimeClassKind>(None),
+        resource::<autoscaling::horizontalpodautoscaler::HorizontalPodAutoscalerKind>(None),
+        Resource {
+            conversion: Some(crate::conversion::HPA_V1),
+            ..resource::<autoscaling::horizontalpodautoscaler::HorizontalPodAutoscalerV1Kind>(None)
+        },
         resource::<scheduling::priorityclass::PriorityClassKind>(None),
         resource::<batch::job::JobKind>(None),
         resource::<batch::cronjob::CronJobKind>(None),

@@ -1,0 +1,3 @@
+//! The autoscaling/v2 kinds.
+
+pub mod horizontalpodautoscaler;
