@@ -6,6 +6,7 @@
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchParams};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -534,6 +535,65 @@ async fn backend_store(
     })
 }
 
+/// The real kube-apiserver v1.36 (with its etcd; no controllers, no scheduler) as the
+/// baseline, from `real-cluster` (`$VKUBE_REAL_CLUSTER`, else `../shared/bin`): the
+/// reference binaries, used by benchmarks only.
+struct RealBaseline {
+    script: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    client: kube::Client,
+    pids: Vec<u32>,
+}
+
+impl RealBaseline {
+    /// Start one, if the binaries are on this machine.
+    async fn start() -> anyhow::Result<Option<Self>> {
+        let script = std::env::var_os("VKUBE_REAL_CLUSTER")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from("../shared/bin/real-cluster"));
+        if !script.exists() {
+            eprintln!("no real-cluster at {} (set VKUBE_REAL_CLUSTER): no kube-apiserver baseline", script.display());
+            return Ok(None);
+        }
+        let dir = tempfile::tempdir()?;
+        let out = std::process::Command::new(&script)
+            .arg("start")
+            .arg(dir.path())
+            .env("NO_KCM", "1")
+            .env("NO_SCHED", "1")
+            .output()?;
+        anyhow::ensure!(out.status.success(), "real-cluster start: {}", String::from_utf8_lossy(&out.stderr));
+        let pids = std::fs::read_to_string(dir.path().join("pids"))?
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1).and_then(|p| p.parse().ok()))
+            .collect();
+        let kc = kube::config::Kubeconfig::read_from(dir.path().join("admin.kubeconfig"))?;
+        let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+        // Without kube-controller-manager the default service account is not made; pods need it.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), "default");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let made = serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))?;
+            match sa.create(&PostParams::default(), &made).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 409 => break,
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        Ok(Some(RealBaseline { script, dir, client, pids }))
+    }
+
+    /// RSS of kube-apiserver and etcd together.
+    fn rss_mib(&self) -> f64 {
+        self.pids.iter().map(|p| rss_of(*p)).sum()
+    }
+
+    fn stop(self) {
+        let _ = std::process::Command::new(&self.script).arg("stop").arg(self.dir.path()).output();
+    }
+}
+
 /// Time `n` lists of the default namespace's pods as raw JSON over HTTPS (the server's
 /// work, not the client's decoding), ms each; `pods` is how many they must hold.
 async fn raw_pod_lists(client: &kube::Client, n: usize, pods: usize) -> anyhow::Result<Vec<f64>> {
@@ -648,13 +708,26 @@ pub async fn backends(runs: usize, pods: usize) -> anyhow::Result<()> {
 /// If a server cannot start or a request fails.
 pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
     let mut rows: Vec<(String, String)> = Vec::new();
-    for durable in [true, false] {
-        let label = if durable { "sqlite (durable)" } else { "memory (baseline)" };
+    let real = RealBaseline::start().await?;
+    let mut rates: HashMap<&str, f64> = HashMap::new();
+    for target in ["sqlite", "memory", "kube-apiserver"] {
+        let label = match target {
+            "sqlite" => "vkube, sqlite (durable)",
+            "memory" => "vkube, memory",
+            _ => "kube-apiserver 1.36 on etcd (baseline)",
+        };
         let (mut rate, mut p50, mut p99, mut get_ms) = (vec![], vec![], vec![], vec![]);
         for r in 0..runs {
             let dir = tempfile::tempdir()?;
-            let server = boot(durable, dir.path()).await?;
-            let client = client_for(&server).await?;
+            let (server, client) = match (target, &real) {
+                ("kube-apiserver", Some(real)) => (None, real.client.clone()),
+                ("kube-apiserver", None) => break,
+                _ => {
+                    let server = boot(target == "sqlite", dir.path()).await?;
+                    let client = client_for(&server).await?;
+                    (Some(server), client)
+                }
+            };
             let run = creates(&client, 32, 3200, &format!("r{r}")).await?;
             rate.push(run.per_sec);
             p50.push(run.p50_ms);
@@ -667,11 +740,33 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
                 lats.push(t.elapsed());
             }
             get_ms.push(percentile(&mut lats, 0.5).as_secs_f64() * 1000.0);
-            server.shutdown().await;
+            if let Some(server) = server {
+                server.shutdown().await;
+            }
         }
+        if rate.is_empty() {
+            continue;
+        }
+        rates.insert(target, median(rate.clone()));
         rows.push((format!("creates/s, 32 clients ({label})"), format!("{:.0}", median(rate))));
         rows.push((format!("create p50 / p99 ms ({label})"), format!("{:.2} / {:.2}", median(p50), median(p99))));
         rows.push((format!("get p50 ms ({label})"), format!("{:.2}", median(get_ms))));
+    }
+    if let (Some(ours), Some(theirs)) = (rates.get("sqlite"), rates.get("kube-apiserver")) {
+        rows.push(("creates/s ratio, vkube sqlite / kube-apiserver".into(), format!("{:.2}", ours / theirs)));
+    }
+    // The same pods in the baseline: its list time and memory.
+    let (mut baseline_list, mut baseline_rss) = (None, None);
+    if let Some(real) = real {
+        create_pods(&real.client, pods).await?;
+        let raw = raw_pod_lists(&real.client, runs.max(3), pods / 32 * 32).await?;
+        let list = median(raw);
+        rows.push((format!("list {} pods, raw JSON over HTTPS, ms (kube-apiserver baseline)", pods / 32 * 32), format!("{list:.1}")));
+        let rss = real.rss_mib();
+        rows.push((format!("RSS MiB of kube-apiserver + etcd with {pods} pods stored (baseline)"), format!("{rss:.0}")));
+        baseline_rss = Some(rss);
+        baseline_list = Some(list);
+        real.stop();
     }
     // List of many pods, watch fan-out, RSS (durable store).
     let dir = tempfile::tempdir()?;
@@ -692,13 +787,17 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
         format!("list {count} pods, typed kube-rs client incl. decoding, ms (median)"),
         format!("{:.1}", median(list_ms)),
     ));
-    let raw_ms = raw_pod_lists(&client, runs.max(3), count).await?;
-    rows.push((format!("list {count} pods, raw JSON over HTTPS, ms (median)"), format!("{:.1}", median(raw_ms))));
+    let raw_ms = median(raw_pod_lists(&client, runs.max(3), count).await?);
+    rows.push((format!("list {count} pods, raw JSON over HTTPS, ms (median)"), format!("{raw_ms:.1}")));
+    if let Some(theirs) = baseline_list {
+        rows.push(("raw list time ratio, vkube / kube-apiserver".into(), format!("{:.2}", raw_ms / theirs)));
+    }
     let _ = rss_before;
-    rows.push((
-        format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"),
-        format!("{:.0}", server_process_rss(pods).await?),
-    ));
+    let rss = server_process_rss(pods).await?;
+    rows.push((format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"), format!("{rss:.0}")));
+    if let Some(theirs) = baseline_rss {
+        rows.push(("RSS ratio, vkube / (kube-apiserver + etcd)".into(), format!("{:.2}", rss / theirs)));
+    }
     // Watch fan-out: 100 watchers, 500 events each.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let rv = cms.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
