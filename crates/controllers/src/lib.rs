@@ -25,6 +25,7 @@ pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttlafterfinished;
 pub mod util;
+pub mod volumebinding;
 
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub struct ManagerConfig {
     pub node_lifecycle_enabled: bool,
     /// The cluster CA (PEM) to publish as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: Option<String>,
+    /// Bind claims to volumes and provision simulated ones ([`volumebinding`]): on a
+    /// host; off in virtual clusters, whose claims the host binds.
+    pub volume_binding: bool,
 }
 
 impl Default for ManagerConfig {
@@ -51,6 +55,7 @@ impl Default for ManagerConfig {
             gc_period: Duration::from_millis(250),
             node_lifecycle_enabled: true,
             root_ca_pem: None,
+            volume_binding: false,
         }
     }
 }
@@ -92,6 +97,9 @@ impl ControllerManager {
         set.spawn(resourcequota::run(client.clone()));
         if let Some(ca) = cfg.root_ca_pem.clone() {
             set.spawn(rootca::run(client.clone(), ca));
+        }
+        if cfg.volume_binding {
+            set.spawn(volumebinding::run(client.clone()));
         }
         if cfg.node_lifecycle_enabled {
             set.spawn(nodelifecycle::run(client.clone(), cfg.node_lifecycle.clone()));

@@ -761,9 +761,15 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
         create_pods(&real.client, pods).await?;
         let raw = raw_pod_lists(&real.client, runs.max(3), pods / 32 * 32).await?;
         let list = median(raw);
-        rows.push((format!("list {} pods, raw JSON over HTTPS, ms (kube-apiserver baseline)", pods / 32 * 32), format!("{list:.1}")));
+        rows.push((
+            format!("list {} pods, raw JSON over HTTPS, ms (kube-apiserver baseline)", pods / 32 * 32),
+            format!("{list:.1}"),
+        ));
         let rss = real.rss_mib();
-        rows.push((format!("RSS MiB of kube-apiserver + etcd with {pods} pods stored (baseline)"), format!("{rss:.0}")));
+        rows.push((
+            format!("RSS MiB of kube-apiserver + etcd with {pods} pods stored (baseline)"),
+            format!("{rss:.0}"),
+        ));
         baseline_rss = Some(rss);
         baseline_list = Some(list);
         real.stop();
@@ -794,7 +800,10 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
     }
     let _ = rss_before;
     let rss = server_process_rss(pods).await?;
-    rows.push((format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"), format!("{rss:.0}")));
+    rows.push((
+        format!("RSS MiB of a separate `vkube apiserver` process with {pods} pods stored"),
+        format!("{rss:.0}"),
+    ));
     if let Some(theirs) = baseline_rss {
         rows.push(("RSS ratio, vkube / (kube-apiserver + etcd)".into(), format!("{:.2}", rss / theirs)));
     }

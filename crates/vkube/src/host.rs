@@ -173,6 +173,27 @@ impl MetricsSource for SimulatedMetrics {
     }
 }
 
+/// The simulated host's default StorageClass `standard` (its volumes made by the volume
+/// binder's simulated provisioner, as kind's `standard` by its local-path one), made
+/// on a host that has no class at all.
+async fn default_storage_class(client: &kube::Client) -> anyhow::Result<()> {
+    let classes: kube::Api<k8s_openapi::api::storage::v1::StorageClass> = kube::Api::all(client.clone());
+    if !classes.list(&kube::api::ListParams::default().limit(1)).await?.items.is_empty() {
+        return Ok(());
+    }
+    let standard = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": vkube_controllers::volumebinding::SIMULATED_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }))?;
+    match classes.create(&kube::api::PostParams::default(), &standard).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
@@ -207,6 +228,7 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
     let kubeconfig = cfg.data_dir.join("host.kubeconfig");
     std::fs::copy(&server.kubeconfig_path, &kubeconfig).context("writing host.kubeconfig")?;
     let client = client_from(&kubeconfig).await?;
+    default_storage_class(&client).await.context("creating the default StorageClass")?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
         let client = client.clone();
@@ -216,8 +238,11 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
             }
         }
     }));
-    let manager =
-        vkube_controllers::ManagerConfig { root_ca_pem: Some(server.pki.ca.cert_pem.clone()), ..Default::default() };
+    let manager = vkube_controllers::ManagerConfig {
+        root_ca_pem: Some(server.pki.ca.cert_pem.clone()),
+        volume_binding: true,
+        ..Default::default()
+    };
     tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(client.clone(), manager)));
     let nodes = vkube_kubelet_sim::SimulatedNodes::start(
         client,

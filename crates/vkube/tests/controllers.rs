@@ -254,3 +254,66 @@ fn autoscalers_are_validated_as_kube_apiserver_does() {
         "{err}"
     );
 }
+
+/// Claims go Bound: a claim with no class gets the simulated host's default class
+/// `standard` and a volume made for it (gone with the claim); a claim of a class with
+/// volumes made by hand gets the smallest one that fits, `Released` after (Retain).
+#[test]
+fn claims_are_bound_to_provisioned_or_matching_volumes() {
+    let vk = up();
+    let claim = |name: &str, class: Option<&str>, size: &str| {
+        let class = class.map(|c| format!(r#", "storageClassName": "{c}""#)).unwrap_or_default();
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {{"name": "{name}"}},
+              "spec": {{"accessModes": ["ReadWriteOnce"], "resources": {{"requests": {{"storage": "{size}"}}}}{class}}}}}"#
+        )
+    };
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &claim("data", None, "1Gi"));
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"], 30, |o| o == "Bound");
+    let host = |args: &[&str]| vk.host_ok(args);
+    let pv = host(&[
+        "get",
+        "pvc",
+        "-n",
+        "vkube-vc",
+        "data-x-default-x-vc",
+        "-o",
+        "jsonpath={.spec.storageClassName} {.spec.volumeName}",
+    ]);
+    let (class, volume) = pv.split_once(' ').expect("class and volume");
+    assert_eq!(class, "standard");
+    assert_eq!(host(&["get", "pv", volume, "-o", "jsonpath={.status.phase} {.spec.capacity.storage}"]), "Bound 1Gi");
+    vk.ok(&["delete", "pvc", "data"]);
+    let gone = || !host(&["get", "pv", "-o", "name"]).contains(volume);
+    retry(30, || gone().then_some(()));
+
+    // Volumes made by hand on the host, of class `manual` (no provisioner): the smallest that fits.
+    for (name, size) in [("small", "2Gi"), ("big", "10Gi"), ("tiny", "500Mi")] {
+        let pv = format!(
+            r#"{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "{name}"}},
+              "spec": {{"storageClassName": "manual", "capacity": {{"storage": "{size}"}}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain", "hostPath": {{"path": "/tmp/{name}"}}}}}}"#
+        );
+        let out = std::process::Command::new("kubectl")
+            .args(["create", "-f", "-"])
+            .env("KUBECONFIG", vk.host_kubeconfig())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(pv.as_bytes())?;
+                c.wait()
+            })
+            .expect("kubectl");
+        assert!(out.success());
+    }
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &claim("picked", Some("manual"), "1Gi"));
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "pvc", "picked", "-o", "jsonpath={.status.phase}"], 30, |o| o == "Bound");
+    let chosen = host(&["get", "pvc", "-n", "vkube-vc", "picked-x-default-x-vc", "-o", "jsonpath={.spec.volumeName}"]);
+    assert_eq!(chosen, "small");
+    vk.ok(&["delete", "pvc", "picked"]);
+    retry(30, || (host(&["get", "pv", "small", "-o", "jsonpath={.status.phase}"]) == "Released").then_some(()));
+}

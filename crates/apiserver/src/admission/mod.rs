@@ -5,6 +5,7 @@
 //! plugin may mutate the object, add warnings, or refuse it; every plugin sees the
 //! request's `dryRun`.
 
+pub mod defaultstorageclass;
 pub mod resourcequota;
 pub mod serviceaccount;
 
@@ -26,6 +27,7 @@ impl AdmissionChain {
         AdmissionChain {
             plugins: RwLock::new(vec![
                 Arc::new(serviceaccount::ServiceAccountAdmission { registry: registry.clone() }),
+                Arc::new(defaultstorageclass::DefaultStorageClassAdmission { registry: registry.clone() }),
                 Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
             ]),
         }
