@@ -96,21 +96,25 @@ async fn exec_with_a_tty_gets_a_terminal_sized_as_the_clients() -> anyhow::Resul
     let pods: Api<Pod> = Api::namespaced(client, "default");
     pods.create(&PostParams::default(), &pod("term", Some("node-1"))?).await?;
     let ap = AttachParams::interactive_tty().container("main");
-    let mut p = pods.exec("term", ["sh", "-c", "read go; test -t 0 && echo terminal; stty size"], &ap).await?;
+    // Each line in asks for the size again: the resize travels apart from stdin, so it
+    // may land after the first line.
+    let script = "test -t 0 && echo terminal; while read go; do [ \"$go\" = end ] && exit 0; stty size; done";
+    let mut p = pods.exec("term", ["sh", "-c", script], &ap).await?;
     let status = p.take_status().expect("status");
     let mut size = p.terminal_size().expect("a terminal size channel");
     size.send(kube::api::TerminalSize { width: 120, height: 40 }).await?;
     let mut stdin = p.stdin().expect("stdin");
-    stdin.write_all(b"go\n").await?;
     let mut stdout = p.stdout().expect("stdout");
     let mut out = String::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !out.contains("40 120") {
+        stdin.write_all(b"go\n").await?;
         let mut buf = [0u8; 1024];
         let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf)).await??;
         assert!(n > 0, "output ended before the size: {out:?}");
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
+    stdin.write_all(b"end\n").await?;
     assert!(out.contains("terminal"), "stdin is a terminal: {out:?}");
     assert_eq!(status.await.and_then(|s| s.status).as_deref(), Some("Success"));
     server.stop().await;
