@@ -91,6 +91,19 @@ impl EtcdCluster {
     /// # Errors
     /// As [`EtcdCluster::start`].
     pub fn start_with(members: usize, tls: Option<ServerTls>) -> anyhow::Result<Self> {
+        // A free port is free when picked, not always when etcd binds it (a test beside
+        // this one may take it meanwhile): start again on new ports then.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(members, tls.clone()) {
+                Err(e) if attempt < 4 && e.to_string().contains("address already in use") => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(members: usize, tls: Option<ServerTls>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("vkube-etcd-").tempdir()?;
         let mut ms = Vec::new();
         for i in 0..members.max(1) {
