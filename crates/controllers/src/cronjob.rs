@@ -183,7 +183,8 @@ fn timestamp(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Timest
     t.0
 }
 
-fn finished(job: &Job) -> Option<(Timestamp, bool)> {
+/// When a job finished and whether it succeeded (its Complete or Failed condition).
+pub(crate) fn finished(job: &Job) -> Option<(Timestamp, bool)> {
     let status = job.status.as_ref()?;
     let cond = status
         .conditions

@@ -12,24 +12,6 @@ use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// When a job finished (its Complete or Failed condition), if it has.
-fn finished_at(job: &Job) -> Option<Timestamp> {
-    let status = job.status.as_ref()?;
-    let cond = status
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
-    Some(
-        status
-            .completion_time
-            .as_ref()
-            .map(|t| t.0)
-            .or_else(|| cond.last_transition_time.as_ref().map(|t| t.0))
-            .unwrap_or_else(Timestamp::now),
-    )
-}
-
 /// How long until a job finished at `at` with `ttl` seconds expires (zero: now).
 pub fn remaining(at: Timestamp, ttl: i32, now: Timestamp) -> Duration {
     let expires = at.as_millisecond() + i64::from(ttl.max(0)) * 1000;
@@ -49,7 +31,7 @@ async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> Result<Action, E
     let Some(ttl) = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) else {
         return Ok(Action::await_change());
     };
-    let Some(at) = finished_at(&job) else { return Ok(Action::await_change()) };
+    let Some((at, _)) = crate::cronjob::finished(&job) else { return Ok(Action::await_change()) };
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -100,22 +100,30 @@ impl Virtual {
     }
 }
 
-struct HostLogs {
+/// The host copies of virtual pods, for what reaches through to them: logs, streams
+/// (exec, attach, port-forward) and metrics.
+struct HostPods {
     host: kube::Client,
     mapper: NameMapper,
     /// The syncer's index of host objects (for pods synced under an older name).
     index: Arc<vkube_syncer::host_index::HostIndexes>,
 }
 
+impl HostPods {
+    /// The name of a virtual pod's host copy.
+    fn host_name(&self, pod: &Value) -> String {
+        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        self.index.existing_name(&self.mapper, "Pod", ns, name).unwrap_or_else(|| self.mapper.host_name(name, ns))
+    }
+}
+
 #[async_trait]
-impl LogSource for HostLogs {
+impl LogSource for HostPods {
     /// The host pod's log with the same options, streamed as the host sends it (`-f`
     /// follows until the host ends it).
     async fn logs(&self, request: LogRequest<'_>) -> Result<http::Response<vkube_apiserver::Body>, ApiError> {
-        let ns = request.pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let name = request.pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let host_name =
-            self.index.existing_name(&self.mapper, "Pod", ns, name).unwrap_or_else(|| self.mapper.host_name(name, ns));
+        let host_name = self.host_name(request.pod);
         let mut query: Vec<(String, String)> = form_urlencoded::parse(request.query.as_bytes())
             .filter(|(k, _)| k != "container")
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -137,14 +145,9 @@ impl LogSource for HostLogs {
     }
 }
 
-/// `kubectl exec`, `attach` and `port-forward` in the virtual cluster: the upgraded
-/// connection is passed to the host pod's subresource through the host API, as vCluster
-/// does, so any host (and its kubelets) serves them.
-struct HostStreams {
-    host: kube::Client,
-    mapper: NameMapper,
-    index: Arc<vkube_syncer::host_index::HostIndexes>,
-}
+// `kubectl exec`, `attach` and `port-forward` in the virtual cluster: the upgraded
+// connection is passed to the host pod's subresource through the host API, as vCluster
+// does, so any host (and its kubelets) serves them.
 
 /// The headers of a stream upgrade, both ways (WebSocket and SPDY).
 const UPGRADE_HEADERS: [&str; 8] = [
@@ -167,12 +170,11 @@ fn copy_upgrade_headers(from: &http::HeaderMap, to: &mut http::HeaderMap) {
 }
 
 #[async_trait]
-impl StreamSource for HostStreams {
+impl StreamSource for HostPods {
     async fn stream(&self, request: StreamRequest) -> Result<http::Response<bytes::Bytes>, ApiError> {
         let ns = request.pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
         let name = request.pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let host_name =
-            self.index.existing_name(&self.mapper, "Pod", ns, name).unwrap_or_else(|| self.mapper.host_name(name, ns));
+        let host_name = self.host_name(&request.pod);
         let mut uri = format!(
             "/api/v1/namespaces/{}/pods/{host_name}/{}",
             self.mapper.host_namespace,
@@ -223,16 +225,10 @@ impl StreamSource for HostStreams {
     }
 }
 
-/// `kubectl top` in the virtual cluster: the host's metrics API (metrics-server, or a
-/// vkube host), pods read in the host namespace under their host names, nodes by name
-/// (virtual nodes are named after host nodes), as vCluster's metrics-server proxy does.
-struct HostMetrics {
-    host: kube::Client,
-    mapper: NameMapper,
-    index: Arc<vkube_syncer::host_index::HostIndexes>,
-}
-
-impl HostMetrics {
+// `kubectl top` in the virtual cluster: the host's metrics API (metrics-server, or a
+// vkube host), pods read in the host namespace under their host names, nodes by name
+// (virtual nodes are named after host nodes), as vCluster's metrics-server proxy does.
+impl HostPods {
     async fn host_get(&self, path: &str) -> Result<Value, ApiError> {
         let request = http::Request::get(path)
             .body(Vec::new())
@@ -249,7 +245,7 @@ impl HostMetrics {
 }
 
 #[async_trait]
-impl MetricsSource for HostMetrics {
+impl MetricsSource for HostPods {
     async fn pods(&self, pods: &[Value]) -> Result<Vec<Option<Value>>, ApiError> {
         let list = self
             .host_get(&format!("/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods", self.mapper.host_namespace))
@@ -260,18 +256,7 @@ impl MetricsSource for HostMetrics {
             .flatten()
             .filter_map(|m| Some((m.pointer("/metadata/name")?.as_str()?, &m["containers"])))
             .collect();
-        Ok(pods
-            .iter()
-            .map(|p| {
-                let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-                let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                let host_name = self
-                    .index
-                    .existing_name(&self.mapper, "Pod", ns, name)
-                    .unwrap_or_else(|| self.mapper.host_name(name, ns));
-                by_name.get(host_name.as_str()).map(|c| (*c).clone())
-            })
-            .collect())
+        Ok(pods.iter().map(|p| by_name.get(self.host_name(p).as_str()).map(|c| (*c).clone())).collect())
     }
 
     async fn nodes(&self, nodes: &[Value]) -> Result<Vec<Option<Value>>, ApiError> {
@@ -332,23 +317,14 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
     let mapper = NameMapper::new(cfg.name.clone(), host_namespace.clone());
     let host_index =
         Arc::new(vkube_syncer::host_index::HostIndexes::new(&vkube_syncer::host_index::kinds_for(&values)));
+    let host_pods = Arc::new(HostPods { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() });
     if let Ok(mut logs) = server.state.logs.write() {
-        *logs =
-            Some(Arc::new(HostLogs { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() }));
+        *logs = Some(host_pods.clone());
     }
     if let Ok(mut streams) = server.state.streams.write() {
-        *streams = Some(Arc::new(HostStreams {
-            host: host_client.clone(),
-            mapper: mapper.clone(),
-            index: host_index.clone(),
-        }));
+        *streams = Some(host_pods.clone());
     }
-    vkube_apiserver::endpoints::metrics::enable(
-        &server.state,
-        Arc::new(HostMetrics { host: host_client.clone(), mapper: mapper.clone(), index: host_index.clone() }),
-    )
-    .await
-    .context("serving metrics.k8s.io")?;
+    vkube_apiserver::endpoints::metrics::enable(&server.state, host_pods).await.context("serving metrics.k8s.io")?;
     let kubeconfig = cfg.data_dir.join(format!("{}.kubeconfig", cfg.name));
     let text = std::fs::read_to_string(&server.kubeconfig_path)?;
     std::fs::write(&kubeconfig, text).context("writing the kubeconfig")?;
