@@ -48,6 +48,19 @@ pub struct WriteOptions {
     /// occurs (`spec.replicas` twice): `fieldValidation` reports duplicates like
     /// unknown fields, in the order they come in the body.
     pub body_fields: Vec<String>,
+    /// Validating admission to run on the object as it will be stored (after the kind's
+    /// defaulting and validation), as kube-apiserver runs its validating plugins.
+    pub validation: Option<Validation>,
+}
+
+/// A validating admission stage for one write (see [`WriteOptions::validation`]).
+#[derive(Clone)]
+pub struct Validation(pub Arc<dyn crate::admission::ValidationStage>);
+
+impl std::fmt::Debug for Validation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Validation")
+    }
 }
 
 /// The result of a write.
@@ -630,6 +643,9 @@ impl Registry {
         }
         warnings.extend(checked.warnings);
         self.check_namespace(res, namespace).await?;
+        if let Some(v) = &opts.validation {
+            warnings.extend(v.0.check(&obj, None).await?);
+        }
         crate::endpoints::apply::record_update(
             res.strategy.as_ref(),
             &mut obj,
@@ -715,6 +731,9 @@ impl Registry {
                 return Err(ApiError::invalid(&res.group, &res.kind, name, causes));
             }
             warnings.extend(checked.warnings);
+            if let Some(v) = &opts.validation {
+                warnings.extend(v.0.check(&obj, Some(&old)).await?);
+            }
             // Hooks (a service's addresses follow its type and ports), held until the write.
             let _guard = match (&res.hooks, sub) {
                 (Some(hooks), None) => {

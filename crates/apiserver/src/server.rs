@@ -98,6 +98,7 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<()>,
     crd_follower: Option<tokio::task::JoinHandle<()>>,
     rbac_follower: tokio::task::JoinHandle<()>,
+    admission_follower: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -108,6 +109,7 @@ impl RunningServer {
             f.abort();
         }
         self.rbac_follower.abort();
+        self.admission_follower.abort();
         let _ = self.task.await;
     }
 }
@@ -155,6 +157,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     // The RBAC objects are loaded before the first request is served, and followed.
     state.authz.refresh().await;
     let rbac_follower = tokio::spawn(state.authz.clone().follow());
+    // Webhooks and admission policies, likewise.
+    state.admission.dynamic.refresh().await;
+    let admission_follower = tokio::spawn(state.admission.dynamic.clone().follow());
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
     let kc = pki::kubeconfig(&config.cluster_name, &url, &pki.ca.cert_pem, pki::Credential::Cert(&pki.admin));
     pki::write_kubeconfig(&kubeconfig_path, &kc)?;
@@ -187,7 +192,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
             }
         }
     });
-    Ok(RunningServer { addr, url, kubeconfig_path, pki, state, shutdown, task, crd_follower, rbac_follower })
+    Ok(RunningServer {
+        addr,
+        url,
+        kubeconfig_path,
+        pki,
+        state,
+        shutdown,
+        task,
+        crd_follower,
+        rbac_follower,
+        admission_follower,
+    })
 }
 
 async fn serve_connection(

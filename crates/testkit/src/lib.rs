@@ -12,6 +12,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod webhook;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -5,9 +5,12 @@
 //! plugin may mutate the object, add warnings, or refuse it; every plugin sees the
 //! request's `dryRun`.
 
+pub mod cel;
 pub mod defaultstorageclass;
+pub mod dynamic;
 pub mod resourcequota;
 pub mod serviceaccount;
+pub mod webhook_client;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -16,15 +19,45 @@ use vkube_core::status::ApiError;
 
 pub use vkube_core::admission::{Admission, AdmissionOutcome, AdmissionRequest, Operation, Target};
 
+/// Validating admission that runs on the object as it will be stored: the registry
+/// calls it after the kind's defaulting and validation, before the write.
+#[async_trait]
+pub trait ValidationStage: Send + Sync {
+    /// Check the object (None on delete) against the stored one; warnings, or a refusal.
+    ///
+    /// # Errors
+    /// The refusal.
+    async fn check(&self, object: &Value, old: Option<&Value>) -> Result<Vec<String>, ApiError>;
+}
+
+/// The dynamic validating admission (policies, validating webhooks) of one request.
+pub struct DynamicStage {
+    /// The plugin.
+    pub dynamic: Arc<dynamic::Dynamic>,
+    /// The request.
+    pub facts: dynamic::Facts,
+}
+
+#[async_trait]
+impl ValidationStage for DynamicStage {
+    async fn check(&self, object: &Value, old: Option<&Value>) -> Result<Vec<String>, ApiError> {
+        self.dynamic.validate(&self.facts, Some(object), old).await
+    }
+}
+
 /// The plugins every write passes, in order.
 pub struct AdmissionChain {
     plugins: RwLock<Vec<Arc<dyn Admission>>>,
+    /// Webhooks and policies: mutating webhooks after the plugins (see
+    /// [`AdmissionChain::run`]), validation in the registry ([`ValidationStage`]).
+    pub dynamic: Arc<dynamic::Dynamic>,
 }
 
 impl AdmissionChain {
     /// kube-apiserver's built-in plugins that vkube has, reading from `registry`.
     pub fn builtin(registry: Arc<crate::registry::Registry>) -> Self {
         AdmissionChain {
+            dynamic: Arc::new(dynamic::Dynamic::new(registry.clone())),
             plugins: RwLock::new(vec![
                 Arc::new(serviceaccount::ServiceAccountAdmission { registry: registry.clone() }),
                 Arc::new(defaultstorageclass::DefaultStorageClassAdmission { registry: registry.clone() }),
@@ -56,7 +89,9 @@ impl AdmissionChain {
             object = out.object;
             warnings.extend(out.warnings);
         }
-        Ok((object, warnings))
+        let out = self.dynamic.admit(req, object).await?;
+        warnings.extend(out.warnings);
+        Ok((out.object, warnings))
     }
 }
 

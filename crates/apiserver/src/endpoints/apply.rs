@@ -565,6 +565,15 @@ pub async fn serve(
             let obj = apply(res.strategy.as_ref(), None, &applied, manager, force, &api_version, None)?;
             let (obj, mut warnings) =
                 admit(ctx, route, crate::admission::Operation::Create, opts.dry_run, obj, None).await?;
+            let opts_apply = WriteOptions {
+                validation: crate::endpoints::validation_stage(
+                    ctx,
+                    route,
+                    crate::admission::Operation::Create,
+                    opts.dry_run,
+                ),
+                ..opts_apply
+            };
             let out = reg.create(&res, &route.namespace, obj, &opts_apply).await?;
             warnings.extend(out.warnings);
             if res.group == "apiextensions.k8s.io" && !opts.dry_run {
@@ -578,6 +587,15 @@ pub async fn serve(
                 apply(res.strategy.as_ref(), Some(&current), &applied, manager, force, &api_version, sub_name)?;
             let (_, mut warnings) =
                 admit(ctx, route, crate::admission::Operation::Update, opts.dry_run, preview, Some(&current)).await?;
+            let opts_apply = WriteOptions {
+                validation: crate::endpoints::validation_stage(
+                    ctx,
+                    route,
+                    crate::admission::Operation::Update,
+                    opts.dry_run,
+                ),
+                ..opts_apply
+            };
             let out = reg
                 .update_with(&res, &route.namespace, name, sub, &opts_apply, |cur| {
                     let mut next =

@@ -122,6 +122,43 @@ pub async fn admit(
     ctx.state.admission.run(&req, obj).await
 }
 
+/// The validating admission stage of a write (policies and validating webhooks), for
+/// the registry to run on the object as it will be stored.
+pub fn validation_stage(
+    ctx: &RequestContext,
+    route: &Route,
+    operation: crate::admission::Operation,
+    dry_run: bool,
+) -> Option<crate::registry::Validation> {
+    Some(crate::registry::Validation(Arc::new(crate::admission::DynamicStage {
+        dynamic: ctx.state.admission.dynamic.clone(),
+        facts: facts(ctx, route, operation, dry_run),
+    })))
+}
+
+/// The facts of a request, as dynamic admission sees them.
+pub fn facts(
+    ctx: &RequestContext,
+    route: &Route,
+    operation: crate::admission::Operation,
+    dry_run: bool,
+) -> crate::admission::dynamic::Facts {
+    let res = &route.resource;
+    crate::admission::dynamic::Facts {
+        operation,
+        group: res.group.clone(),
+        version: res.version.clone(),
+        kind: res.kind.clone(),
+        resource: res.plural.clone(),
+        subresource: route.sub.map(Subresource::name).unwrap_or_default().to_string(),
+        namespace: route.namespace.clone(),
+        name: route.name.clone().unwrap_or_default(),
+        namespaced: res.namespaced,
+        user: ctx.user.clone(),
+        dry_run,
+    }
+}
+
 /// What a resource path names.
 #[derive(Clone)]
 pub struct Route {

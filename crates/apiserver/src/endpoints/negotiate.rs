@@ -136,7 +136,7 @@ pub fn write_options(ctx: &RequestContext, q: &HashMap<String, String>) -> Resul
             .and_then(|u| u.to_str().ok())
             .map(|u| u.split('/').next().unwrap_or(u).to_string())
     });
-    Ok(WriteOptions { dry_run, field_validation, field_manager, body_fields: Vec::new() })
+    Ok(WriteOptions { dry_run, field_validation, field_manager, body_fields: Vec::new(), validation: None })
 }
 
 /// Every field path of a JSON body (`spec.replicas`, `spec.containers[0].name`) in

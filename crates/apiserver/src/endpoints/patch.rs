@@ -276,6 +276,7 @@ pub async fn serve(
     let patched_preview = apply_patch(pt, res.strategy.as_ref(), &current, &body)?;
     let (admitted, mut warnings) =
         admit(ctx, route, crate::admission::Operation::Update, opts.dry_run, patched_preview, Some(&current)).await?;
+    opts.validation = crate::endpoints::validation_stage(ctx, route, crate::admission::Operation::Update, opts.dry_run);
     let mut first = Some(admitted);
     let out = reg
         .update_with(&res, &route.namespace, name, sub, &opts, |cur| {

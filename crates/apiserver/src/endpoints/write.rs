@@ -29,6 +29,7 @@ pub async fn create(
         opts.body_fields = crate::endpoints::negotiate::body_fields(&ctx.headers, body);
     }
     let (obj, mut warnings) = admit(ctx, route, Operation::Create, opts.dry_run, obj, None).await?;
+    opts.validation = super::validation_stage(ctx, route, Operation::Create, opts.dry_run);
     let out = reg.create(res, &route.namespace, obj, &opts).await?;
     warnings.extend(out.warnings);
     if res.group == "apiextensions.k8s.io" && !opts.dry_run {
@@ -59,6 +60,7 @@ pub async fn update(
     let storage_sub = if finalize { None } else { sub };
     let old = reg.get(res, &route.namespace, name).await.ok();
     let (obj, mut warnings) = admit(ctx, route, Operation::Update, opts.dry_run, obj, old.as_ref()).await?;
+    opts.validation = super::validation_stage(ctx, route, Operation::Update, opts.dry_run);
     let out = reg
         .update_with(res, &route.namespace, name, storage_sub, &opts, |current| {
             if finalize {
@@ -94,7 +96,9 @@ pub async fn delete(
     let (res, reg) = (&route.resource, ctx.registry());
     let opts = delete_options(q, &ctx.headers, body)?;
     let current = reg.get(res, &route.namespace, name).await?;
-    let (_, warnings) = admit(ctx, route, Operation::Delete, opts.dry_run, current.clone(), Some(&current)).await?;
+    let (_, mut warnings) = admit(ctx, route, Operation::Delete, opts.dry_run, current.clone(), Some(&current)).await?;
+    let facts = super::facts(ctx, route, Operation::Delete, opts.dry_run);
+    warnings.extend(ctx.state.admission.dynamic.validate(&facts, None, Some(&current)).await?);
     let (obj, gone) = reg.delete(res, &route.namespace, name, &opts).await?;
     if res.group == "apiextensions.k8s.io" && gone && !opts.dry_run {
         crate::crd::on_change(reg).await;
@@ -127,6 +131,8 @@ pub async fn delete_collection(
         let name = vkube_core::meta::name(&obj).to_string();
         let item = Route { namespace: ns.clone(), name: Some(name.clone()), ..route.clone() };
         admit(ctx, &item, Operation::Delete, opts.dry_run, obj.clone(), Some(&obj)).await?;
+        let facts = super::facts(ctx, &item, Operation::Delete, opts.dry_run);
+        ctx.state.admission.dynamic.validate(&facts, None, Some(&obj)).await?;
         match reg.delete(res, &ns, &name, &opts).await {
             Ok((o, _)) => items.push(o),
             Err(e) if e.code == 404 => {}

@@ -7,6 +7,7 @@
 //! and the endpoints use). Each [`Resource`] knows its storage key prefix
 //! (`/registry/{group}/{plural}/`).
 
+pub mod admissionregistration;
 pub mod apiextensions;
 pub mod apps;
 pub mod autoscaling;
@@ -254,6 +255,12 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<rbac::clusterrole::ClusterRoleKind>(None),
         resource::<rbac::clusterrolebinding::ClusterRoleBindingKind>(None),
         resource::<apiextensions::customresourcedefinition::CustomResourceDefinitionKind>(None),
+        resource::<admissionregistration::validatingwebhookconfiguration::ValidatingWebhookConfigurationKind>(None),
+        resource::<admissionregistration::mutatingwebhookconfiguration::MutatingWebhookConfigurationKind>(None),
+        resource::<admissionregistration::validatingadmissionpolicy::ValidatingAdmissionPolicyKind>(None),
+        resource::<admissionregistration::validatingadmissionpolicybinding::ValidatingAdmissionPolicyBindingKind>(None),
+        resource::<admissionregistration::mutatingadmissionpolicy::MutatingAdmissionPolicyKind>(None),
+        resource::<admissionregistration::mutatingadmissionpolicybinding::MutatingAdmissionPolicyBindingKind>(None),
         resource::<flowcontrol::flowschema::FlowSchemaKind>(None),
         resource::<flowcontrol::prioritylevelconfiguration::PriorityLevelConfigurationKind>(None),
     ]
