@@ -390,3 +390,64 @@ async fn a_validating_admission_policy_refuses_with_kube_apiservers_message() ->
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mutating_admission_policy_changes_what_is_stored() -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding};
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "mt", "labels": {"mutate": "true"}}}))?,
+        )
+        .await?;
+    let rules = json!({"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]});
+    let policy: MutatingAdmissionPolicy = serde_json::from_value(json!({"metadata": {"name": "replicas.example.com"},
+        "spec": {"matchConstraints": rules, "reinvocationPolicy": "Never", "mutations": [
+            {"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
+                "Object{spec: Object.spec{replicas: 1337}, metadata: Object.metadata{annotations: {'mutated-by': 'admission-policy'}}}"}},
+            {"patchType": "JSONPatch", "jsonPatch": {"expression":
+                "[JSONPatch{op: 'add', path: '/metadata/labels/size', value: string(object.spec.replicas)}]"}}]}}))?;
+    Api::<MutatingAdmissionPolicy>::all(client.clone()).create(&PostParams::default(), &policy).await?;
+    let binding: MutatingAdmissionPolicyBinding = serde_json::from_value(
+        json!({"metadata": {"name": "replicas-binding"},
+        "spec": {"policyName": "replicas.example.com", "matchResources": {"namespaceSelector": {"matchLabels": {"mutate": "true"}}}}}),
+    )?;
+    Api::<MutatingAdmissionPolicyBinding>::all(client.clone()).create(&PostParams::default(), &binding).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "mt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    let made = loop {
+        let mut d = deployment(&format!("d{i}"), 1);
+        d.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+        let made = deployments.create(&PostParams::default(), &d).await?;
+        if made.spec.replicas == Some(1337) {
+            break made;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the policy never took effect");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stored = deployments.get(&made.metadata.name.clone().unwrap_or_default()).await?;
+    assert_eq!(stored.spec.replicas, Some(1337), "the mutation was not stored");
+    assert_eq!(
+        stored.metadata.annotations.unwrap_or_default().get("mutated-by").map(String::as_str),
+        Some("admission-policy")
+    );
+    let labels = stored.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("size").map(String::as_str),
+        Some("1337"),
+        "the JSON patch did not see the applied configuration"
+    );
+    assert_eq!(labels.get("app").map(String::as_str), Some("x"), "the merge dropped a label");
+    // Outside the selected namespaces nothing changes.
+    let other = Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &deployment("plain", 2))
+        .await?;
+    assert_eq!(other.spec.replicas, Some(2));
+    server.stop().await;
+    Ok(())
+}

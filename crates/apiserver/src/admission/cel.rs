@@ -6,8 +6,10 @@
 //!
 //! What cel-rust lacks compared with kube-apiserver's cel-go: a type checker (kube
 //! reports "must evaluate to bool but got int" for any expression; here only for a
-//! literal), Kubernetes' own libraries (`quantity()`, `url()`, `authorizer`), and
-//! object construction (`Object{…}`) that MutatingAdmissionPolicy needs.
+//! literal) and Kubernetes' own libraries (`quantity()`, `url()`, `authorizer`).
+//! MutatingAdmissionPolicy's object construction (`Object{spec: Object.spec{…}}`,
+//! `JSONPatch{op: …}`) is evaluated here ([`Activation::eval_object`]): cel-rust parses
+//! it but has no types to build.
 
 use cel::objects::{Key, Map};
 use cel::{Context, Env, Program, Value as CelValue};
@@ -156,10 +158,11 @@ pub struct Activation {
 impl Activation {
     /// Bind `name` to a JSON value.
     pub fn bind(&mut self, name: &str, value: &Value) {
-        self.vars.push((name.to_string(), to_cel(value)));
+        self.bind_cel(name, to_cel(value));
     }
-    /// Bind `name` to a CEL value.
+    /// Bind `name` to a CEL value (again: the new value replaces the old).
     pub fn bind_cel(&mut self, name: &str, value: CelValue) {
+        self.vars.retain(|(n, _)| n != name);
         self.vars.push((name.to_string(), value));
     }
 
@@ -180,6 +183,20 @@ impl Activation {
         expr.program.execute(&ctx).map_err(|e| e.to_string())
     }
 
+    /// Evaluate an expression that may construct objects (`Object{…}`, `JSONPatch{…}`,
+    /// lists of them) into JSON: a struct is a JSON object of its fields, whatever the
+    /// type name; anything else is evaluated by CEL.
+    ///
+    /// # Errors
+    /// An evaluation error.
+    pub fn eval_object(&self, expr: &Expr) -> Result<Value, String> {
+        let mut ctx = Context::with_env(ENV.clone());
+        for (name, value) in &self.vars {
+            ctx.add_variable_from_value(name.as_str(), value.clone());
+        }
+        build(expr.program.expression(), &ctx)
+    }
+
     /// Evaluate an expression that must yield a bool.
     ///
     /// # Errors
@@ -189,6 +206,26 @@ impl Activation {
             CelValue::Bool(b) => Ok(b),
             other => Err(format!("expression '{}' resulted in non-boolean value '{}'", expr.source, type_name(&other))),
         }
+    }
+}
+
+fn build(e: &cel::IdedExpr, ctx: &Context) -> Result<Value, String> {
+    use cel::common::ast::{EntryExpr, Expr as Ast};
+    match &e.expr {
+        Ast::Struct(s) => {
+            let mut out = serde_json::Map::new();
+            for entry in &s.entries {
+                match &entry.expr {
+                    EntryExpr::StructField(f) => {
+                        out.insert(f.field.clone(), build(&f.value, ctx)?);
+                    }
+                    EntryExpr::MapEntry(_) => return Err(format!("unexpected map entry in {}", s.type_name)),
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        Ast::List(l) => l.elements.iter().map(|x| build(x, ctx)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        _ => ctx.resolve(e).map(|v| to_json(&v)).map_err(|err| err.to_string()),
     }
 }
 
@@ -219,5 +256,16 @@ mod tests {
         let msg = a.eval(&compile("'wants replicas > 1, got ' + string(object.spec.replicas)").unwrap()).unwrap();
         assert_eq!(to_json(&msg), json!("wants replicas > 1, got 3"));
         assert!(a.eval_bool(&compile("object.spec.replicas").unwrap()).is_err());
+    }
+
+    #[test]
+    fn object_construction_builds_json() {
+        let mut a = Activation::default();
+        a.bind("object", &json!({"spec": {"replicas": 3}}));
+        let built = a.eval_object(&compile("Object{spec: Object.spec{replicas: object.spec.replicas + 1}, metadata: Object.metadata{annotations: {'a': 'b'}}}").unwrap()).unwrap();
+        assert_eq!(built, json!({"spec": {"replicas": 4}, "metadata": {"annotations": {"a": "b"}}}));
+        let patch =
+            a.eval_object(&compile("[JSONPatch{op: 'replace', path: '/spec/replicas', value: 7}]").unwrap()).unwrap();
+        assert_eq!(patch, json!([{"op": "replace", "path": "/spec/replicas", "value": 7}]));
     }
 }

@@ -8,8 +8,10 @@
 //! in the admission chain (before defaulting and validation of the object, whose result
 //! they may change); policies and validating webhooks run on the object as it will be
 //! stored ([`Dynamic::validate`], called by the registry after the kind's own
-//! validation), with `dryRun` passed on. MutatingAdmissionPolicies are stored but not
-//! applied (their CEL object construction is beyond vkube's CEL; see [`super::cel`]).
+//! validation), with `dryRun` passed on. MutatingAdmissionPolicies apply before the
+//! mutating webhooks, as in kube-apiserver: an `ApplyConfiguration` is merged into the
+//! object (maps merge, lists and scalars replace — a JSON merge, where kube-apiserver
+//! merges lists with merge keys by key), a `JSONPatch` is applied as one.
 
 use super::cel::{self, Activation, Expr};
 use super::webhook_client::{self, Endpoint};
@@ -275,6 +277,9 @@ struct Policy {
     variables: Vec<(String, Expr)>,
     validations: Vec<Validation>,
     param_kind: Option<(String, String)>,
+    /// For a MutatingAdmissionPolicy: each mutation (`true`: ApplyConfiguration, else
+    /// JSONPatch) and its expression.
+    mutations: Vec<(bool, Expr)>,
 }
 
 /// A policy's binding.
@@ -293,6 +298,8 @@ pub struct Snapshot {
     validating: Vec<Arc<Hook>>,
     policies: BTreeMap<String, Arc<Policy>>,
     bindings: Vec<Arc<Binding>>,
+    mutating_policies: BTreeMap<String, Arc<Policy>>,
+    mutating_bindings: Vec<Arc<Binding>>,
 }
 
 fn conditions(list: Option<&[ar::MatchCondition]>) -> Vec<(String, Expr)> {
@@ -313,7 +320,11 @@ fn review_version(versions: &[String]) -> String {
 }
 
 impl Snapshot {
-    fn build(mutating: &[Value], validating: &[Value], policies: &[Value], bindings: &[Value]) -> Self {
+    fn build(lists: &[Vec<Value>]) -> Self {
+        let empty = Vec::new();
+        let list = |i: usize| lists.get(i).unwrap_or(&empty);
+        let (mutating, validating, policies, bindings) = (list(0), list(1), list(2), list(3));
+        let (mutating_policies, mutating_bindings) = (list(4), list(5));
         fn sorted<
             T: serde::de::DeserializeOwned
                 + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
@@ -403,9 +414,60 @@ impl Snapshot {
                     })
                     .collect(),
                 param_kind: spec.param_kind.map(|k| (k.api_version.unwrap_or_default(), k.kind.unwrap_or_default())),
+                mutations: vec![],
                 name: name.clone(),
             };
             snap.policies.insert(name, Arc::new(policy));
+        }
+        for p in sorted::<ar::MutatingAdmissionPolicy>(mutating_policies) {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let spec = p.spec.unwrap_or_default();
+            let compile = |what: &str, e: &str| match cel::compile(e) {
+                Ok(x) => Some(x),
+                Err(err) => {
+                    tracing::warn!(policy = name, what, error = err, "a stored policy expression does not compile");
+                    None
+                }
+            };
+            let policy = Policy {
+                selection: spec.match_constraints.as_ref().map(Selection::of_match_resources).unwrap_or_default(),
+                fail_closed: spec.failure_policy.as_deref() != Some("Ignore"),
+                conditions: conditions(spec.match_conditions.as_deref()),
+                variables: spec
+                    .variables
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| compile("variable", &v.expression).map(|e| (v.name.clone(), e)))
+                    .collect(),
+                validations: vec![],
+                param_kind: spec.param_kind.map(|k| (k.api_version.unwrap_or_default(), k.kind.unwrap_or_default())),
+                mutations: spec
+                    .mutations
+                    .iter()
+                    .flatten()
+                    .filter_map(|m| {
+                        let apply = m.patch_type == "ApplyConfiguration";
+                        let expression = if apply {
+                            m.apply_configuration.as_ref().and_then(|a| a.expression.clone())
+                        } else {
+                            m.json_patch.as_ref().and_then(|a| a.expression.clone())
+                        }?;
+                        compile("mutation", &expression).map(|e| (apply, e))
+                    })
+                    .collect(),
+                name: name.clone(),
+            };
+            snap.mutating_policies.insert(name, Arc::new(policy));
+        }
+        for b in sorted::<ar::MutatingAdmissionPolicyBinding>(mutating_bindings) {
+            let spec = b.spec.unwrap_or_default();
+            snap.mutating_bindings.push(Arc::new(Binding {
+                name: b.metadata.name.clone().unwrap_or_default(),
+                policy: spec.policy_name.clone().unwrap_or_default(),
+                selection: spec.match_resources.as_ref().map(Selection::of_match_resources),
+                actions: vec![],
+                param_ref: spec.param_ref.clone(),
+            }));
         }
         for b in sorted::<ar::ValidatingAdmissionPolicyBinding>(bindings) {
             snap.bindings.push(Arc::new(Binding {
@@ -421,7 +483,10 @@ impl Snapshot {
 
     /// Whether nothing is configured (the common case: no work per request).
     fn is_empty(&self) -> bool {
-        self.mutating.is_empty() && self.validating.is_empty() && self.bindings.is_empty()
+        self.mutating.is_empty()
+            && self.validating.is_empty()
+            && self.bindings.is_empty()
+            && self.mutating_bindings.is_empty()
     }
 }
 
@@ -483,6 +548,8 @@ impl Dynamic {
             "validatingwebhookconfigurations",
             "validatingadmissionpolicies",
             "validatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+            "mutatingadmissionpolicybindings",
         ] {
             let Some(res) = catalog.find(GROUP, "v1", plural) else {
                 lists.push(Vec::new());
@@ -498,7 +565,7 @@ impl Dynamic {
                 }
             }
         }
-        let snap = Snapshot::build(&lists[0], &lists[1], &lists[2], &lists[3]);
+        let snap = Snapshot::build(&lists);
         match self.snapshot.write() {
             Ok(mut s) => *s = Arc::new(snap),
             Err(e) => *e.into_inner() = Arc::new(snap),
@@ -851,15 +918,7 @@ impl Dynamic {
         if !Self::conditions_pass(&policy.conditions, act)? {
             return Ok(None);
         }
-        let mut vars = serde_json::Map::new();
-        for (name, expr) in &policy.variables {
-            let mut scoped = Activation::default();
-            scoped.bind_all(act);
-            scoped.bind("variables", &Value::Object(vars.clone()));
-            let v = scoped.eval(expr).map_err(|e| format!("variable '{name}': {e}"))?;
-            vars.insert(name.clone(), cel::to_json(&v));
-        }
-        act.bind("variables", &Value::Object(vars));
+        Self::bind_variables(policy, act)?;
         for v in &policy.validations {
             match act.eval_bool(&v.expression) {
                 Ok(true) => {}
@@ -881,6 +940,102 @@ impl Dynamic {
             }
         }
         Ok(None)
+    }
+
+    /// Evaluate a policy's variables in order (each sees those before it) and bind them.
+    fn bind_variables(policy: &Policy, act: &mut Activation) -> Result<(), String> {
+        let mut vars = serde_json::Map::new();
+        for (name, expr) in &policy.variables {
+            let mut scoped = Activation::default();
+            scoped.bind_all(act);
+            scoped.bind("variables", &Value::Object(vars.clone()));
+            let v = scoped.eval(expr).map_err(|e| format!("variable '{name}': {e}"))?;
+            vars.insert(name.clone(), cel::to_json(&v));
+        }
+        act.bind("variables", &Value::Object(vars));
+        Ok(())
+    }
+
+    /// Apply the mutating admission policies to an object.
+    async fn mutate_by_policies(
+        &self,
+        snap: &Snapshot,
+        f: &Facts,
+        name: &str,
+        object: &mut Value,
+        old: Option<&Value>,
+        ns: &mut NamespaceLabels<'_>,
+    ) -> Result<(), ApiError> {
+        for binding in &snap.mutating_bindings {
+            let Some(policy) = snap.mutating_policies.get(&binding.policy) else { continue };
+            if !policy.selection.rules_match(f, name) || !policy.selection.selects(f, ns, Some(object), old).await {
+                continue;
+            }
+            if let Some(sel) = &binding.selection
+                && (!sel.rules_match(f, name) || !sel.selects(f, ns, Some(object), old).await)
+            {
+                continue;
+            }
+            let refuse = |message: String| -> ApiError {
+                let text = format!(
+                    "MutatingAdmissionPolicy '{}' with binding '{}' denied request: {message}",
+                    policy.name, binding.name
+                );
+                let forbidden = ApiError::forbidden(f.group_resource(), name, text);
+                ApiError::new(422, "Invalid", forbidden.message)
+            };
+            let params = match self.params_of(policy, binding, &f.namespace).await {
+                Ok(p) => p,
+                Err(e) if policy.fail_closed => return Err(refuse(e)),
+                Err(_) => continue,
+            };
+            let namespace_object = if f.namespace.is_empty() {
+                Value::Null
+            } else {
+                match self.registry.catalog().find("", "v1", "namespaces") {
+                    Some(res) => self.registry.get(&res, "", &f.namespace).await.unwrap_or(Value::Null),
+                    None => Value::Null,
+                }
+            };
+            for param in params {
+                let uid = uuid::Uuid::new_v4().to_string();
+                let request = Self::review_request(f, &uid, name, Some(object), old);
+                let mut act = Self::activation(&request, Some(object), old);
+                act.bind("namespaceObject", &namespace_object);
+                act.bind("params", &param);
+                let result = (|| -> Result<Option<Value>, String> {
+                    if !Self::conditions_pass(&policy.conditions, &act)? {
+                        return Ok(None);
+                    }
+                    Self::bind_variables(policy, &mut act)?;
+                    let mut next = object.clone();
+                    for (apply, expr) in &policy.mutations {
+                        // Each mutation sees the object as the ones before it left it.
+                        act.bind("object", &next);
+                        let built = act.eval_object(expr)?;
+                        if *apply {
+                            json_patch::merge(&mut next, &built);
+                        } else {
+                            let ops: json_patch::Patch =
+                                serde_json::from_value(built).map_err(|e| format!("invalid JSONPatch: {e}"))?;
+                            json_patch::patch(&mut next, &ops).map_err(|e| format!("JSON Patch: {e}"))?;
+                        }
+                    }
+                    Ok(Some(next))
+                })();
+                match result {
+                    Ok(Some(next)) => *object = next,
+                    Ok(None) => {}
+                    Err(e) if policy.fail_closed => return Err(refuse(e)),
+                    Err(e) => tracing::warn!(
+                        policy = policy.name,
+                        error = e,
+                        "mutating policy failed; ignored (failurePolicy Ignore)"
+                    ),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What a binding's actions make of a failure: a refusal (Deny), warnings (Warn).
@@ -943,13 +1098,17 @@ impl Admission for Dynamic {
     /// object.
     async fn admit(&self, req: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError> {
         let snap = self.snapshot();
-        if snap.is_empty() || snap.mutating.is_empty() || req.operation == Operation::Delete {
+        if snap.is_empty()
+            || (snap.mutating.is_empty() && snap.mutating_bindings.is_empty())
+            || req.operation == Operation::Delete
+        {
             return Ok(AdmissionOutcome::pass(object));
         }
         let f = Facts::of(req);
         let name = if f.name.is_empty() { vkube_core::meta::name(&object).to_string() } else { f.name.clone() };
         let mut ns = NamespaceLabels { registry: &self.registry, namespace: &f.namespace, labels: None };
         let mut object = object;
+        self.mutate_by_policies(&snap, &f, &name, &mut object, req.old, &mut ns).await?;
         let mut warnings = Vec::new();
         let mut changed_after: Vec<usize> = Vec::new();
         for round in 0..2 {
