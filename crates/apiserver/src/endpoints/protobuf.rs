@@ -521,6 +521,19 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
             k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", pb::rbac::v1::ClusterRoleBinding, oa::rbac::v1::ClusterRoleBinding),
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration",
+            pb::admissionregistration::v1::ValidatingWebhookConfiguration, oa::admissionregistration::v1::ValidatingWebhookConfiguration),
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration",
+            pb::admissionregistration::v1::MutatingWebhookConfiguration, oa::admissionregistration::v1::MutatingWebhookConfiguration),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy",
+            pb::admissionregistration::v1::ValidatingAdmissionPolicy, oa::admissionregistration::v1::ValidatingAdmissionPolicy),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding",
+            pb::admissionregistration::v1::ValidatingAdmissionPolicyBinding, oa::admissionregistration::v1::ValidatingAdmissionPolicyBinding),
+        // k8s-pb 0.9 has these in v1beta1 only; v1 kept their fields and numbers.
+        ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy",
+            pb::admissionregistration::v1beta1::MutatingAdmissionPolicy, oa::admissionregistration::v1::MutatingAdmissionPolicy),
+        ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicyBinding",
+            pb::admissionregistration::v1beta1::MutatingAdmissionPolicyBinding, oa::admissionregistration::v1::MutatingAdmissionPolicyBinding),
     )
 }
 
@@ -542,6 +555,48 @@ mod tests {
         let mut out = MAGIC.to_vec();
         out.extend(u.encode_to_vec());
         out
+    }
+
+    #[test]
+    fn decodes_webhook_configurations_and_mutating_policies() {
+        use k8s_pb::api::admissionregistration::{v1 as ar, v1beta1 as arb};
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+        let c = ar::ValidatingWebhookConfiguration {
+            metadata: Some(meta::ObjectMeta { name: Some("hooks".into()), ..Default::default() }),
+            webhooks: vec![ar::ValidatingWebhook {
+                name: Some("a.b.c".into()),
+                client_config: Some(ar::WebhookClientConfig {
+                    ca_bundle: Some(b"PEM".to_vec()),
+                    url: Some("https://h/x".into()),
+                    ..Default::default()
+                }),
+                side_effects: Some("None".into()),
+                admission_review_versions: vec!["v1".into()],
+                match_conditions: vec![ar::MatchCondition { name: Some("m".into()), expression: Some("true".into()) }],
+                ..Default::default()
+            }],
+        };
+        let v =
+            decode(&envelope("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", c.encode_to_vec()))
+                .expect("decodes");
+        assert_eq!(v["webhooks"][0]["clientConfig"]["caBundle"], json!("UEVN"));
+        assert_eq!(v["webhooks"][0]["matchConditions"][0]["expression"], json!("true"));
+        let p = arb::MutatingAdmissionPolicy {
+            metadata: Some(meta::ObjectMeta { name: Some("p".into()), ..Default::default() }),
+            spec: Some(arb::MutatingAdmissionPolicySpec {
+                reinvocation_policy: Some("Never".into()),
+                mutations: vec![arb::Mutation {
+                    patch_type: Some("ApplyConfiguration".into()),
+                    apply_configuration: Some(arb::ApplyConfiguration { expression: Some("Object{}".into()) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        };
+        let v = decode(&envelope("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy", p.encode_to_vec()))
+            .expect("decodes");
+        assert_eq!(v["spec"]["mutations"][0]["applyConfiguration"]["expression"], json!("Object{}"));
+        assert_eq!(v["apiVersion"], json!("admissionregistration.k8s.io/v1"));
     }
 
     #[test]
