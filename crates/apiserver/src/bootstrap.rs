@@ -1,5 +1,6 @@
 //! Objects every cluster has after its first start: the namespaces `default`,
-//! `kube-system`, `kube-public`, `kube-node-lease`, and the `kubernetes` service.
+//! `kube-system`, `kube-public`, `kube-node-lease`, the `kubernetes` service, and the
+//! PriorityClasses `system-node-critical` and `system-cluster-critical`.
 
 use crate::registry::{Registry, WriteOptions};
 use serde_json::json;
@@ -41,6 +42,28 @@ pub async fn ensure_defaults(reg: &Registry) -> Result<(), ApiError> {
         Ok(_) => {}
         Err(e) if e.code == 409 => {}
         Err(e) => return Err(e),
+    }
+    // kube-apiserver's two system priority classes.
+    if let Some(pc) = catalog.find("scheduling.k8s.io", "v1", "priorityclasses") {
+        for (name, value, description) in [
+            (
+                "system-node-critical",
+                2_000_001_000,
+                "Used for system critical pods that must not be moved from their current node.",
+            ),
+            (
+                "system-cluster-critical",
+                2_000_000_000,
+                "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+            ),
+        ] {
+            let class = json!({"metadata": {"name": name}, "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority"});
+            match reg.create(&pc, "", class, &opts).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
     // Services stored without claims (by a vkube older than the claims) keep their
     // addresses: claim them before anything else is allocated.

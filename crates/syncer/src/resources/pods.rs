@@ -333,7 +333,11 @@ pub fn translate(pod: &Pod, naming: Naming<'_>, config: &vkube_config::VClusterC
     spec.service_account_name = None;
     spec.service_account = None;
     spec.automount_service_account_token = Some(false);
+    // The host's Priority admission gives the host pod its priority (a virtual
+    // cluster's classes are not the host's; a priority without its class is refused).
     spec.priority_class_name = None;
+    spec.priority = None;
+    spec.preemption_policy = None;
     spec.scheduler_name = None;
     if spec.hostname.is_none() {
         spec.hostname = Some(name.chars().take(63).collect());
