@@ -69,3 +69,56 @@ async fn a_pods_priority_comes_from_its_priority_class() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn limit_ranges_default_and_bound_what_pods_ask_for() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let ranges: Api<k8s_openapi::api::core::v1::LimitRange> = Api::namespaced(client.clone(), "default");
+    let lr: k8s_openapi::api::core::v1::LimitRange =
+        serde_json::from_value(json!({"metadata": {"name": "lim"}, "spec": {"limits": [
+        {"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"},
+         "max": {"cpu": "1"}, "min": {"memory": "64Mi"}, "maxLimitRequestRatio": {"cpu": "10"}},
+        {"type": "Pod", "max": {"memory": "1Gi"}}]}}))?;
+    let stored = serde_json::to_value(ranges.create(&PostParams::default(), &lr).await?)?;
+    // kube-apiserver's defaults of the range itself.
+    assert_eq!(stored["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "100m", "memory": "256Mi"}));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let made = serde_json::to_value(
+        pods.create(&PostParams::default(), &pod("a", json!({"containers": [{"name": "a", "image": "x"}]}))).await?,
+    )?;
+    assert_eq!(
+        made["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container a; cpu, memory limit for container a"
+    );
+    assert_eq!(
+        made["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+    );
+    let (code, _, message) = api_error(
+        pods.create(&PostParams::default(), &pod("b", json!({"containers": [{"name": "b", "image": "x", "resources": {"limits": {"cpu": "2", "memory": "32Mi"}}}]})))
+            .await
+            .expect_err("outside the range"),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "pods \"b\" is forbidden: [minimum memory usage per Container is 64Mi, but request is 32Mi, maximum cpu usage per Container is 1, but limit is 2]"
+    );
+    let (_, _, message) = api_error(
+        pods.create(&PostParams::default(), &pod("c", json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "1", "memory": "2Gi"}}}]})))
+            .await
+            .expect_err("ratio and pod max"),
+    );
+    assert_eq!(
+        message,
+        "pods \"c\" is forbidden: [cpu max limit to request ratio per Container is 10, but provided ratio is 100.000000, maximum memory usage per Pod is 1Gi, but limit is 2Gi]"
+    );
+    assert!(pods.get_opt("b").await?.is_none() && pods.get_opt("c").await?.is_none(), "a refused pod was stored");
+    // Another namespace has no range: nothing is added.
+    let other: Api<Pod> = Api::namespaced(client.clone(), "kube-public");
+    let made = other.create(&PostParams::default(), &pod("free", json!({}))).await?;
+    assert!(made.metadata.annotations.unwrap_or_default().is_empty());
+    server.stop().await;
+    Ok(())
+}

@@ -236,9 +236,9 @@ mod tests {
 
     #[test]
     fn compile_errors_read_as_kube_apiservers() {
-        let e = compile("... [] bad expression").unwrap_err();
+        let e = compile("... [] bad expression").expect_err("an error");
         assert!(e.starts_with("compilation failed: ERROR: <input>:1:"), "{e}");
-        assert_eq!(compile_bool("1").unwrap_err(), "must evaluate to bool but got int");
+        assert_eq!(compile_bool("1").expect_err("an error"), "must evaluate to bool but got int");
         assert!(compile_bool("object.metadata.name != 'x'").is_ok());
     }
 
@@ -246,26 +246,29 @@ mod tests {
     fn expressions_see_json_objects() {
         let mut a = Activation::default();
         a.bind("object", &json!({"spec": {"replicas": 3}, "metadata": {"name": "d", "labels": {"env": "prod"}}}));
-        let t = |s: &str| a.eval_bool(&compile(s).unwrap()).unwrap();
+        let t = |s: &str| a.eval_bool(&compile(s).expect("a value")).expect("a value");
         assert!(t("object.spec.replicas > 1"));
         assert!(t("object.spec.replicas % 2 == 1"));
         assert!(t("has(object.metadata.labels) && 'env' in object.metadata.labels"));
         assert!(t("object.metadata.labels.env == 'prod'"));
         assert!(!t("has(object.spec.paused)"));
         assert!(t("object.metadata.name.startsWith('d')"));
-        let msg = a.eval(&compile("'wants replicas > 1, got ' + string(object.spec.replicas)").unwrap()).unwrap();
+        let msg = a
+            .eval(&compile("'wants replicas > 1, got ' + string(object.spec.replicas)").expect("a value"))
+            .expect("a value");
         assert_eq!(to_json(&msg), json!("wants replicas > 1, got 3"));
-        assert!(a.eval_bool(&compile("object.spec.replicas").unwrap()).is_err());
+        assert!(a.eval_bool(&compile("object.spec.replicas").expect("a value")).is_err());
     }
 
     #[test]
     fn object_construction_builds_json() {
         let mut a = Activation::default();
         a.bind("object", &json!({"spec": {"replicas": 3}}));
-        let built = a.eval_object(&compile("Object{spec: Object.spec{replicas: object.spec.replicas + 1}, metadata: Object.metadata{annotations: {'a': 'b'}}}").unwrap()).unwrap();
+        let built = a.eval_object(&compile("Object{spec: Object.spec{replicas: object.spec.replicas + 1}, metadata: Object.metadata{annotations: {'a': 'b'}}}").expect("a value")).expect("a value");
         assert_eq!(built, json!({"spec": {"replicas": 4}, "metadata": {"annotations": {"a": "b"}}}));
-        let patch =
-            a.eval_object(&compile("[JSONPatch{op: 'replace', path: '/spec/replicas', value: 7}]").unwrap()).unwrap();
+        let patch = a
+            .eval_object(&compile("[JSONPatch{op: 'replace', path: '/spec/replicas', value: 7}]").expect("a value"))
+            .expect("a value");
         assert_eq!(patch, json!([{"op": "replace", "path": "/spec/replicas", "value": 7}]));
     }
 }

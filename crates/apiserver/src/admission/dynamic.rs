@@ -201,7 +201,7 @@ impl Selection {
             let labels = |o: Option<&Value>| o.map(vkube_core::meta::labels);
             let hit = [labels(object), labels(old)].into_iter().flatten().any(|l| sel.matches(&l));
             let none = object.is_none() && old.is_none();
-            if !hit && !(none && sel.matches(&BTreeMap::new())) {
+            if !(hit || (none && sel.matches(&BTreeMap::new()))) {
                 return false;
             }
         }

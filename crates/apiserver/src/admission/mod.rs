@@ -8,6 +8,7 @@
 pub mod cel;
 pub mod defaultstorageclass;
 pub mod dynamic;
+pub mod limitranger;
 pub mod priority;
 pub mod resourcequota;
 pub mod serviceaccount;
@@ -62,6 +63,7 @@ impl AdmissionChain {
             plugins: RwLock::new(vec![
                 Arc::new(serviceaccount::ServiceAccountAdmission { registry: registry.clone() }),
                 Arc::new(defaultstorageclass::DefaultStorageClassAdmission { registry: registry.clone() }),
+                Arc::new(limitranger::LimitRangerAdmission { registry: registry.clone() }),
                 Arc::new(priority::PriorityAdmission { registry: registry.clone() }),
                 Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
             ]),

@@ -53,10 +53,10 @@ pub fn endpoint(host: &str, port: u16, server_name: &str, path: &str, timeout: D
 }
 
 fn split_host_port(authority: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once(']') {
-            return (h, p.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
+    if let Some(rest) = authority.strip_prefix('[')
+        && let Some((h, p)) = rest.split_once(']')
+    {
+        return (h, p.strip_prefix(':').and_then(|p| p.parse().ok()));
     }
     match authority.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
@@ -155,12 +155,12 @@ mod tests {
 
     #[test]
     fn urls_split_as_kube_apiserver_names_them() {
-        let e = endpoint_of_url("https://example.com/x", Duration::from_secs(10)).unwrap();
+        let e = endpoint_of_url("https://example.com/x", Duration::from_secs(10)).expect("a value");
         assert_eq!((e.address.as_str(), e.server_name.as_str()), ("example.com:443", "example.com"));
         assert_eq!(e.display, "https://example.com/x?timeout=10s");
-        let e = endpoint_of_url("https://127.0.0.1:8443", Duration::from_secs(3)).unwrap();
+        let e = endpoint_of_url("https://127.0.0.1:8443", Duration::from_secs(3)).expect("a value");
         assert_eq!((e.address.as_str(), e.path.as_str()), ("127.0.0.1:8443", "/?timeout=3s"));
-        let e = endpoint_of_url("https://[::1]:9443/v", Duration::from_secs(3)).unwrap();
+        let e = endpoint_of_url("https://[::1]:9443/v", Duration::from_secs(3)).expect("a value");
         assert_eq!((e.address.as_str(), e.server_name.as_str()), ("[::1]:9443", "::1"));
     }
 }
