@@ -256,6 +256,20 @@ async fn failure_policy_and_timeouts_decide_for_an_unreachable_webhook() -> anyh
     assert_eq!(code, 500);
     assert!(message.contains("slow.example.com") && message.contains("context deadline exceeded"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(10), "the 1 s timeout was not kept: {:?}", started.elapsed());
+    // A fail-closed webhook on everything cannot lock its own configuration in: the
+    // admissionregistration objects are exempt, as in kube-apiserver.
+    let everything: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "everything"},
+        "webhooks": [{"name": "all.example.com", "clientConfig": {"url": format!("https://127.0.0.1:{closed_port}/x")},
+            "rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]
+    }))?;
+    let vwcs = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    vwcs.create(&PostParams::default(), &everything).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    until_effective(&cms, "webhook on everything", |r| r.is_err()).await?;
+    vwcs.delete("everything", &Default::default()).await?;
+    vwcs.delete("unreachable", &Default::default()).await?;
     server.stop().await;
     Ok(())
 }

@@ -529,6 +529,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             pb::admissionregistration::v1::ValidatingAdmissionPolicy, oa::admissionregistration::v1::ValidatingAdmissionPolicy),
         ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding",
             pb::admissionregistration::v1::ValidatingAdmissionPolicyBinding, oa::admissionregistration::v1::ValidatingAdmissionPolicyBinding),
+        ("apiregistration.k8s.io/v1", "APIService",
+            k8s_pb::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+            k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService),
         // k8s-pb 0.9 has these in v1beta1 only; v1 kept their fields and numbers.
         ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy",
             pb::admissionregistration::v1beta1::MutatingAdmissionPolicy, oa::admissionregistration::v1::MutatingAdmissionPolicy),

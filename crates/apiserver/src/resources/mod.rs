@@ -9,6 +9,7 @@
 
 pub mod admissionregistration;
 pub mod apiextensions;
+pub mod apiregistration;
 pub mod apps;
 pub mod autoscaling;
 pub mod batch;
@@ -261,6 +262,7 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<admissionregistration::validatingadmissionpolicybinding::ValidatingAdmissionPolicyBindingKind>(None),
         resource::<admissionregistration::mutatingadmissionpolicy::MutatingAdmissionPolicyKind>(None),
         resource::<admissionregistration::mutatingadmissionpolicybinding::MutatingAdmissionPolicyBindingKind>(None),
+        resource::<apiregistration::apiservice::APIServiceKind>(None),
         resource::<flowcontrol::flowschema::FlowSchemaKind>(None),
         resource::<flowcontrol::prioritylevelconfiguration::PriorityLevelConfigurationKind>(None),
     ]

@@ -1,0 +1,3 @@
+//! The apiregistration.k8s.io/v1 kinds.
+
+pub mod apiservice;
