@@ -85,6 +85,7 @@ impl ControllerManager {
         set.spawn(gc::run(client.clone(), cfg.gc_period));
         set.spawn(deployment::run(client.clone()));
         set.spawn(replicaset::run(client.clone()));
+        set.spawn(replicaset::run_replication_controllers(client.clone()));
         set.spawn(job::run(client.clone()));
         set.spawn(cronjob::run(client.clone()));
         set.spawn(ttlafterfinished::run(client.clone()));

@@ -1,4 +1,5 @@
-//! ReplicaSet: keep `spec.replicas` pods matching the template, and report status.
+//! ReplicaSet (and ReplicationController, its older twin with a map selector): keep
+//! `spec.replicas` pods matching the template, and report status.
 //!
 //! Pods are read from a watch-fed cache (with managedFields dropped), not listed per
 //! reconcile: a ReplicaSet of 1,000 pods would otherwise fetch all 1,000 on each of the
@@ -20,7 +21,61 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MANAGER: &str = "replicaset-controller";
+/// What the controller needs of a kind of replicated pods (ReplicaSet,
+/// ReplicationController).
+pub trait Replicated:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The controller's name in logs and as field manager.
+    const MANAGER: &'static str;
+    /// `apiVersion` of the owner reference.
+    const API_VERSION: &'static str;
+    /// `kind` of the owner reference.
+    const KIND: &'static str;
+    /// `spec.replicas` (default 1).
+    fn replicas(&self) -> i32;
+    /// `spec.template`.
+    fn template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec>;
+    /// `status`, as JSON.
+    fn status_json(&self) -> Value;
+}
+
+impl Replicated for ReplicaSet {
+    const MANAGER: &'static str = "replicaset-controller";
+    const API_VERSION: &'static str = "apps/v1";
+    const KIND: &'static str = "ReplicaSet";
+    fn replicas(&self) -> i32 {
+        self.spec.replicas.unwrap_or(1)
+    }
+    fn template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec> {
+        self.spec.template.as_ref()
+    }
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or_default()
+    }
+}
+
+impl Replicated for k8s_openapi::api::core::v1::ReplicationController {
+    const MANAGER: &'static str = "replication-controller";
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "ReplicationController";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or_default()
+    }
+}
 /// How long a write of this controller may take to show in the cache before it is
 /// believed lost.
 const EXPECTATION_TTL: Duration = Duration::from_secs(30);
@@ -132,7 +187,16 @@ pub fn pod_cache(
 
 /// Run the ReplicaSet controller.
 pub async fn run(client: kube::Client) {
-    let rs: Api<ReplicaSet> = Api::all(client.clone());
+    run_for::<ReplicaSet>(client, "replicaset").await;
+}
+
+/// Run the ReplicationController controller.
+pub async fn run_replication_controllers(client: kube::Client) {
+    run_for::<k8s_openapi::api::core::v1::ReplicationController>(client, "replicationcontroller").await;
+}
+
+async fn run_for<K: Replicated>(client: kube::Client, name: &'static str) {
+    let rs: Api<K> = Api::all(client.clone());
     let (pods, pod_changes) = pod_cache(&client);
     let expectations = Arc::new(Expectations::default());
     let seen = expectations.clone();
@@ -141,9 +205,9 @@ pub async fn run(client: kube::Client) {
         .owns_stream(pod_changes.inspect_ok(move |p| seen.observe(p)));
     let ctx = Arc::new(Ctx { client, pods: pods.clone(), expectations });
     crate::runtime::run(
-        "replicaset",
+        name,
         controller,
-        move |rs, ctx: Arc<Ctx>| async move {
+        move |rs: Arc<K>, ctx: Arc<Ctx>| async move {
             // An empty cache before the first list would look like "no pods".
             if ctx.pods.wait_until_ready().await.is_err() {
                 return Ok(Action::requeue(Duration::from_millis(500)));
@@ -187,16 +251,16 @@ pub fn deletion_rank(p: &Pod) -> (u8, u8, u8, std::cmp::Reverse<String>) {
     (u8::from(scheduled), u8::from(running), u8::from(ready), std::cmp::Reverse(created))
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let uid = rs.metadata.uid.clone().unwrap_or_default();
-    if rs.metadata.deletion_timestamp.is_some() {
+async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let meta = rs.meta();
+    let uid = meta.uid.clone().unwrap_or_default();
+    if meta.deletion_timestamp.is_some() {
         ctx.expectations.forget(&uid);
         return Ok(Action::await_change());
     }
-    let ns = rs.metadata.namespace.clone().unwrap_or_default();
-    let name = rs.metadata.name.clone().unwrap_or_default();
-    let spec = &rs.spec;
-    let desired = spec.replicas.unwrap_or(1).max(0) as usize;
+    let ns = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let desired = rs.replicas().max(0) as usize;
     let cached: Vec<Pod> = ctx
         .pods
         .state()
@@ -208,10 +272,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let mut active: Vec<Pod> = all.iter().filter(|p| is_active(p)).cloned().collect();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     if active.len() < desired {
-        let template = serde_json::to_value(&spec.template)?;
-        let owner = controller_ref("apps/v1", "ReplicaSet", &name, &uid);
+        let template = serde_json::to_value(rs.template())?;
+        let owner = controller_ref(K::API_VERSION, K::KIND, &name, &uid);
         let pod = pod_from_template(&template, &format!("{name}-"), &owner)?;
-        let post = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        let post = PostParams { field_manager: Some(K::MANAGER.into()), ..Default::default() };
         let creates = (0..desired - active.len()).map(|_| {
             let (pods, post, pod) = (pods.clone(), post.clone(), pod.clone());
             async move { pods.create(&post, &pod).await }
@@ -255,8 +319,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         }
     }
     let ready = active.iter().filter(|p| is_ready(p)).count();
-    let labels =
-        spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let labels = rs.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
     let fully_labeled = active
         .iter()
         .filter(|p| labels.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
@@ -266,15 +329,15 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         "readyReplicas": ready,
         "availableReplicas": ready,
         "fullyLabeledReplicas": fully_labeled,
-        "observedGeneration": rs.metadata.generation.unwrap_or(0),
+        "observedGeneration": meta.generation.unwrap_or(0),
     }});
-    let current = serde_json::to_value(&rs.status)?;
+    let current = rs.status_json();
     let changed = ["replicas", "readyReplicas", "availableReplicas", "fullyLabeledReplicas", "observedGeneration"]
         .iter()
         .any(|k| current.get(k).and_then(Value::as_i64).unwrap_or(0) != status["status"][k].as_i64().unwrap_or(0));
     if changed {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api.patch_status(&name, &pp(MANAGER), &Patch::Merge(status)).await {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.patch_status(&name, &pp(K::MANAGER), &Patch::Merge(status)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),

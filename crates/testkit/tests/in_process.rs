@@ -50,6 +50,54 @@ async fn a_deployment_rolls_out_and_is_collected() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_controller_keeps_its_replicas_and_scales() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let host = TestCluster::host(2).await?;
+    let client = host.client().await?;
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The selector and the labels default to the template's labels.
+    let rc: ReplicationController = serde_json::from_value(
+        json!({"metadata": {"name": "legacy"}, "spec": {"replicas": 2,
+        "template": {"metadata": {"labels": {"app": "legacy"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+    )?;
+    let made = rcs.create(&PostParams::default(), &rc).await?;
+    let spec = made.spec.clone().unwrap_or_default();
+    assert_eq!(spec.selector.unwrap_or_default().get("app").map(String::as_str), Some("legacy"));
+    assert_eq!(made.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("legacy"));
+    let ready = |n: i32| {
+        let rcs = rcs.clone();
+        async move {
+            let rc = rcs.get("legacy").await.ok()?;
+            let st = rc.status?;
+            (st.replicas == n && st.ready_replicas == Some(n)).then_some(())
+        }
+    };
+    eventually("2 ready replicas", 20, || ready(2)).await;
+    let owned = pods.list(&ListParams::default().labels("app=legacy")).await?;
+    assert_eq!(owned.items.len(), 2);
+    for p in &owned.items {
+        let owner = &p.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("ReplicationController", "legacy", Some(true))
+        );
+    }
+    // Scaled through /scale, as `kubectl scale rc` does; the selector shows as a string.
+    let scale = rcs.get_scale("legacy").await?;
+    assert_eq!(scale.status.and_then(|s| s.selector).as_deref(), Some("app=legacy"));
+    rcs.patch_scale("legacy", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"replicas": 3}}))).await?;
+    eventually("3 ready replicas", 20, || ready(3)).await;
+    // Deleting it takes its pods with it.
+    rcs.delete("legacy", &DeleteParams::default()).await?;
+    eventually("no pods left", 20, || async {
+        pods.list(&ListParams::default().labels("app=legacy")).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_syncer_places_pods_on_the_host_and_leaves_others_objects_alone() -> anyhow::Result<()> {
     let host = TestCluster::host(2).await?;
     let vc = TestCluster::start().await?.with_syncer(&host, Default::default()).await?;

@@ -479,6 +479,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "ResourceQuota", pb::core::v1::ResourceQuota, oa::core::v1::ResourceQuota),
         ("v1", "LimitRange", pb::core::v1::LimitRange, oa::core::v1::LimitRange),
         ("v1", "PodTemplate", pb::core::v1::PodTemplate, oa::core::v1::PodTemplate),
+        ("v1", "ReplicationController", pb::core::v1::ReplicationController, oa::core::v1::ReplicationController),
         ("apps/v1", "Deployment", pb::apps::v1::Deployment, oa::apps::v1::Deployment),
         ("apps/v1", "ReplicaSet", pb::apps::v1::ReplicaSet, oa::apps::v1::ReplicaSet),
         ("apps/v1", "StatefulSet", pb::apps::v1::StatefulSet, oa::apps::v1::StatefulSet),

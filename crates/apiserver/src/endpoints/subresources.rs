@@ -20,7 +20,10 @@ fn respond(status: StatusCode, v: &Value) -> Response<Body> {
 
 /// The Scale view of a scalable object.
 pub fn scale_of(res: &Resource, obj: &Value) -> Value {
-    let selector = LabelSelector::from_object(obj.pointer("/spec/selector")).ok().map(|s| {
+    // A ReplicationController's selector is a plain map of labels.
+    let rc_selector = (res.group.is_empty() && res.kind == "ReplicationController")
+        .then(|| json!({"matchLabels": obj.pointer("/spec/selector").cloned().unwrap_or_default()}));
+    let selector = LabelSelector::from_object(rc_selector.as_ref().or(obj.pointer("/spec/selector"))).ok().map(|s| {
         s.requirements
             .iter()
             .map(|r| match r.operator {

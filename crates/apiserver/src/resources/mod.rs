@@ -224,6 +224,7 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<core::resourcequota::ResourceQuotaKind>(None),
         resource::<core::limitrange::LimitRangeKind>(None),
         resource::<core::podtemplate::PodTemplateKind>(None),
+        resource::<core::replicationcontroller::ReplicationControllerKind>(None),
         resource::<apps::deployment::DeploymentKind>(None),
         resource::<apps::replicaset::ReplicaSetKind>(None),
         resource::<apps::statefulset::StatefulSetKind>(None),
