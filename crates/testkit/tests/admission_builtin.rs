@@ -122,3 +122,114 @@ async fn limit_ranges_default_and_bound_what_pods_ask_for() -> anyhow::Result<()
     server.stop().await;
     Ok(())
 }
+
+/// POST (or PATCH) a JSON body with kube's client; the status and the Warning headers.
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<(u16, Vec<String>)> {
+    let content_type = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(serde_json::to_vec(&body)?)?;
+    let resp = client.send(req.map(kube::client::Body::from)).await?;
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            let v = v.strip_prefix("299 - \"").unwrap_or(v);
+            v.strip_suffix('"').unwrap_or(v).replace("\\\"", "\"")
+        })
+        .collect();
+    Ok((resp.status().as_u16(), warnings))
+}
+
+#[tokio::test]
+async fn pod_security_labels_enforce_and_warn_as_kube_apiserver() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = |name: &str, labels: serde_json::Value| -> Namespace {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("namespace")
+    };
+    let (code, _, message) = api_error(
+        namespaces
+            .create(&PostParams::default(), &ns("bogus", json!({"pod-security.kubernetes.io/enforce": "bogus"})))
+            .await
+            .expect_err("invalid level"),
+    );
+    assert_eq!(code, 422);
+    assert!(message.contains("metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: \"bogus\": must be one of privileged, baseline, restricted"), "{message}");
+    namespaces
+        .create(&PostParams::default(), &ns("psr", json!({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "baseline"})))
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "psr");
+    let (code, reason, message) = api_error(
+        pods.create(&PostParams::default(), &pod("p1", json!({"containers": [{"name": "p1", "image": "x"}]})))
+            .await
+            .expect_err("restricted"),
+    );
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "pods \"p1\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"p1\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"p1\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"p1\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"p1\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
+    );
+    assert!(pods.get_opt("p1").await?.is_none());
+    let hardened = pod(
+        "ok",
+        json!({"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "x", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}),
+    );
+    pods.create(&PostParams::default(), &hardened).await?;
+    // warn=restricted: admitted, with kube-apiserver's warning; then enforcing it warns
+    // about the pod already there.
+    namespaces
+        .create(&PostParams::default(), &ns("psb", json!({"pod-security.kubernetes.io/warn": "restricted"})))
+        .await?;
+    let (code, warnings) = send(
+        &client,
+        "POST",
+        "/api/v1/namespaces/psb/pods",
+        serde_json::to_value(pod("p3", json!({"containers": [{"name": "p3", "image": "x"}]})))?,
+    )
+    .await?;
+    assert_eq!(code, 201);
+    assert_eq!(warnings, vec!["would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"p3\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"p3\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"p3\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"p3\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")".to_string()]);
+    let (code, warnings) = send(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/psb",
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}),
+    )
+    .await?;
+    assert_eq!(code, 200);
+    assert_eq!(
+        warnings,
+        vec![
+            "existing pods in namespace \"psb\" violate the new PodSecurity enforce level \"restricted:latest\""
+                .to_string(),
+            "p3: allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"
+                .to_string(),
+        ]
+    );
+    // Workload templates are warned about, not refused.
+    let (code, warnings) = send(&client, "POST", "/apis/apps/v1/namespaces/psb/deployments", json!({"metadata": {"name": "d"}, "spec": {
+        "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})).await?;
+    assert_eq!(code, 201);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"c\""
+        ),
+        "{warnings:?}"
+    );
+    server.stop().await;
+    Ok(())
+}

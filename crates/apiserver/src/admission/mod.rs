@@ -9,6 +9,7 @@ pub mod cel;
 pub mod defaultstorageclass;
 pub mod dynamic;
 pub mod limitranger;
+pub mod podsecurity;
 pub mod priority;
 pub mod resourcequota;
 pub mod serviceaccount;
@@ -65,6 +66,7 @@ impl AdmissionChain {
                 Arc::new(defaultstorageclass::DefaultStorageClassAdmission { registry: registry.clone() }),
                 Arc::new(limitranger::LimitRangerAdmission { registry: registry.clone() }),
                 Arc::new(priority::PriorityAdmission { registry: registry.clone() }),
+                Arc::new(podsecurity::PodSecurityAdmission { registry: registry.clone() }),
                 Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
             ]),
         }
