@@ -14,6 +14,7 @@ pub mod authz;
 pub mod bootstrap;
 pub mod conversion;
 pub mod crd;
+pub mod csr_signer;
 pub mod endpoints;
 pub mod namespaces;
 pub mod pki;

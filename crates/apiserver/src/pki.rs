@@ -322,3 +322,46 @@ pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), PkiError> {
     let _ = read(path)?;
     Ok(())
 }
+
+/// Sign a PEM certificate request with `ca` for `usages` (kube's names: `client auth`,
+/// `server auth`, `digital signature`, `key encipherment`, …), valid `seconds` from now;
+/// the certificate's PEM. The request's subject and names are kept; it is never a CA.
+///
+/// # Errors
+/// A request that does not parse or verify, or signing errors.
+pub fn sign_request(ca: &CertPair, request_pem: &str, usages: &[String], seconds: u64) -> Result<String, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(request_pem)?;
+    let p = &mut csr.params;
+    p.is_ca = rcgen::IsCa::ExplicitNoCa;
+    p.key_usages = usages
+        .iter()
+        .filter_map(|u| match u.as_str() {
+            "digital signature" => Some(KeyUsagePurpose::DigitalSignature),
+            "key encipherment" => Some(KeyUsagePurpose::KeyEncipherment),
+            "key agreement" => Some(KeyUsagePurpose::KeyAgreement),
+            "content commitment" => Some(KeyUsagePurpose::ContentCommitment),
+            "data encipherment" => Some(KeyUsagePurpose::DataEncipherment),
+            _ => None,
+        })
+        .collect();
+    p.extended_key_usages = usages
+        .iter()
+        .filter_map(|u| match u.as_str() {
+            "client auth" => Some(ExtendedKeyUsagePurpose::ClientAuth),
+            "server auth" => Some(ExtendedKeyUsagePurpose::ServerAuth),
+            "code signing" => Some(ExtendedKeyUsagePurpose::CodeSigning),
+            "email protection" => Some(ExtendedKeyUsagePurpose::EmailProtection),
+            "timestamping" => Some(ExtendedKeyUsagePurpose::TimeStamping),
+            "ocsp signing" => Some(ExtendedKeyUsagePurpose::OcspSigning),
+            _ => None,
+        })
+        .collect();
+    let now = std::time::SystemTime::now();
+    // As kube-controller-manager's signer: backdated five minutes for clock skew.
+    p.not_before = (now - std::time::Duration::from_secs(300)).into();
+    p.not_after = (now + std::time::Duration::from_secs(seconds)).into();
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+    Ok(csr.signed_by(&issuer)?.pem())
+}

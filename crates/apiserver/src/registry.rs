@@ -857,6 +857,30 @@ impl Registry {
                 }
                 checked
             }
+            Some(Subresource::Approval) => {
+                // Only the conditions change through /approval.
+                let conditions = obj.pointer("/status/conditions").cloned();
+                let mut next = old.clone();
+                match (conditions, next.as_object_mut()) {
+                    (Some(c), Some(m)) => {
+                        let status = m.entry("status").or_insert_with(|| json!({}));
+                        status["conditions"] = c;
+                    }
+                    (None, _) => {
+                        if let Some(s) = next.get_mut("status").and_then(Value::as_object_mut) {
+                            s.remove("conditions");
+                        }
+                    }
+                    _ => {}
+                }
+                if let (Some(rv), Some(md)) =
+                    (obj.pointer("/metadata/resourceVersion").cloned(), next.get_mut("metadata"))
+                {
+                    md["resourceVersion"] = rv;
+                }
+                *obj = next;
+                res.strategy.before_update(obj, old, true)
+            }
             Some(Subresource::Status) => {
                 // Only status changes through /status.
                 let status = obj.get("status").cloned();

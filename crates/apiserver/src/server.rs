@@ -99,6 +99,7 @@ pub struct RunningServer {
     crd_follower: Option<tokio::task::JoinHandle<()>>,
     rbac_follower: tokio::task::JoinHandle<()>,
     admission_follower: tokio::task::JoinHandle<()>,
+    csr_signer: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -110,6 +111,7 @@ impl RunningServer {
         }
         self.rbac_follower.abort();
         self.admission_follower.abort();
+        self.csr_signer.abort();
         let _ = self.task.await;
     }
 }
@@ -160,6 +162,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     // Webhooks and admission policies, likewise.
     state.admission.dynamic.refresh().await;
     let admission_follower = tokio::spawn(state.admission.dynamic.clone().follow());
+    let csr_signer = tokio::spawn(crate::csr_signer::follow(state.registry.clone(), pki.ca.clone()));
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
     let kc = pki::kubeconfig(&config.cluster_name, &url, &pki.ca.cert_pem, pki::Credential::Cert(&pki.admin));
     pki::write_kubeconfig(&kubeconfig_path, &kc)?;
@@ -203,6 +206,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         crd_follower,
         rbac_follower,
         admission_follower,
+        csr_signer,
     })
 }
 

@@ -139,7 +139,6 @@ fn the_syncer_holds_only_the_host_rbac_grants_and_names_a_missing_one() {
 const NOT_SERVED_YET: &[&str] = &[
     "bindings",
     "componentstatuses",
-    "certificatesigningrequests.certificates.k8s.io",
     "ipaddresses.networking.k8s.io",
     "servicecidrs.networking.k8s.io",
     "deviceclasses.resource.k8s.io",

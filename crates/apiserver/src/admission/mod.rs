@@ -6,6 +6,7 @@
 //! request's `dryRun`.
 
 pub mod cel;
+pub mod csr;
 pub mod defaultstorageclass;
 pub mod dynamic;
 pub mod limitranger;
@@ -67,6 +68,7 @@ impl AdmissionChain {
                 Arc::new(limitranger::LimitRangerAdmission { registry: registry.clone() }),
                 Arc::new(priority::PriorityAdmission { registry: registry.clone() }),
                 Arc::new(podsecurity::PodSecurityAdmission { registry: registry.clone() }),
+                Arc::new(csr::CsrRequester),
                 Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
             ]),
         }

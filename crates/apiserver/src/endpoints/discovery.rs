@@ -101,6 +101,7 @@ fn sub_entry(r: &Resource, sub: Subresource) -> Value {
         Subresource::Attach => ("PodAttachOptions", None, None, &["create", "get"]),
         Subresource::PortForward => ("PodPortForwardOptions", None, None, &["create", "get"]),
         Subresource::EphemeralContainers => ("Pod", None, None, &["get", "patch", "update"]),
+        Subresource::Approval => (&r.kind, None, None, &["get", "patch", "update"]),
     };
     let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
     if let Some(g) = group {

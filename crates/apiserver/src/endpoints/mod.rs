@@ -520,9 +520,11 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
         (&Method::GET, name, None) if is_watch => read::watch(ctx, &route, name, &q).await,
         (&Method::GET, None, None) => read::list(ctx, &route, &q).await,
         (&Method::GET, Some(name), None) => read::get(ctx, &route, name, &q).await,
-        (&Method::GET, Some(name), Some(Subresource::Status | Subresource::EphemeralContainers)) => {
-            read::get_status(ctx, &route, name).await
-        }
+        (
+            &Method::GET,
+            Some(name),
+            Some(Subresource::Status | Subresource::EphemeralContainers | Subresource::Approval),
+        ) => read::get_status(ctx, &route, name).await,
         (&Method::GET, Some(name), Some(Subresource::Scale)) => {
             let obj = ctx.registry().get(&route.resource, &route.namespace, name).await?;
             Ok(encode(StatusCode::OK, &subresources::scale_of(&route.resource, &obj), Output::Json, &[]))
@@ -548,7 +550,8 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
             sub @ (None
             | Some(Subresource::Status)
             | Some(Subresource::Finalize)
-            | Some(Subresource::EphemeralContainers)),
+            | Some(Subresource::EphemeralContainers)
+            | Some(Subresource::Approval)),
         ) => write::update(ctx, &route, name, sub, &q, &body).await,
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let opts = write_options(ctx, &q)?;
@@ -558,8 +561,11 @@ async fn serve_resource(ctx: &RequestContext, route: Route, body: Bytes) -> Resu
         (
             &Method::PATCH,
             Some(name),
-            sub
-            @ (None | Some(Subresource::Status) | Some(Subresource::Scale) | Some(Subresource::EphemeralContainers)),
+            sub @ (None
+            | Some(Subresource::Status)
+            | Some(Subresource::Scale)
+            | Some(Subresource::EphemeralContainers)
+            | Some(Subresource::Approval)),
         ) => patch::serve(ctx, &route, name, sub, &q, body).await,
         (&Method::DELETE, Some(name), None) => write::delete(ctx, &route, name, &q, &body).await,
         (&Method::DELETE, None, None) if !route.resource.delete_collection => Err(ApiError::method_not_allowed()),

@@ -530,6 +530,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             pb::admissionregistration::v1::ValidatingAdmissionPolicy, oa::admissionregistration::v1::ValidatingAdmissionPolicy),
         ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding",
             pb::admissionregistration::v1::ValidatingAdmissionPolicyBinding, oa::admissionregistration::v1::ValidatingAdmissionPolicyBinding),
+        ("certificates.k8s.io/v1", "CertificateSigningRequest",
+            pb::certificates::v1::CertificateSigningRequest, oa::certificates::v1::CertificateSigningRequest),
         ("apiregistration.k8s.io/v1", "APIService",
             k8s_pb::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
             k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService),

@@ -13,6 +13,7 @@ pub mod apiregistration;
 pub mod apps;
 pub mod autoscaling;
 pub mod batch;
+pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
@@ -56,6 +57,8 @@ pub enum Subresource {
     PortForward,
     /// `/ephemeralcontainers` (pods): only `spec.ephemeralContainers` changes (`kubectl debug`).
     EphemeralContainers,
+    /// `/approval` (certificate signing requests): only `status.conditions` changes.
+    Approval,
 }
 
 impl Subresource {
@@ -73,6 +76,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Approval => "approval",
         }
     }
 }
@@ -264,6 +268,7 @@ pub fn builtins(config: BuiltinConfig) -> Vec<Resource> {
         resource::<admissionregistration::mutatingadmissionpolicy::MutatingAdmissionPolicyKind>(None),
         resource::<admissionregistration::mutatingadmissionpolicybinding::MutatingAdmissionPolicyBindingKind>(None),
         resource::<apiregistration::apiservice::APIServiceKind>(None),
+        resource::<certificates::certificatesigningrequest::CertificateSigningRequestKind>(None),
         resource::<flowcontrol::flowschema::FlowSchemaKind>(None),
         resource::<flowcontrol::prioritylevelconfiguration::PriorityLevelConfigurationKind>(None),
     ]
