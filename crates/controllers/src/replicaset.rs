@@ -271,6 +271,8 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     let all = ctx.expectations.view(&uid, cached);
     let mut active: Vec<Pod> = all.iter().filter(|p| is_active(p)).cloned().collect();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    // Why pods could not be created (a quota, admission): the ReplicaFailure condition.
+    let mut failure: Option<String> = None;
     if active.len() < desired {
         let template = serde_json::to_value(rs.template())?;
         let owner = controller_ref(K::API_VERSION, K::KIND, &name, &uid);
@@ -290,7 +292,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
                     active.push(p);
                 }
                 Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
-                    return Ok(Action::requeue(Duration::from_secs(2)));
+                    failure.get_or_insert(e.message.clone());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -324,17 +326,30 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
         .iter()
         .filter(|p| labels.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
         .count();
+    let current = rs.status_json();
+    let old_conditions: Vec<Value> = current.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_failure = old_conditions.iter().find(|c| c["type"] == "ReplicaFailure").cloned();
+    let mut conditions: Vec<Value> = old_conditions.iter().filter(|c| c["type"] != "ReplicaFailure").cloned().collect();
+    if let Some(message) = &failure {
+        let same = old_failure.as_ref().is_some_and(|c| c["message"] == json!(message));
+        conditions.push(match (same, &old_failure) {
+            (true, Some(c)) => c.clone(),
+            _ => json!({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message,
+                "lastTransitionTime": vkube_core::meta::now_rfc3339()}),
+        });
+    }
     let status = json!({"status": {
         "replicas": active.len(),
         "readyReplicas": ready,
         "availableReplicas": ready,
         "fullyLabeledReplicas": fully_labeled,
         "observedGeneration": meta.generation.unwrap_or(0),
+        "conditions": if conditions.is_empty() { Value::Null } else { json!(conditions) },
     }});
-    let current = rs.status_json();
     let changed = ["replicas", "readyReplicas", "availableReplicas", "fullyLabeledReplicas", "observedGeneration"]
         .iter()
-        .any(|k| current.get(k).and_then(Value::as_i64).unwrap_or(0) != status["status"][k].as_i64().unwrap_or(0));
+        .any(|k| current.get(k).and_then(Value::as_i64).unwrap_or(0) != status["status"][k].as_i64().unwrap_or(0))
+        || conditions != old_conditions;
     if changed {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
         match api.patch_status(&name, &pp(K::MANAGER), &Patch::Merge(status)).await {
@@ -342,6 +357,9 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    if failure.is_some() {
+        return Ok(Action::requeue(Duration::from_secs(2)));
     }
     Ok(Action::requeue(Duration::from_secs(60)))
 }

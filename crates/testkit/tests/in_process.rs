@@ -98,6 +98,41 @@ async fn a_replication_controller_keeps_its_replicas_and_scales() -> anyhow::Res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_that_stops_a_replication_controller_shows_as_its_failure_condition() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{ReplicationController, ResourceQuota};
+    let host = TestCluster::host(1).await?;
+    let client = host.client().await?;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
+    let q: ResourceQuota =
+        serde_json::from_value(json!({"metadata": {"name": "two"}, "spec": {"hard": {"pods": "2"}}}))?;
+    quotas.create(&PostParams::default(), &q).await?;
+    eventually("the quota's usage", 20, || async { quotas.get("two").await.ok()?.status?.used.map(|_| ()) }).await;
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    let rc: ReplicationController = serde_json::from_value(
+        json!({"metadata": {"name": "three"}, "spec": {"replicas": 3,
+        "template": {"metadata": {"labels": {"app": "three"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+    )?;
+    rcs.create(&PostParams::default(), &rc).await?;
+    let failure = |want: bool| {
+        let rcs = rcs.clone();
+        async move {
+            let rc = rcs.get("three").await.ok()?;
+            let c = rc.status?.conditions.unwrap_or_default().into_iter().find(|c| c.type_ == "ReplicaFailure");
+            match (want, c) {
+                (true, Some(c)) => Some(c.message),
+                (false, None) => Some(None),
+                _ => None,
+            }
+        }
+    };
+    let message = eventually("the ReplicaFailure condition", 30, || failure(true)).await.unwrap_or_default();
+    assert!(message.contains("exceeded quota: two, requested: pods=1, used: pods=2, limited: pods=2"), "{message}");
+    rcs.patch_scale("three", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"replicas": 2}}))).await?;
+    eventually("the condition cleared", 30, || failure(false)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_syncer_places_pods_on_the_host_and_leaves_others_objects_alone() -> anyhow::Result<()> {
     let host = TestCluster::host(2).await?;
     let vc = TestCluster::start().await?.with_syncer(&host, Default::default()).await?;
