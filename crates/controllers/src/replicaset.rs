@@ -45,6 +45,15 @@ pub trait Replicated:
     fn template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec>;
     /// `status`, as JSON.
     fn status_json(&self) -> Value;
+    /// Whether the selector selects these labels (an empty selector selects nothing).
+    fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool;
+}
+
+fn selects_with(selector: Option<Value>, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    match vkube_core::selector::LabelSelector::from_object(selector.as_ref()) {
+        Ok(s) if !s.requirements.is_empty() => s.matches(labels),
+        _ => false,
+    }
 }
 
 impl Replicated for ReplicaSet {
@@ -59,6 +68,9 @@ impl Replicated for ReplicaSet {
     }
     fn status_json(&self) -> Value {
         serde_json::to_value(&self.status).unwrap_or_default()
+    }
+    fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        selects_with(serde_json::to_value(&self.spec.selector).ok(), labels)
     }
 }
 
@@ -75,7 +87,12 @@ impl Replicated for k8s_openapi::api::core::v1::ReplicationController {
     fn status_json(&self) -> Value {
         serde_json::to_value(&self.status).unwrap_or_default()
     }
+    fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        let map = self.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+        selects_with(Some(json!({"matchLabels": map})), labels)
+    }
 }
+
 /// How long a write of this controller may take to show in the cache before it is
 /// believed lost.
 const EXPECTATION_TTL: Duration = Duration::from_secs(30);
@@ -251,6 +268,40 @@ pub fn deletion_rank(p: &Pod) -> (u8, u8, u8, std::cmp::Reverse<String>) {
     (u8::from(scheduled), u8::from(running), u8::from(ready), std::cmp::Reverse(created))
 }
 
+/// As kube-controller-manager's ReplicaSet controller: take active pods that match the
+/// selector and have no controller (adopt), give back owned pods that no longer match
+/// (release), both by rewriting the pod's owner references.
+async fn adopt_and_release<K: Replicated>(rs: &K, ctx: &Ctx, ns: &str, name: &str, uid: &str) -> Result<bool, Error> {
+    let mut changed = false;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let candidates: Vec<Arc<Pod>> =
+        ctx.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(ns)).collect();
+    for p in candidates {
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        let refs = p.metadata.owner_references.clone().unwrap_or_default();
+        let has_controller = refs.iter().any(|r| r.controller == Some(true));
+        let ours = controlled_by(&p.metadata, uid);
+        let next = if !has_controller && rs.selects(&labels) && is_active(&p) && p.metadata.deletion_timestamp.is_none()
+        {
+            let mut next = refs.clone();
+            next.push(controller_ref(K::API_VERSION, K::KIND, name, uid));
+            next
+        } else if ours && !rs.selects(&labels) {
+            refs.iter().filter(|r| r.uid != uid).cloned().collect()
+        } else {
+            continue;
+        };
+        let pod_name = p.metadata.name.clone().unwrap_or_default();
+        let patch = json!({"metadata": {"ownerReferences": next, "uid": p.metadata.uid}});
+        match pods.patch(&pod_name, &pp(K::MANAGER), &Patch::Merge(patch)).await {
+            Ok(_) => changed = true,
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(changed)
+}
+
 async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let meta = rs.meta();
     let uid = meta.uid.clone().unwrap_or_default();
@@ -261,11 +312,19 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     let ns = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
     let desired = rs.replicas().max(0) as usize;
+    if adopt_and_release(&*rs, &ctx, &ns, &name, &uid).await? {
+        // Count the adopted (and released) pods once the cache shows them.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let cached: Vec<Pod> = ctx
         .pods
         .state()
         .iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controlled_by(&p.metadata, &uid))
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == Some(ns.as_str())
+                && controlled_by(&p.metadata, &uid)
+                && rs.selects(&p.metadata.labels.clone().unwrap_or_default())
+        })
         .map(|p| (**p).clone())
         .collect();
     let all = ctx.expectations.view(&uid, cached);

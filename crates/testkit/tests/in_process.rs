@@ -88,6 +88,35 @@ async fn a_replication_controller_keeps_its_replicas_and_scales() -> anyhow::Res
     assert_eq!(scale.status.and_then(|s| s.selector).as_deref(), Some("app=legacy"));
     rcs.patch_scale("legacy", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"replicas": 3}}))).await?;
     eventually("3 ready replicas", 20, || ready(3)).await;
+    // A pod that stops matching is released; one that matches and has no controller is
+    // adopted (and, being one too many, removed).
+    let owned = pods.list(&ListParams::default().labels("app=legacy")).await?;
+    let first = owned.items[0].metadata.name.clone().unwrap_or_default();
+    pods.patch(&first, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}})))
+        .await?;
+    eventually("the pod released", 20, || async {
+        let p = pods.get(&first).await.ok()?;
+        p.metadata.owner_references.unwrap_or_default().is_empty().then_some(())
+    })
+    .await;
+    eventually("3 ready replicas again", 20, || ready(3)).await;
+    pods.delete(&first, &DeleteParams::default()).await?;
+    let orphan = serde_json::from_value(json!({"metadata": {"name": "orphan", "labels": {"app": "legacy"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))?;
+    pods.create(&PostParams::default(), &orphan).await?;
+    // Adopted (the controller may then remove it or another as the one too many).
+    let adopted = std::sync::atomic::AtomicBool::new(false);
+    eventually("the orphan adopted and 3 pods left", 30, || async {
+        if let Ok(p) = pods.get("orphan").await
+            && p.metadata.owner_references.unwrap_or_default().iter().any(|r| r.name == "legacy")
+        {
+            adopted.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let list = pods.list(&ListParams::default().labels("app=legacy")).await.ok()?;
+        let active = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).count();
+        (active == 3 && adopted.load(std::sync::atomic::Ordering::SeqCst)).then_some(())
+    })
+    .await;
     // Deleting it takes its pods with it.
     rcs.delete("legacy", &DeleteParams::default()).await?;
     eventually("no pods left", 20, || async {
