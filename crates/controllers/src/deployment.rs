@@ -93,13 +93,27 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let desired = spec.replicas.unwrap_or(1).max(0);
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = label_selector(Some(&spec.selector))?;
-    let mut owned: Vec<ReplicaSet> = rs_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| controlled_by(&r.metadata, &uid))
-        .collect();
+    let matching = rs_api.list(&ListParams::default().labels(&selector)).await?.items;
+    // As kube-controller-manager: ReplicaSets that match and have no controller are
+    // adopted (their revisions count for the next one).
+    let mut adopted = false;
+    for r in matching.iter().filter(|r| {
+        r.metadata.deletion_timestamp.is_none()
+            && !r.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true))
+    }) {
+        let mut refs = r.metadata.owner_references.clone().unwrap_or_default();
+        refs.push(controller_ref("apps/v1", "Deployment", &name, &uid));
+        let patch = json!({"metadata": {"ownerReferences": refs, "uid": r.metadata.uid}});
+        match rs_api.patch(r.metadata.name.as_deref().unwrap_or_default(), &pp(MANAGER), &Patch::Merge(patch)).await {
+            Ok(_) => adopted = true,
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if adopted {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let mut owned: Vec<ReplicaSet> = matching.into_iter().filter(|r| controlled_by(&r.metadata, &uid)).collect();
     let template = serde_json::to_value(&spec.template)?;
     let hash = template_hash(&template);
     let max_rev = owned.iter().map(revision).max().unwrap_or(0);

@@ -162,6 +162,36 @@ async fn a_quota_that_stops_a_replication_controller_shows_as_its_failure_condit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_adopts_a_matching_replica_set_and_rolls_past_its_revision() -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let host = TestCluster::host(1).await?;
+    let client = host.client().await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(
+        json!({"metadata": {"name": "old", "labels": {"app": "roll"}, "annotations": {"deployment.kubernetes.io/revision": "41"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "roll"}},
+            "template": {"metadata": {"labels": {"app": "roll"}}, "spec": {"containers": [{"name": "c", "image": "httpd"}]}}}}),
+    )?;
+    sets.create(&PostParams::default(), &rs).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "roll"}, "spec": {"replicas": 1,
+        "selector": {"matchLabels": {"app": "roll"}},
+        "template": {"metadata": {"labels": {"app": "roll"}}, "spec": {"containers": [{"name": "c", "image": "agnhost"}]}}}}))?;
+    deployments.create(&PostParams::default(), &d).await?;
+    eventually("the old set adopted and scaled down, a new one at revision 42", 30, || async {
+        let list = sets.list(&ListParams::default()).await.ok()?;
+        let old = list.items.iter().find(|r| r.metadata.name.as_deref() == Some("old"))?;
+        let owned = old.metadata.owner_references.clone().unwrap_or_default().iter().any(|o| o.name == "roll");
+        let newest = list.items.iter().find(|r| r.metadata.name.as_deref() != Some("old"))?;
+        let rev =
+            newest.metadata.annotations.clone().unwrap_or_default().get("deployment.kubernetes.io/revision").cloned();
+        (owned && old.spec.replicas == Some(0) && rev.as_deref() == Some("42")).then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_syncer_places_pods_on_the_host_and_leaves_others_objects_alone() -> anyhow::Result<()> {
     let host = TestCluster::host(2).await?;
     let vc = TestCluster::start().await?.with_syncer(&host, Default::default()).await?;
