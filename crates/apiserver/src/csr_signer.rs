@@ -10,10 +10,8 @@ use crate::pki::CertPair;
 use crate::registry::{Registry, WriteOptions};
 use crate::resources::Subresource;
 use base64::Engine as _;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 const SIGNERS: &[&str] = &[
     "kubernetes.io/kube-apiserver-client",
@@ -101,25 +99,6 @@ async fn sign_pending(registry: &Registry, ca: &CertPair) {
 /// Sign what is approved, on every change to the requests (through any replica).
 pub async fn follow(registry: Arc<Registry>, ca: CertPair) {
     let Some(res) = registry.catalog().find("certificates.k8s.io", "v1", "certificatesigningrequests") else { return };
-    loop {
-        match registry.store().current_revision().await {
-            Ok(from) => {
-                sign_pending(&registry, &ca).await;
-                match registry.store().watch(&res.prefix(), from).await {
-                    Ok(mut events) => {
-                        while let Some(next) = events.next().await {
-                            if let Err(e) = next {
-                                tracing::warn!(error = %e, "certificate signing request watch ended; listing again");
-                                break;
-                            }
-                            sign_pending(&registry, &ca).await;
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "certificate signing requests cannot be watched; retrying"),
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "certificate signer cannot read the store; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let prefix = res.prefix();
+    registry.follow_prefix(&prefix, "certificate signer", || sign_pending(&registry, &ca)).await;
 }

@@ -240,6 +240,38 @@ fn spec_changed(a: &Value, b: &Value) -> bool {
 }
 
 impl Registry {
+    /// Call `refresh` now and after every change under `prefix` (made through any
+    /// replica on the store), listing again when the watch ends; `what` names the
+    /// follower in logs. Runs until its task is aborted.
+    pub async fn follow_prefix<F, Fut>(&self, prefix: &str, what: &str, mut refresh: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use futures::StreamExt;
+        loop {
+            match self.store.current_revision().await {
+                Ok(from) => {
+                    refresh().await;
+                    match self.store.watch(prefix, from).await {
+                        Ok(mut events) => {
+                            while let Some(next) = events.next().await {
+                                if let Err(e) = next {
+                                    tracing::warn!(error = %e, what, "watch ended; listing again");
+                                    break;
+                                }
+                                refresh().await;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, what, "cannot watch; retrying"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, what, "cannot read the store; retrying"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     /// A registry over `store` serving `catalog`, allocating service IPs from `service_cidr`.
     pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, service_cidr: (Ipv4Addr, u8)) -> Self {
         Registry { store, catalog, service_cidr }

@@ -320,6 +320,24 @@ fn conditions(list: Option<&[ar::MatchCondition]>) -> Vec<(String, Expr)> {
         .collect()
 }
 
+/// A stored policy's expression, compiled; one that no longer compiles is logged and left out.
+fn compile_stored(policy: &str, what: &str, source: &str) -> Option<Expr> {
+    match cel::compile(source) {
+        Ok(x) => Some(x),
+        Err(err) => {
+            tracing::warn!(policy, what, error = err, "a stored policy expression does not compile");
+            None
+        }
+    }
+}
+
+fn variables(policy: &str, list: Option<&[ar::Variable]>) -> Vec<(String, Expr)> {
+    list.unwrap_or_default()
+        .iter()
+        .filter_map(|v| compile_stored(policy, "variable", &v.expression).map(|e| (v.name.clone(), e)))
+        .collect()
+}
+
 fn review_version(versions: &[String]) -> String {
     if versions.iter().any(|v| v == "v1") { "v1".into() } else { "v1beta1".into() }
 }
@@ -384,23 +402,12 @@ impl Snapshot {
         for p in sorted::<ar::ValidatingAdmissionPolicy>(policies) {
             let name = p.metadata.name.clone().unwrap_or_default();
             let spec = p.spec.unwrap_or_default();
-            let compile = |what: &str, e: &str| match cel::compile(e) {
-                Ok(x) => Some(x),
-                Err(err) => {
-                    tracing::warn!(policy = name, what, error = err, "a stored policy expression does not compile");
-                    None
-                }
-            };
+            let compile = |what: &str, e: &str| compile_stored(&name, what, e);
             let policy = Policy {
                 selection: spec.match_constraints.as_ref().map(Selection::of_match_resources).unwrap_or_default(),
                 fail_closed: spec.failure_policy.as_deref() != Some("Ignore"),
                 conditions: conditions(spec.match_conditions.as_deref()),
-                variables: spec
-                    .variables
-                    .iter()
-                    .flatten()
-                    .filter_map(|v| compile("variable", &v.expression).map(|e| (v.name.clone(), e)))
-                    .collect(),
+                variables: variables(&name, spec.variables.as_deref()),
                 validations: spec
                     .validations
                     .iter()
@@ -427,23 +434,12 @@ impl Snapshot {
         for p in sorted::<ar::MutatingAdmissionPolicy>(mutating_policies) {
             let name = p.metadata.name.clone().unwrap_or_default();
             let spec = p.spec.unwrap_or_default();
-            let compile = |what: &str, e: &str| match cel::compile(e) {
-                Ok(x) => Some(x),
-                Err(err) => {
-                    tracing::warn!(policy = name, what, error = err, "a stored policy expression does not compile");
-                    None
-                }
-            };
+            let compile = |what: &str, e: &str| compile_stored(&name, what, e);
             let policy = Policy {
                 selection: spec.match_constraints.as_ref().map(Selection::of_match_resources).unwrap_or_default(),
                 fail_closed: spec.failure_policy.as_deref() != Some("Ignore"),
                 conditions: conditions(spec.match_conditions.as_deref()),
-                variables: spec
-                    .variables
-                    .iter()
-                    .flatten()
-                    .filter_map(|v| compile("variable", &v.expression).map(|e| (v.name.clone(), e)))
-                    .collect(),
+                variables: variables(&name, spec.variables.as_deref()),
                 validations: vec![],
                 param_kind: spec.param_kind.map(|k| (k.api_version.unwrap_or_default(), k.kind.unwrap_or_default())),
                 mutations: spec
@@ -579,32 +575,11 @@ impl Dynamic {
 
     /// Follow every change to the configurations (through any replica on the store).
     pub async fn follow(self: Arc<Self>) {
-        use futures::StreamExt;
         let Some(res) = self.registry.catalog().find(GROUP, "v1", "validatingwebhookconfigurations") else { return };
         let prefix = res.prefix();
         let group_prefix =
             prefix.trim_end_matches('/').rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or(prefix);
-        loop {
-            match self.registry.store().current_revision().await {
-                Ok(from) => {
-                    self.refresh().await;
-                    match self.registry.store().watch(&group_prefix, from).await {
-                        Ok(mut events) => {
-                            while let Some(next) = events.next().await {
-                                if let Err(e) = next {
-                                    tracing::warn!(error = %e, "admission configuration watch ended; listing again");
-                                    break;
-                                }
-                                self.refresh().await;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "admission configurations cannot be watched; retrying"),
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "admission follower cannot read the store; retrying"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        self.registry.follow_prefix(&group_prefix, "admission configurations", || self.refresh()).await;
     }
 
     /// The `request` of an AdmissionReview (and of CEL's `request`).

@@ -332,33 +332,12 @@ impl Authorizer {
 
     /// Follow every change to the RBAC objects (through any replica on the store).
     pub async fn follow(self: Arc<Self>) {
-        use futures::StreamExt;
         let Some(res) = self.registry.catalog().find(GROUP, "v1", "roles") else { return };
         // All four kinds live under one group prefix.
         let prefix = res.prefix();
         let group_prefix =
             prefix.trim_end_matches('/').rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or(prefix);
-        loop {
-            match self.registry.store().current_revision().await {
-                Ok(from) => {
-                    self.refresh().await;
-                    match self.registry.store().watch(&group_prefix, from).await {
-                        Ok(mut events) => {
-                            while let Some(next) = events.next().await {
-                                if let Err(e) = next {
-                                    tracing::warn!(error = %e, "RBAC watch ended; listing again");
-                                    break;
-                                }
-                                self.refresh().await;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "RBAC objects cannot be watched; retrying"),
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "RBAC follower cannot read the store; retrying"),
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+        self.registry.follow_prefix(&group_prefix, "RBAC objects", || self.refresh()).await;
     }
 }
 
