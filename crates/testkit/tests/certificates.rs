@@ -84,3 +84,106 @@ async fn an_approved_request_becomes_a_certificate_the_api_server_accepts() -> a
     server.stop().await;
     Ok(())
 }
+
+/// kube-apiserver's CertificateApproval and CertificateSigning admission: `update` on
+/// `/approval` (or `/status`) is not enough; the user needs `approve` (or `sign`) on the
+/// signer, by name or by its domain's wildcard. A refused approval changes nothing.
+#[tokio::test]
+async fn approving_or_signing_needs_the_verb_on_the_signer() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let server = TestServer::start().await?;
+    let admin = server.client().await?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
+    let (pem, _) = csr_pem("joe", "dev")?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pem);
+    let request: CertificateSigningRequest = serde_json::from_value(json!({"metadata": {"name": "joe"},
+        "spec": {"request": b64, "signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"]}}))?;
+    csrs.create(&PostParams::default(), &request).await?;
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "csr-writer"},
+            "rules": [{"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests",
+                "certificatesigningrequests/approval", "certificatesigningrequests/status"],
+                "verbs": ["get", "list", "update"]}]}))?,
+        )
+        .await?;
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "csr-writer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "csr-writer"},
+            "subjects": [{"kind": "User", "name": "approver", "apiGroup": "rbac.authorization.k8s.io"}]}))?,
+        )
+        .await?;
+    let approver = server.client_as("approver", &[]).await?;
+    let as_approver: Api<CertificateSigningRequest> = Api::all(approver);
+    // RBAC reloads in the background: wait until the approver may read the request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut current = loop {
+        match as_approver.get("joe").await {
+            Ok(c) => break c,
+            Err(e) => anyhow::ensure!(Instant::now() < deadline, "the approver never could read: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    current.status = Some(serde_json::from_value(json!({"conditions": [{"type": "Approved", "status": "True",
+        "reason": "KubectlApprove", "message": "approved"}]}))?);
+    let refused = |verb: &str| {
+        format!(
+            "certificatesigningrequests.certificates.k8s.io \"joe\" is forbidden: user not permitted to {verb} \
+             requests with signerName \"kubernetes.io/kube-apiserver-client\""
+        )
+    };
+    let err = as_approver.replace_subresource("approval", "joe", &PostParams::default(), &current).await;
+    let Err(kube::Error::Api(s)) = err else { panic!("approval without `approve` on the signer: {err:?}") };
+    assert_eq!((s.code, s.reason.as_str(), s.message.clone()), (403, "Forbidden", refused("approve")));
+    assert!(csrs.get("joe").await?.status.and_then(|s| s.conditions).unwrap_or_default().is_empty(), "approved anyway");
+    // Issuing a certificate through /status needs `sign`.
+    let mut signed = current.clone();
+    signed.status = Some(serde_json::from_value(json!({"certificate": b64_cert()?}))?);
+    let err = as_approver.replace_status("joe", &PostParams::default(), &signed).await;
+    let Err(kube::Error::Api(s)) = err else { panic!("signing without `sign` on the signer: {err:?}") };
+    assert_eq!((s.code, s.message.clone()), (403, refused("sign")));
+    assert!(csrs.get("joe").await?.status.and_then(|s| s.certificate).is_none(), "a refused certificate was stored");
+    // `approve` on the signer's domain (`kubernetes.io/*`) is enough.
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "signer-approver"},
+            "rules": [{"apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
+                "resourceNames": ["kubernetes.io/*"], "verbs": ["approve"]}]}))?,
+        )
+        .await?;
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "signer-approver"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "signer-approver"},
+            "subjects": [{"kind": "User", "name": "approver", "apiGroup": "rbac.authorization.k8s.io"}]}))?,
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match as_approver.replace_subresource("approval", "joe", &PostParams::default(), &current).await {
+            Ok(_) => break,
+            Err(e) => anyhow::ensure!(Instant::now() < deadline, "approval with `approve` on kubernetes.io/*: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let conditions = csrs.get("joe").await?.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(conditions.iter().any(|c| c.type_ == "Approved" && c.status == "True"), "{conditions:?}");
+    server.stop().await;
+    Ok(())
+}
+
+/// A well-formed certificate, base64 as the API carries it (whose it is does not matter
+/// to the check).
+fn b64_cert() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let cert = rcgen::generate_simple_self_signed(vec!["joe".to_string()])?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(cert.cert.pem()))
+}

@@ -1,11 +1,13 @@
 //! The requester of a CertificateSigningRequest, recorded on create as kube-apiserver
 //! does (`spec.username`, `uid`, `groups`, `extra` from the authenticated user, whatever
-//! the body says).
+//! the body says); and who may approve and sign them.
 
 use super::{Admission, AdmissionOutcome, AdmissionRequest, Operation};
+use crate::authz::{Attributes, Authorizer};
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use vkube_core::status::ApiError;
+use std::sync::Arc;
+use vkube_core::status::{ApiError, GroupResource};
 
 /// Records who asked for a certificate.
 pub struct CsrRequester;
@@ -32,5 +34,70 @@ impl Admission for CsrRequester {
             }
         }
         Ok(AdmissionOutcome::pass(object))
+    }
+}
+
+/// kube-apiserver's CertificateApproval and CertificateSigning plugins: approving
+/// (`/approval`) or issuing (`status.certificate` through `/status`) a request needs
+/// the `approve` or `sign` verb on `certificates.k8s.io/signers`, by the signer's name
+/// or its domain (`example.com/*`).
+pub struct CsrSignerAuthorization {
+    /// The authorizer asked.
+    pub authz: Arc<Authorizer>,
+}
+
+impl CsrSignerAuthorization {
+    fn may(&self, user: &vkube_core::admission::User, verb: &str, signer: &str) -> bool {
+        let ask = |name: String| {
+            self.authz
+                .authorize(&Attributes {
+                    user: user.clone(),
+                    verb: verb.into(),
+                    resource_request: true,
+                    api_group: "certificates.k8s.io".into(),
+                    api_version: "*".into(),
+                    resource: "signers".into(),
+                    name,
+                    ..Default::default()
+                })
+                .allowed
+        };
+        let domain = signer.split('/').next().unwrap_or_default();
+        ask(signer.to_string()) || ask(format!("{domain}/*"))
+    }
+}
+
+#[async_trait]
+impl Admission for CsrSignerAuthorization {
+    async fn admit(&self, req: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError> {
+        let t = req.target;
+        if req.operation != Operation::Update
+            || t.group != "certificates.k8s.io"
+            || t.kind != "CertificateSigningRequest"
+        {
+            return Ok(AdmissionOutcome::pass(object));
+        }
+        let verb = match t.subresource {
+            Some("approval") => "approve",
+            Some("status")
+                if req.old.and_then(|o| o.pointer("/status/certificate")) != object.pointer("/status/certificate") =>
+            {
+                "sign"
+            }
+            _ => return Ok(AdmissionOutcome::pass(object)),
+        };
+        let signer = req
+            .old
+            .unwrap_or(&object)
+            .pointer("/spec/signerName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if self.may(req.user, verb, &signer) {
+            return Ok(AdmissionOutcome::pass(object));
+        }
+        let gr = GroupResource { group: "certificates.k8s.io", resource: "certificatesigningrequests" };
+        let message = format!("user not permitted to {verb} requests with signerName {signer:?}");
+        Err(ApiError::forbidden(gr, req.name, message))
     }
 }

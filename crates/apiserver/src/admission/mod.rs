@@ -59,7 +59,7 @@ pub struct AdmissionChain {
 
 impl AdmissionChain {
     /// kube-apiserver's built-in plugins that vkube has, reading from `registry`.
-    pub fn builtin(registry: Arc<crate::registry::Registry>) -> Self {
+    pub fn builtin(registry: Arc<crate::registry::Registry>, authz: Arc<crate::authz::Authorizer>) -> Self {
         AdmissionChain {
             dynamic: Arc::new(dynamic::Dynamic::new(registry.clone())),
             plugins: RwLock::new(vec![
@@ -69,6 +69,7 @@ impl AdmissionChain {
                 Arc::new(priority::PriorityAdmission { registry: registry.clone() }),
                 Arc::new(podsecurity::PodSecurityAdmission { registry: registry.clone() }),
                 Arc::new(csr::CsrRequester),
+                Arc::new(csr::CsrSignerAuthorization { authz }),
                 Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
             ]),
         }

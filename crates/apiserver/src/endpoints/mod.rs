@@ -65,7 +65,7 @@ impl ApiState {
     /// State over a registry.
     pub fn new(registry: Arc<Registry>, authenticator: Authenticator) -> Self {
         let authz = Arc::new(crate::authz::Authorizer::new(registry.clone()));
-        let admission = crate::admission::AdmissionChain::builtin(registry.clone());
+        let admission = crate::admission::AdmissionChain::builtin(registry.clone(), authz.clone());
         admission.add(Arc::new(crate::authz::escalation::EscalationCheck { authz: authz.clone() }));
         ApiState {
             admission,
