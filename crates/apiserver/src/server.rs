@@ -103,6 +103,16 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// A kubeconfig for user `user` in groups `groups`, with a client certificate of
+    /// this server's CA (the identities its own components act as).
+    ///
+    /// # Errors
+    /// Certificate errors.
+    pub fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> Result<String, crate::pki::PkiError> {
+        let pair = self.pki.issue_client(user, groups)?;
+        Ok(crate::pki::kubeconfig("vkube", &self.url, &self.pki.ca.cert_pem, crate::pki::Credential::Cert(&pair)))
+    }
+
     /// Stop accepting, close connections (watches end), and wait for the loop to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

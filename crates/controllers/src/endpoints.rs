@@ -17,11 +17,14 @@ use std::time::Duration;
 const MANAGER: &str = "endpoint-controller";
 
 struct Ctx {
+    /// The endpoint controller's client (reads, Endpoints).
     client: kube::Client,
+    /// The endpointslice controller's client.
+    slices: kube::Client,
 }
 
-/// Run the endpoints and endpointslice controller.
-pub async fn run(client: kube::Client) {
+/// Run the endpoints and endpointslice controllers, each writing as its own client.
+pub async fn run(client: kube::Client, slices: kube::Client) {
     let services: Api<Service> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let controller =
@@ -44,7 +47,7 @@ pub async fn run(client: kube::Client) {
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run_logged("endpoints", reconcile, Arc::new(Ctx { client }))
+        .run_logged("endpoints", reconcile, Arc::new(Ctx { client, slices }))
         .await;
 }
 
@@ -138,7 +141,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         "endpoints": slice_endpoints,
         "ports": ports,
     });
-    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.slices.clone(), &ns);
     let slice_name = slice["metadata"]["name"].as_str().unwrap_or_default().to_string();
     slices.patch(&slice_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(slice)).await?;
     Ok(Action::requeue(Duration::from_secs(300)))

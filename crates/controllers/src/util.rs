@@ -136,6 +136,16 @@ pub fn pp(manager: &str) -> kube::api::PatchParams {
     kube::api::PatchParams { field_manager: Some(manager.into()), ..Default::default() }
 }
 
+/// A client from a kubeconfig's text (the identities the components act as).
+///
+/// # Errors
+/// A kubeconfig that does not parse or names no usable cluster.
+pub async fn client_from_kubeconfig(text: &str) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::from_yaml(text)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

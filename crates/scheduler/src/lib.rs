@@ -11,6 +11,10 @@
 
 pub mod plugins;
 
+/// The user the scheduler acts as: kube-apiserver's bootstrap policy binds it to the
+/// `system:kube-scheduler` and `system:volume-scheduler` roles.
+pub const USER: &str = "system:kube-scheduler";
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};

@@ -119,6 +119,26 @@ impl TestServer {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// A kube-rs client acting as `user` in `groups` (a client certificate of this
+    /// server's CA).
+    ///
+    /// # Errors
+    /// Certificate or client errors.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<kube::Client> {
+        install_crypto();
+        vkube_controllers::util::client_from_kubeconfig(&self.server().kubeconfig_as(user, groups)?).await
+    }
+
+    /// The clients of the controllers, each its own service account, as
+    /// kube-controller-manager runs them.
+    ///
+    /// # Errors
+    /// Certificate or client errors.
+    pub async fn controller_clients(&self) -> anyhow::Result<vkube_controllers::Clients> {
+        install_crypto();
+        vkube_controllers::Clients::per_controller(|user, groups| Ok(self.server().kubeconfig_as(user, groups)?)).await
+    }
+
     /// Stop the server.
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
@@ -144,12 +164,12 @@ impl TestCluster {
     /// If the server cannot start.
     pub async fn start() -> anyhow::Result<Self> {
         let server = TestServer::start().await?;
-        let client = server.client().await?;
+        let clients = server.controller_clients().await?;
         let manager = vkube_controllers::ManagerConfig {
             root_ca_pem: Some(server.server().pki.ca.cert_pem.clone()),
             ..Default::default()
         };
-        let tasks = vec![tokio::spawn(vkube_controllers::ControllerManager::run_unelected(client, manager))];
+        let tasks = vec![tokio::spawn(vkube_controllers::ControllerManager::run_unelected(clients, manager))];
         Ok(TestCluster { server, tasks, nodes: None })
     }
 
@@ -160,7 +180,7 @@ impl TestCluster {
     pub async fn host(nodes: usize) -> anyhow::Result<Self> {
         let mut cluster = Self::start().await?;
         let client = cluster.client().await?;
-        let scheduler = client.clone();
+        let scheduler = cluster.server.client_as(vkube_scheduler::USER, &[]).await?;
         cluster.tasks.push(tokio::spawn(async move {
             if let Err(e) = vkube_scheduler::Scheduler::run(scheduler, Default::default()).await {
                 tracing::error!("test scheduler stopped: {e}");

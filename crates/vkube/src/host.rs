@@ -201,6 +201,18 @@ pub async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client>
     Ok(kube::Client::try_from(config)?)
 }
 
+/// A client of `server` acting as `user` in `groups` (a client certificate of its CA).
+///
+/// # Errors
+/// Certificate or client errors.
+pub async fn client_as(
+    server: &vkube_apiserver::RunningServer,
+    user: &str,
+    groups: &[&str],
+) -> anyhow::Result<kube::Client> {
+    vkube_controllers::util::client_from_kubeconfig(&server.kubeconfig_as(user, groups)?).await
+}
+
 /// Start a host cluster.
 ///
 /// # Errors
@@ -230,10 +242,14 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
     let client = client_from(&kubeconfig).await?;
     default_storage_class(&client).await.context("creating the default StorageClass")?;
     let mut tasks = Vec::new();
+    // The scheduler and the controllers act under their own identities, as
+    // kube-scheduler and kube-controller-manager do.
+    let scheduler = client_as(&server, vkube_scheduler::USER, &[]).await?;
+    let controllers =
+        vkube_controllers::Clients::per_controller(|user, groups| Ok(server.kubeconfig_as(user, groups)?)).await?;
     tasks.push(tokio::spawn({
-        let client = client.clone();
         async move {
-            if let Err(e) = vkube_scheduler::Scheduler::run(client, Default::default()).await {
+            if let Err(e) = vkube_scheduler::Scheduler::run(scheduler, Default::default()).await {
                 tracing::error!("scheduler stopped: {e}");
             }
         }
@@ -243,7 +259,7 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
         volume_binding: true,
         ..Default::default()
     };
-    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(client.clone(), manager)));
+    tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(controllers, manager)));
     let nodes = vkube_kubelet_sim::SimulatedNodes::start(
         client,
         vkube_kubelet_sim::NodeConfig { count: cfg.nodes, ..Default::default() },

@@ -361,18 +361,13 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             cfg.name
         );
     }
-    // The syncer has its own identity, so the API server can tell its writes from a user's.
-    let pair = server.pki.issue_client(vkube_syncer::resources::node_edits::SYNCER_USER, &["system:masters"])?;
-    let syncer_kc = vkube_apiserver::pki::kubeconfig(
-        &cfg.name,
-        &server.url,
-        &server.pki.ca.cert_pem,
-        vkube_apiserver::pki::Credential::Cert(&pair),
-    );
-    let syncer_config =
-        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&syncer_kc)?, &Default::default())
-            .await?;
-    let virtual_client = kube::Client::try_from(syncer_config)?;
+    // The syncer has its own identity, so the API server can tell its writes from a
+    // user's, bound to the least it needs (the `vkube:syncer` cluster role of the
+    // bootstrap policy); the controllers and the scheduler have theirs.
+    let virtual_client = crate::host::client_as(&server, vkube_syncer::resources::node_edits::SYNCER_USER, &[]).await?;
+    let scheduler_client = crate::host::client_as(&server, vkube_scheduler::USER, &[]).await?;
+    let controllers =
+        vkube_controllers::Clients::per_controller(|user, groups| Ok(server.kubeconfig_as(user, groups)?)).await?;
     server.state.add_admission(Arc::new(vkube_syncer::resources::node_edits::NodeEdits {
         virtual_scheduler: values.virtual_scheduler,
         sync_back: values.sync_back_changes,
@@ -411,16 +406,16 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         retry_period: std::time::Duration::from_secs(2),
     };
     let virtual_scheduler = values.virtual_scheduler;
-    let c = virtual_client.clone();
     let election = (virtual_client.clone(), lease.clone());
     let elected = vkube_controllers::leader::run_elected(virtual_client, lease, move || {
-        let (client, manager, sync) = (c.clone(), manager.clone(), sync.clone());
+        let (controllers, scheduler, manager, sync) =
+            (controllers.clone(), scheduler_client.clone(), manager.clone(), sync.clone());
         async move {
             let mut set = tokio::task::JoinSet::new();
-            set.spawn(vkube_controllers::ControllerManager::run_unelected(client.clone(), manager));
+            set.spawn(vkube_controllers::ControllerManager::run_unelected(controllers, manager));
             if virtual_scheduler {
                 set.spawn(async move {
-                    if let Err(e) = vkube_scheduler::Scheduler::run(client, Default::default()).await {
+                    if let Err(e) = vkube_scheduler::Scheduler::run(scheduler, Default::default()).await {
                         tracing::error!("virtual scheduler stopped: {e}");
                     }
                 });

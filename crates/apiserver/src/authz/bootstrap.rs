@@ -12,17 +12,26 @@ use serde_json::Value;
 use vkube_core::status::ApiError;
 
 const POLICY: &str = include_str!("bootstrap-policy.json");
+/// What vkube's own components need beyond kube's roles for the same work (its
+/// controllers write status by patch where kube's update, and read through their own
+/// watches where kube-controller-manager shares its informers; the syncer's role in a
+/// virtual cluster), as `vkube:controller:NAME` and `vkube:syncer` cluster roles bound
+/// to the same identities.
+const VKUBE_POLICY: &str = include_str!("vkube-policy.json");
 
 /// The default policy objects, by plural.
 ///
 /// # Errors
 /// A 500 if the embedded policy does not parse (a build defect).
 pub fn policy() -> Result<Vec<(&'static str, Value)>, ApiError> {
-    let doc: Value = serde_json::from_str(POLICY).map_err(|e| ApiError::internal(format!("bootstrap policy: {e}")))?;
     let mut out = Vec::new();
-    for plural in super::KINDS {
-        for item in doc.get(plural).and_then(Value::as_array).into_iter().flatten() {
-            out.push((plural, item.clone()));
+    for text in [POLICY, VKUBE_POLICY] {
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| ApiError::internal(format!("bootstrap policy: {e}")))?;
+        for plural in super::KINDS {
+            for item in doc.get(plural).and_then(Value::as_array).into_iter().flatten() {
+                out.push((plural, item.clone()));
+            }
         }
     }
     Ok(out)
