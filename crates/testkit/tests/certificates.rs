@@ -187,3 +187,36 @@ fn b64_cert() -> anyhow::Result<String> {
     let cert = rcgen::generate_simple_self_signed(vec!["joe".to_string()])?;
     Ok(base64::engine::general_purpose::STANDARD.encode(cert.cert.pem()))
 }
+
+/// CertificateSubjectRestriction: a request to the kube-apiserver-client signer for a
+/// certificate in `system:masters` is refused on create, even to the admin, with
+/// kube-apiserver's message; nothing is stored. The same group under another signer,
+/// and other groups under this one, are accepted.
+#[tokio::test]
+async fn nobody_may_ask_for_a_system_masters_client_certificate() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let server = TestServer::start().await?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(server.client().await?);
+    let request = |name: &str, org: &str, signer: &str| -> anyhow::Result<CertificateSigningRequest> {
+        let (pem, _) = csr_pem(name, org)?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&pem);
+        Ok(serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"request": b64, "signerName": signer, "usages": ["client auth"]}}))?)
+    };
+    let client_signer = "kubernetes.io/kube-apiserver-client";
+    let err = csrs
+        .create(&PostParams::default(), &request("root", "system:masters", client_signer)?)
+        .await
+        .expect_err("a system:masters client certificate was requested");
+    let kube::Error::Api(s) = err else { panic!("expected an API error") };
+    assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        s.message,
+        "certificatesigningrequests.certificates.k8s.io \"root\" is forbidden: use of \
+         kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"
+    );
+    assert!(csrs.get_opt("root").await?.is_none(), "the refused request was stored");
+    csrs.create(&PostParams::default(), &request("dev", "developers", client_signer)?).await?;
+    csrs.create(&PostParams::default(), &request("other", "system:masters", "example.com/signer")?).await?;
+    Ok(())
+}

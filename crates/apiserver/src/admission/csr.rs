@@ -101,3 +101,48 @@ impl Admission for CsrSignerAuthorization {
         Err(ApiError::forbidden(gr, req.name, message))
     }
 }
+
+/// kube-apiserver's CertificateSubjectRestriction: nobody, not even `system:masters`,
+/// may ask the `kubernetes.io/kube-apiserver-client` signer for a certificate in the
+/// `system:masters` group, which would be a way around RBAC for good.
+pub struct CsrSubjectRestriction;
+
+/// The subject organisations (the groups of a client certificate) of a PEM request;
+/// `None` when it does not parse, which validation reports.
+fn requested_groups(pem: &[u8]) -> Option<Vec<String>> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    use x509_parser::prelude::FromDer as _;
+    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents).ok()?;
+    let subject = &request.certification_request_info.subject;
+    Some(subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect())
+}
+
+#[async_trait]
+impl Admission for CsrSubjectRestriction {
+    async fn admit(&self, req: &AdmissionRequest<'_>, object: Value) -> Result<AdmissionOutcome, ApiError> {
+        const SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+        let t = req.target;
+        if req.operation != Operation::Create
+            || t.group != "certificates.k8s.io"
+            || t.kind != "CertificateSigningRequest"
+            || t.subresource.is_some()
+            || object.pointer("/spec/signerName").and_then(Value::as_str) != Some(SIGNER)
+        {
+            return Ok(AdmissionOutcome::pass(object));
+        }
+        let Some(pem) = object
+            .pointer("/spec/request")
+            .and_then(Value::as_str)
+            .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
+        else {
+            return Ok(AdmissionOutcome::pass(object));
+        };
+        if requested_groups(&pem).is_some_and(|groups| groups.iter().any(|g| g == "system:masters")) {
+            let gr = GroupResource { group: "certificates.k8s.io", resource: "certificatesigningrequests" };
+            let message = format!("use of {SIGNER} signer with system:masters group is not allowed");
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(req.name);
+            return Err(ApiError::forbidden(gr, name, message));
+        }
+        Ok(AdmissionOutcome::pass(object))
+    }
+}

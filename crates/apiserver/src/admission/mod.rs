@@ -70,6 +70,7 @@ impl AdmissionChain {
                 Arc::new(podsecurity::PodSecurityAdmission { registry: registry.clone() }),
                 Arc::new(csr::CsrRequester),
                 Arc::new(csr::CsrSignerAuthorization { authz }),
+                Arc::new(csr::CsrSubjectRestriction),
                 Arc::new(resourcequota::ResourceQuotaAdmission { registry }),
             ]),
         }
