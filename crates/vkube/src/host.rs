@@ -260,10 +260,15 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
         ..Default::default()
     };
     tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(controllers, manager)));
-    let nodes = vkube_kubelet_sim::SimulatedNodes::start(
-        client,
-        vkube_kubelet_sim::NodeConfig { count: cfg.nodes, ..Default::default() },
-    )
-    .await?;
+    // Each simulated node acts as its kubelet would, as `system:node:NAME` in
+    // `system:nodes`: the Node authorizer and NodeRestriction hold it to its own node.
+    let node_cfg = vkube_kubelet_sim::NodeConfig { count: cfg.nodes, ..Default::default() };
+    let mut kubelets = Vec::with_capacity(cfg.nodes);
+    for i in 0..cfg.nodes {
+        let name = vkube_kubelet_sim::SimulatedNodes::name(&node_cfg, i);
+        let user = format!("{}{name}", vkube_apiserver::authz::node::NODE_USER_PREFIX);
+        kubelets.push(client_as(&server, &user, &[vkube_apiserver::authz::node::NODES_GROUP]).await?);
+    }
+    let nodes = vkube_kubelet_sim::SimulatedNodes::start_with_identities(kubelets, node_cfg, None).await?;
     Ok(Host { server, kubeconfig, tasks, _nodes: nodes })
 }

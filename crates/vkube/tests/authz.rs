@@ -325,3 +325,194 @@ fn rbac_answers_every_request_as_kube_apiserver_does() {
     }
     drop(vk);
 }
+
+const KUBELET_OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kubelets}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: runner, namespace: kubelets}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: used, namespace: kubelets}
+stringData: {a: "1"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: unused, namespace: kubelets}
+stringData: {a: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: used, namespace: kubelets}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other, namespace: kubelets}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+"#;
+
+fn kubelet_pod(node: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p-{node}","namespace":"kubelets"}},
+        "spec":{{"nodeName":"{node}","serviceAccountName":"runner","automountServiceAccountToken":false,
+        "containers":[{{"name":"c","image":"busybox","env":[{{"name":"A","valueFrom":{{"secretKeyRef":{{"name":"used","key":"a"}}}}}}],
+        "envFrom":[{{"configMapRef":{{"name":"used"}}}}]}}]}}}}"#
+    )
+}
+
+/// (method, path, body) a kubelet of node `n1` sends.
+fn kubelet_table() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
+    let merge = Some(r#"{"metadata":{"labels":{"example.com/team":"a"}}}"#);
+    let lease = |n: &'static str| -> Option<&'static str> {
+        Some(if n == "n1" {
+            r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"n1"},"spec":{"holderIdentity":"n1"}}"#
+        } else {
+            r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"n2"},"spec":{"holderIdentity":"n2"}}"#
+        })
+    };
+    vec![
+        ("POST", "/api/v1/nodes", Some(r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n3"}}"#)),
+        (
+            "POST",
+            "/api/v1/nodes",
+            Some(
+                r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","labels":{"node-role.kubernetes.io/master":""}}}"#,
+            ),
+        ),
+        ("GET", "/api/v1/nodes/n1", None),
+        ("GET", "/api/v1/nodes/n2", None),
+        ("GET", "/api/v1/nodes", None),
+        ("GET", "/api/v1/nodes?fieldSelector=metadata.name%3Dn1", None),
+        ("PATCH", "/api/v1/nodes/n1", merge),
+        ("PATCH", "/api/v1/nodes/n1", Some(r#"{"metadata":{"labels":{"node-restriction.kubernetes.io/x":"y"}}}"#)),
+        ("PATCH", "/api/v1/nodes/n1", Some(r#"{"metadata":{"labels":{"node-role.kubernetes.io/master":""}}}"#)),
+        ("PATCH", "/api/v1/nodes/n1", Some(r#"{"spec":{"taints":[{"key":"k","effect":"NoSchedule"}]}}"#)),
+        ("PATCH", "/api/v1/nodes/n2", merge),
+        ("DELETE", "/api/v1/nodes/n2", None),
+        ("GET", "/api/v1/pods", None),
+        ("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1", None),
+        ("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn2", None),
+        ("GET", "/api/v1/namespaces/kubelets/pods/p-n1", None),
+        ("GET", "/api/v1/namespaces/kubelets/pods/p-n2", None),
+        ("GET", "/api/v1/namespaces/kubelets/pods/p-n1/status", None),
+        ("PATCH", "/api/v1/namespaces/kubelets/pods/p-n1/status", Some(r#"{"status":{"message":"seen"}}"#)),
+        ("PATCH", "/api/v1/namespaces/kubelets/pods/p-n2/status", Some(r#"{"status":{"message":"seen"}}"#)),
+        ("PATCH", "/api/v1/namespaces/kubelets/pods/p-n1", merge),
+        (
+            "POST",
+            "/api/v1/namespaces/kubelets/pods",
+            Some(
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"nodeName":"n1","serviceAccountName":"runner","containers":[{"name":"c","image":"i"}]}}"#,
+            ),
+        ),
+        ("DELETE", "/api/v1/namespaces/kubelets/pods/p-n2", None),
+        ("GET", "/api/v1/namespaces/kubelets/secrets/used", None),
+        ("GET", "/api/v1/namespaces/kubelets/secrets/unused", None),
+        ("GET", "/api/v1/namespaces/kubelets/secrets", None),
+        ("GET", "/api/v1/namespaces/kubelets/secrets?fieldSelector=metadata.name%3Dused", None),
+        ("GET", "/api/v1/namespaces/kubelets/configmaps/used", None),
+        ("GET", "/api/v1/namespaces/kubelets/configmaps/other", None),
+        ("DELETE", "/api/v1/namespaces/kubelets/secrets/used", None),
+        ("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease("n1")),
+        ("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease("n2")),
+        ("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1", None),
+        ("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2", None),
+        ("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", None),
+        ("POST", "/apis/coordination.k8s.io/v1/namespaces/kubelets/leases", lease("n1")),
+        (
+            "POST",
+            "/api/v1/namespaces/kubelets/events",
+            Some(
+                r#"{"apiVersion":"v1","kind":"Event","metadata":{"name":"e1"},"involvedObject":{"kind":"Pod","name":"p-n1","namespace":"kubelets"},"reason":"Seen","message":"m"}"#,
+            ),
+        ),
+        ("GET", "/api/v1/services", None),
+        ("GET", "/api/v1/namespaces", None),
+        ("GET", "/api/v1/namespaces/kubelets/endpoints", None),
+        ("GET", "/apis/apps/v1/deployments", None),
+        ("GET", "/api/v1/namespaces/kubelets/serviceaccounts/runner", None),
+    ]
+}
+
+/// What a client sees of a raw request: "ok", or the status code and message.
+async fn raw_outcome(client: &kube::Client, method: &str, path: &str, body: Option<&str>) -> String {
+    let content_type = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(body.unwrap_or_default().as_bytes().to_vec())
+        .expect("request");
+    match client.request_text(req).await {
+        Ok(_) => "ok".into(),
+        Err(kube::Error::Api(s)) => format!("{} {}", s.code, s.message),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+async fn node_client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+/// The Node authorizer and NodeRestriction: a kubelet (`system:node:n1` in
+/// `system:nodes`, by client certificate) registers and edits only its own Node and
+/// Lease, reads only the pods bound to it and what they use, writes status only for
+/// those — and every answer, allowed or refused, is kube-apiserver's.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubelets_reach_only_their_own_node_as_with_kube_apiserver() {
+    let real = RealCluster::start();
+    let vk = common::start();
+    let sides = [
+        Side { label: "kube-apiserver", dir: real.dir.path().to_path_buf(), admin: real.kubeconfig.clone() },
+        Side { label: "vkube", dir: vk.dir.path().to_path_buf(), admin: vk.kubeconfig.clone() },
+    ];
+    let mut clients = Vec::new();
+    for side in &sides {
+        side.admin_ok(&["apply", "-f", "-"], Some(KUBELET_OBJECTS));
+        let client = node_client(&side.user("system:node:n1", &["system:nodes"])).await;
+        // The kubelet registers its node, then the pods are bound to it and to n2.
+        let node = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1"}}"#;
+        assert_eq!(raw_outcome(&client, "POST", "/api/v1/nodes", Some(node)).await, "ok", "{}", side.label);
+        for n in ["n1", "n2"] {
+            side.admin_ok(&["create", "-f", "-"], Some(&kubelet_pod(n)));
+        }
+        // The graph follows the pods a moment later, on both.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(50);
+        while raw_outcome(&client, "GET", "/api/v1/namespaces/kubelets/secrets/used", None).await != "ok" {
+            assert!(std::time::Instant::now() < deadline, "{}: the pod's secret never became readable", side.label);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        clients.push(client);
+    }
+    let mut differences = Vec::new();
+    for (method, path, body) in kubelet_table() {
+        let mut answers = Vec::new();
+        for client in &clients {
+            answers.push(raw_outcome(client, method, path, body).await);
+        }
+        if answers[0] != answers[1] {
+            differences
+                .push(format!("{method} {path}\n  kube-apiserver: {}\n  vkube:          {}", answers[0], answers[1]));
+        }
+    }
+    assert!(differences.is_empty(), "vkube answered the kubelet differently:\n{}", differences.join("\n"));
+    // Refused writes changed nothing.
+    for side in &sides {
+        let labels = side.admin_ok(&["get", "node", "n2", "-o", "jsonpath={.metadata.labels}"], None);
+        assert!(!labels.contains("example.com/team"), "{}: n2 was labelled: {labels}", side.label);
+        let (ok, _, _) = side.kubectl(&side.admin, &["get", "pod", "p-n2", "-n", "kubelets"], None);
+        assert!(ok, "{}: the kubelet of n1 deleted a pod of n2", side.label);
+    }
+    drop(vk);
+}

@@ -10,6 +10,7 @@ pub mod csr;
 pub mod defaultstorageclass;
 pub mod dynamic;
 pub mod limitranger;
+pub mod noderestriction;
 pub mod podsecurity;
 pub mod priority;
 pub mod resourcequota;
@@ -64,6 +65,7 @@ impl AdmissionChain {
             dynamic: Arc::new(dynamic::Dynamic::new(registry.clone())),
             plugins: RwLock::new(vec![
                 Arc::new(serviceaccount::ServiceAccountAdmission { registry: registry.clone() }),
+                Arc::new(noderestriction::NodeRestriction),
                 Arc::new(defaultstorageclass::DefaultStorageClassAdmission { registry: registry.clone() }),
                 Arc::new(limitranger::LimitRangerAdmission { registry: registry.clone() }),
                 Arc::new(priority::PriorityAdmission { registry: registry.clone() }),

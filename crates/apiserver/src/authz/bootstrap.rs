@@ -37,6 +37,22 @@ pub fn policy() -> Result<Vec<(&'static str, Value)>, ApiError> {
     Ok(out)
 }
 
+/// The rules of kube's `system:node` cluster role (`NodeRules()`), which the Node
+/// authorizer applies to what it does not subdivide.
+pub fn node_rules() -> Vec<super::rbac::Rule> {
+    let roles = policy().unwrap_or_else(|e| {
+        tracing::error!(error = %e.message, "the bootstrap policy does not parse; kubelets get nothing");
+        Vec::new()
+    });
+    roles
+        .into_iter()
+        .find(|(plural, r)| {
+            *plural == "clusterroles" && r.pointer("/metadata/name").and_then(Value::as_str) == Some("system:node")
+        })
+        .and_then(|(_, r)| serde_json::from_value(r.get("rules").cloned().unwrap_or_default()).ok())
+        .unwrap_or_default()
+}
+
 /// Store every default policy object that is not there yet (one an administrator
 /// changed or removed on purpose stays as it is unless it is missing).
 ///

@@ -71,7 +71,7 @@ fn impersonate(requester: &User, group: &str, resource: &str, sub: &str, namespa
         resource: resource.into(),
         subresource: sub.into(),
         name: name.into(),
-        path: String::new(),
+        ..Default::default()
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod bootstrap;
 pub mod escalation;
 pub mod impersonation;
+pub mod node;
 pub mod rbac;
 pub mod reviews;
 
@@ -52,6 +53,9 @@ pub struct Attributes {
     pub name: String,
     /// The request path.
     pub path: String,
+    /// A list's or watch's field selector, as sent (the Node authorizer lets a kubelet
+    /// list only the pods with `spec.nodeName` of its own node).
+    pub field_selector: String,
 }
 
 impl Attributes {
@@ -109,8 +113,11 @@ impl Attributes {
             let q = crate::endpoints::negotiate::query_map(uri);
             let watch = q.get("watch").is_some_and(|v| v == "1" || v == "true");
             a.verb = if watch { "watch" } else { "list" }.to_string();
-            if let Some(name) = q.get("fieldSelector").and_then(|fs| exact_name(fs)) {
-                a.name = name;
+            if let Some(fs) = q.get("fieldSelector") {
+                if let Some(name) = exact_name(fs) {
+                    a.name = name;
+                }
+                a.field_selector = fs.clone();
             }
         }
         if a.name.is_empty() && a.verb == "delete" {
@@ -195,9 +202,11 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// The authorizer chain: `system:masters`, then RBAC.
+/// The authorizer chain: `system:masters`, then the Node authorizer for kubelets, then
+/// RBAC.
 pub struct Authorizer {
     registry: Arc<Registry>,
+    nodes: node::NodeAuthorizer,
     snapshot: RwLock<Arc<rbac::Snapshot>>,
     rebuild: tokio::sync::Mutex<()>,
 }
@@ -210,7 +219,12 @@ impl Authorizer {
     /// An authorizer over the registry's RBAC objects (call [`Authorizer::refresh`] or
     /// [`Authorizer::follow`] to load them).
     pub fn new(registry: Arc<Registry>) -> Self {
-        Authorizer { registry, snapshot: RwLock::new(Arc::default()), rebuild: tokio::sync::Mutex::new(()) }
+        Authorizer {
+            registry,
+            nodes: node::NodeAuthorizer::new(bootstrap::node_rules()),
+            snapshot: RwLock::new(Arc::default()),
+            rebuild: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The RBAC objects as last loaded.
@@ -226,6 +240,10 @@ impl Authorizer {
         if a.user.groups.iter().any(|g| g == MASTERS) {
             return Decision { allowed: true, reason: String::new() };
         }
+        let node = self.nodes.decide(a);
+        if let Some(d) = node.as_ref().filter(|d| d.allowed) {
+            return d.clone();
+        }
         let snapshot = self.snapshot();
         let mut by = String::new();
         let (allowed, errors) = snapshot.visit(&a.user, &a.namespace, |rules, source| {
@@ -237,10 +255,12 @@ impl Authorizer {
         });
         let reason = if allowed {
             by
-        } else if errors.is_empty() {
-            String::new()
         } else {
-            format!("RBAC: {}", aggregate(&errors))
+            // kube's union authorizer: every authorizer's reason, in order.
+            let rbac = if errors.is_empty() { String::new() } else { format!("RBAC: {}", aggregate(&errors)) };
+            let reasons: Vec<String> =
+                node.map(|d| d.reason).into_iter().chain([rbac]).filter(|r| !r.is_empty()).collect();
+            reasons.join(", ")
         };
         Decision { allowed, reason }
     }
@@ -337,7 +357,8 @@ impl Authorizer {
         let prefix = res.prefix();
         let group_prefix =
             prefix.trim_end_matches('/').rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or(prefix);
-        self.registry.follow_prefix(&group_prefix, "RBAC objects", || self.refresh()).await;
+        let rbac = self.registry.follow_prefix(&group_prefix, "RBAC objects", || self.refresh());
+        tokio::join!(rbac, self.nodes.follow(&self.registry));
     }
 }
 

@@ -44,6 +44,7 @@ fn attributes_of(spec: &Value, user: User) -> Result<Attributes, ApiError> {
             subresource: s(r, "subresource"),
             name: s(r, "name"),
             path: String::new(),
+            field_selector: r.pointer("/fieldSelector/rawSelector").and_then(Value::as_str).unwrap_or_default().into(),
         }),
         (None, Some(n)) => Ok(Attributes { user, verb: s(n, "verb"), path: s(n, "path"), ..Default::default() }),
         (Some(_), Some(_)) => Err(invalid(Cause::invalid_raw(
