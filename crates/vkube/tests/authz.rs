@@ -360,6 +360,11 @@ kind: Node
 metadata: {name: n2}
 "#;
 
+/// A pod on n1 with projected tokens: the API server's audience and `vault`.
+const TOKEN_POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p-with-token","namespace":"kubelets"},
+"spec":{"nodeName":"n1","serviceAccountName":"runner","automountServiceAccountToken":false,"containers":[{"name":"c","image":"busybox"}],
+"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"path":"api"}},{"serviceAccountToken":{"path":"v","audience":"vault"}}]}}]}}"#;
+
 fn kubelet_pod(node: &str) -> String {
     format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p-{node}","namespace":"kubelets"}},
@@ -487,6 +492,7 @@ async fn kubelets_reach_only_their_own_node_as_with_kube_apiserver() {
         for n in ["n1", "n2"] {
             side.admin_ok(&["create", "-f", "-"], Some(&kubelet_pod(n)));
         }
+        side.admin_ok(&["create", "-f", "-"], Some(TOKEN_POD));
         // The graph follows the pods a moment later, on both.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(50);
         while raw_outcome(&client, "GET", "/api/v1/namespaces/kubelets/secrets/used", None).await != "ok" {
@@ -506,6 +512,46 @@ async fn kubelets_reach_only_their_own_node_as_with_kube_apiserver() {
                 .push(format!("{method} {path}\n  kube-apiserver: {}\n  vkube:          {}", answers[0], answers[1]));
         }
     }
+    // Tokens bound to pods, and evictions: the bodies name each side's own pod uids.
+    let token_path = "/api/v1/namespaces/kubelets/serviceaccounts/runner/token";
+    let mut per_side: Vec<Vec<String>> = Vec::new();
+    for (side, client) in sides.iter().zip(&clients) {
+        let uid =
+            |pod: &str| side.admin_ok(&["get", "pod", pod, "-n", "kubelets", "-o", "jsonpath={.metadata.uid}"], None);
+        let (own, other, token_pod) = (uid("p-n1"), uid("p-n2"), uid("p-with-token"));
+        let token = |bound: &str, audiences: &str| {
+            format!(
+                r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{{{audiences}"boundObjectRef":{bound}}}}}"#
+            )
+        };
+        let pod_ref =
+            |name: &str, uid: &str| format!(r#"{{"kind":"Pod","apiVersion":"v1","name":"{name}","uid":"{uid}"}}"#);
+        let bodies = [
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}"#.to_string(),
+            token(r#"{"kind":"Pod","apiVersion":"v1","name":"p-n1"}"#, ""),
+            token(&pod_ref("p-n1", "abc"), ""),
+            token(&pod_ref("p-n2", &other), ""),
+            token(&pod_ref("p-n1", &own), r#""audiences":["elsewhere"],"#),
+            token(&pod_ref("p-n1", &own), ""),
+            token(&pod_ref("p-with-token", &token_pod), ""),
+            token(&pod_ref("p-with-token", &token_pod), r#""audiences":["vault"],"#),
+            token(&pod_ref("p-with-token", &token_pod), r#""audiences":["elsewhere"],"#),
+        ];
+        let mut answers = Vec::new();
+        for body in &bodies {
+            answers.push(raw_outcome(client, "POST", token_path, Some(body)).await);
+        }
+        let eviction = r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p-n2"}}"#;
+        answers
+            .push(raw_outcome(client, "POST", "/api/v1/namespaces/kubelets/pods/p-n2/eviction", Some(eviction)).await);
+        per_side.push(answers);
+    }
+    for (i, (real, ours)) in per_side[0].iter().zip(&per_side[1]).enumerate() {
+        if real != ours {
+            differences.push(format!("token/eviction request {i}\n  kube-apiserver: {real}\n  vkube:          {ours}"));
+        }
+    }
+    assert_eq!(per_side[1].last().map(|a| a.starts_with("403")), Some(true), "the eviction was not refused");
     assert!(differences.is_empty(), "vkube answered the kubelet differently:\n{}", differences.join("\n"));
     // Refused writes changed nothing.
     for side in &sides {

@@ -157,6 +157,81 @@ impl Admission for NodeRestriction {
     }
 }
 
+/// NodeRestriction on `pods/NAME/eviction` by a kubelet: only pods bound to it.
+///
+/// # Errors
+/// kube-apiserver's 403.
+pub fn check_eviction(user: &vkube_core::admission::User, pod: &Value, name: &str) -> Result<(), ApiError> {
+    match node_identity(user) {
+        Some(node) if node_name_of(Some(pod)) != node => Err(ApiError::forbidden(
+            GroupResource { group: "", resource: "pods" },
+            name,
+            format!("node {node} can only evict pods with spec.nodeName set to itself"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// NodeRestriction on a kubelet's TokenRequest for `serviceaccounts/NAME/token`: bound
+/// to a pod (by name and uid) that runs on the kubelet's node, for an audience the
+/// pod's projected token volumes ask for (kube's ServiceAccountNodeAudienceRestriction;
+/// the audiences of CSI drivers' `tokenRequests` are not looked at).
+///
+/// # Errors
+/// kube-apiserver's 403, 404 or 409.
+pub async fn check_token(
+    registry: &crate::registry::Registry,
+    user: &vkube_core::admission::User,
+    namespace: &str,
+    name: &str,
+    spec: &Value,
+) -> Result<(), ApiError> {
+    let Some(node) = node_identity(user) else { return Ok(()) };
+    let sa = GroupResource { group: "", resource: "serviceaccounts" };
+    let refuse = |message: String| Err(ApiError::forbidden(sa, name, message));
+    let bound = spec.get("boundObjectRef").filter(|b| b.get("kind").and_then(Value::as_str) == Some("Pod"));
+    let Some(bound) = bound else { return refuse("node requested token not bound to a pod".into()) };
+    let uid = bound.get("uid").and_then(Value::as_str).unwrap_or_default();
+    if uid.is_empty() {
+        return refuse("node requested token with a pod binding without a uid".into());
+    }
+    let pod_name = bound.get("name").and_then(Value::as_str).unwrap_or_default();
+    let res = registry.catalog().find("", "v1", "pods").ok_or_else(ApiError::path_not_found)?;
+    let pod = registry.get(&res, namespace, pod_name).await?;
+    if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+        return refuse(format!(
+            "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+        ));
+    }
+    if node_name_of(Some(&pod)) != node {
+        return refuse("node requested token bound to a pod scheduled on a different node".into());
+    }
+    // The audiences as written: a volume without one and a request without any both
+    // mean "" (the API server's), as kube compares them.
+    let projected: Vec<&str> = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/projected/sources").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|s| s.get("serviceAccountToken"))
+        .map(|t| t.get("audience").and_then(Value::as_str).unwrap_or_default())
+        .collect();
+    let mut asked: Vec<&str> =
+        spec.get("audiences").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    if asked.is_empty() {
+        asked.push("");
+    }
+    if let Some(audience) = asked.into_iter().find(|a| !projected.contains(a)) {
+        return refuse(format!(
+            "audience {audience:?} not found in pod spec volume, {} is not authorized to request tokens for this audience",
+            user.name
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

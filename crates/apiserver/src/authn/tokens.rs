@@ -187,6 +187,7 @@ pub async fn request(
     let sa_uid = uid_of(reg, "serviceaccounts", namespace, name).await?.ok_or_else(|| {
         ApiError::not_found(vkube_core::status::GroupResource { group: "", resource: "serviceaccounts" }, name)
     })?;
+    crate::admission::noderestriction::check_token(reg, &ctx.user, namespace, name, &spec).await?;
     let expiration = match spec.get("expirationSeconds") {
         None | Some(Value::Null) => DEFAULT_EXPIRATION_SECONDS,
         Some(v) => v.as_i64().ok_or_else(|| {

@@ -177,6 +177,7 @@ pub async fn evict(
     let reg = &ctx.state.registry;
     let res = route.resource.clone();
     let pod = reg.get(&res, &route.namespace, name).await?;
+    crate::admission::noderestriction::check_eviction(&ctx.user, &pod, name)?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
     let terminal = phase == "Succeeded" || phase == "Failed" || phase == "Pending";
     if !terminal && pod.pointer("/metadata/deletionTimestamp").is_none() {
