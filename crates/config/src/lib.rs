@@ -34,6 +34,13 @@ enum Ty {
     StrMap,
     /// A bool, or the string `auto`.
     BoolOrAuto,
+    /// Quantities by resource name: strings or numbers (`cpu: 1`, `memory: 512Mi`),
+    /// `null` to drop a default.
+    QuantityMap,
+    /// A list of maps (label selector requirements).
+    MapList,
+    /// One of a few strings.
+    OneOf(&'static [&'static str]),
 }
 
 enum Node {
@@ -176,7 +183,38 @@ fn schema() -> Node {
             ]),
         ),
         ("networking", NotImplemented),
-        ("policies", NotImplemented),
+        (
+            "policies",
+            Map(vec![
+                (
+                    "resourceQuota",
+                    Map(vec![
+                        ("enabled", Leaf(Ty::BoolOrAuto)),
+                        ("labels", Leaf(Ty::StrMap)),
+                        ("annotations", Leaf(Ty::StrMap)),
+                        ("quota", Leaf(Ty::QuantityMap)),
+                        ("scopeSelector", Map(vec![("matchExpressions", Leaf(Ty::MapList))])),
+                        ("scopes", Leaf(Ty::StrList)),
+                    ]),
+                ),
+                (
+                    "limitRange",
+                    Map(vec![
+                        ("enabled", Leaf(Ty::BoolOrAuto)),
+                        ("labels", Leaf(Ty::StrMap)),
+                        ("annotations", Leaf(Ty::StrMap)),
+                        ("default", Leaf(Ty::QuantityMap)),
+                        ("defaultRequest", Leaf(Ty::QuantityMap)),
+                        ("min", Leaf(Ty::QuantityMap)),
+                        ("max", Leaf(Ty::QuantityMap)),
+                        ("maxLimitRequestRatio", Leaf(Ty::QuantityMap)),
+                    ]),
+                ),
+                ("podSecurityStandard", Leaf(Ty::OneOf(&["", "privileged", "baseline", "restricted"]))),
+                ("networkPolicy", NotImplemented),
+                ("centralAdmission", NotImplemented),
+            ]),
+        ),
         ("rbac", NotImplemented),
         ("exportKubeConfig", NotImplemented),
         ("telemetry", NotImplemented),
@@ -250,16 +288,27 @@ fn type_ok(ty: Ty, v: &Value) -> bool {
         Ty::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         Ty::StrMap => v.as_object().is_some_and(|m| m.values().all(|x| x.is_string())),
         Ty::BoolOrAuto => v.is_boolean() || v.as_str() == Some("auto"),
+        Ty::QuantityMap => {
+            v.as_object().is_some_and(|m| m.values().all(|x| x.is_string() || x.is_number() || x.is_null()))
+        }
+        Ty::MapList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+        Ty::OneOf(options) => v.as_str().is_some_and(|s| options.contains(&s)),
     }
 }
 
-fn type_name(ty: Ty) -> &'static str {
+fn type_name(ty: Ty) -> String {
     match ty {
-        Ty::Bool => "a boolean",
-        Ty::Str => "a string",
-        Ty::StrList => "a list of strings",
-        Ty::StrMap => "a map of strings",
-        Ty::BoolOrAuto => "a boolean or \"auto\"",
+        Ty::Bool => "a boolean".into(),
+        Ty::Str => "a string".into(),
+        Ty::StrList => "a list of strings".into(),
+        Ty::StrMap => "a map of strings".into(),
+        Ty::BoolOrAuto => "a boolean or \"auto\"".into(),
+        Ty::QuantityMap => "a map of quantities".into(),
+        Ty::MapList => "a list of maps".into(),
+        Ty::OneOf(options) => {
+            let quoted: Vec<String> = options.iter().map(|o| format!("{o:?}")).collect();
+            format!("one of {}", quoted.join(", "))
+        }
     }
 }
 
@@ -347,6 +396,101 @@ pub struct VClusterConfig {
     pub etcd_prefix: Option<String>,
     /// `controlPlane.backingStore.etcd.external.tls.{caFile, certFile, keyFile}`.
     pub etcd_tls: EtcdTls,
+    /// `policies.resourceQuota`: the ResourceQuota `vc-NAME` in the host namespace, if
+    /// deployed.
+    pub resource_quota: Option<QuotaPolicy>,
+    /// `policies.limitRange`: the LimitRange `vc-NAME` in the host namespace, if deployed.
+    pub limit_range: Option<LimitRangePolicy>,
+    /// `policies.podSecurityStandard`: the level every virtual namespace enforces and
+    /// warns at.
+    pub pod_security_standard: Option<String>,
+}
+
+/// The host ResourceQuota of a virtual cluster (vCluster's `policies.resourceQuota`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuotaPolicy {
+    /// Extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.hard`: vCluster's defaults with the file's keys over them.
+    pub hard: BTreeMap<String, String>,
+    /// `spec.scopeSelector.matchExpressions`.
+    pub scope_selector: Vec<Value>,
+    /// `spec.scopes`.
+    pub scopes: Vec<String>,
+}
+
+/// The host LimitRange of a virtual cluster (vCluster's `policies.limitRange`), one
+/// `Container` limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitRangePolicy {
+    /// Extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `default` (limits): vCluster's defaults with the file's keys over them.
+    pub default: BTreeMap<String, String>,
+    /// `defaultRequest`, likewise.
+    pub default_request: BTreeMap<String, String>,
+    /// `min`.
+    pub min: BTreeMap<String, String>,
+    /// `max`.
+    pub max: BTreeMap<String, String>,
+    /// `maxLimitRequestRatio`.
+    pub max_limit_request_ratio: BTreeMap<String, String>,
+}
+
+/// vCluster's default `policies.resourceQuota.quota`.
+pub const DEFAULT_QUOTA: [(&str, &str); 15] = [
+    ("requests.cpu", "10"),
+    ("requests.memory", "20Gi"),
+    ("requests.storage", "100Gi"),
+    ("requests.ephemeral-storage", "60Gi"),
+    ("limits.cpu", "20"),
+    ("limits.memory", "40Gi"),
+    ("limits.ephemeral-storage", "160Gi"),
+    ("services.nodeports", "0"),
+    ("services.loadbalancers", "1"),
+    ("count/endpoints", "40"),
+    ("count/pods", "20"),
+    ("count/services", "20"),
+    ("count/secrets", "100"),
+    ("count/configmaps", "100"),
+    ("count/persistentvolumeclaims", "20"),
+];
+/// vCluster's default `policies.limitRange.default`.
+pub const DEFAULT_LIMITS: [(&str, &str); 3] = [("ephemeral-storage", "8Gi"), ("memory", "512Mi"), ("cpu", "1")];
+/// vCluster's default `policies.limitRange.defaultRequest`.
+pub const DEFAULT_REQUESTS: [(&str, &str); 3] = [("ephemeral-storage", "3Gi"), ("memory", "128Mi"), ("cpu", "100m")];
+
+/// `defaults` with the map at `ptr` in `v` over them, as Helm merges values: a key set
+/// to `null` is dropped, numbers become their text.
+fn merged(v: &Value, ptr: &str, defaults: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    for (k, x) in v.pointer(ptr).and_then(Value::as_object).into_iter().flatten() {
+        match x {
+            Value::Null => {
+                out.remove(k);
+            }
+            Value::String(s) => {
+                out.insert(k.clone(), s.clone());
+            }
+            other => {
+                out.insert(k.clone(), other.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn strings(v: &Value, ptr: &str) -> BTreeMap<String, String> {
+    v.pointer(ptr)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, x)| x.as_str().map(|s| (k.clone(), s.to_string())))
+        .collect()
 }
 
 /// TLS files for etcd.
@@ -399,6 +543,9 @@ impl Default for VClusterConfig {
             etcd_endpoints: vec![],
             etcd_prefix: None,
             etcd_tls: EtcdTls::default(),
+            resource_quota: None,
+            limit_range: None,
+            pod_security_standard: None,
         }
     }
 }
@@ -484,6 +631,49 @@ impl VClusterConfig {
             c.etcd_prefix = s("prefix");
             c.etcd_tls = EtcdTls { ca_file: s("tls/caFile"), cert_file: s("tls/certFile"), key_file: s("tls/keyFile") };
         }
+        // vCluster's chart: each is deployed when either is `true` and it is not `false`
+        // (`auto` follows the other).
+        let enabled = |p: &str| match v.pointer(p) {
+            Some(Value::Bool(true)) => Some(true),
+            Some(Value::Bool(false)) => Some(false),
+            _ => None,
+        };
+        let (quota_on, limits_on) =
+            (enabled("/policies/resourceQuota/enabled"), enabled("/policies/limitRange/enabled"));
+        let either = quota_on == Some(true) || limits_on == Some(true);
+        if either && quota_on != Some(false) {
+            c.resource_quota = Some(QuotaPolicy {
+                labels: strings(&v, "/policies/resourceQuota/labels"),
+                annotations: strings(&v, "/policies/resourceQuota/annotations"),
+                hard: merged(&v, "/policies/resourceQuota/quota", &DEFAULT_QUOTA),
+                scope_selector: v
+                    .pointer("/policies/resourceQuota/scopeSelector/matchExpressions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                scopes: v
+                    .pointer("/policies/resourceQuota/scopes")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        if either && limits_on != Some(false) {
+            c.limit_range = Some(LimitRangePolicy {
+                labels: strings(&v, "/policies/limitRange/labels"),
+                annotations: strings(&v, "/policies/limitRange/annotations"),
+                default: merged(&v, "/policies/limitRange/default", &DEFAULT_LIMITS),
+                default_request: merged(&v, "/policies/limitRange/defaultRequest", &DEFAULT_REQUESTS),
+                min: merged(&v, "/policies/limitRange/min", &[]),
+                max: merged(&v, "/policies/limitRange/max", &[]),
+                max_limit_request_ratio: merged(&v, "/policies/limitRange/maxLimitRequestRatio", &[]),
+            });
+        }
+        c.pod_security_standard = v
+            .pointer("/policies/podSecurityStandard")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
         Ok(Parsed { config: c, not_implemented })
     }
 }
@@ -539,6 +729,33 @@ mod tests {
             p.not_implemented[1].starts_with("vcluster.yaml:5: sync.toHost.priorityClasses: not implemented"),
             "{:?}",
             p.not_implemented
+        );
+    }
+
+    #[test]
+    fn policies_follow_vclusters_chart() {
+        let off = VClusterConfig::parse("vcluster.yaml", "").expect("parses").config;
+        assert!(off.resource_quota.is_none() && off.limit_range.is_none() && off.pod_security_standard.is_none());
+        // `auto` follows the other; the file's quota keys go over vCluster's defaults.
+        let text = "policies:\n  podSecurityStandard: baseline\n  resourceQuota:\n    enabled: true\n    quota:\n      count/pods: 3\n      services.nodeports: 6\n      count/secrets: null\n";
+        let c = VClusterConfig::parse("vcluster.yaml", text).expect("parses").config;
+        let quota = c.resource_quota.expect("quota on");
+        assert_eq!(quota.hard.get("count/pods").map(String::as_str), Some("3"));
+        assert_eq!(quota.hard.get("services.nodeports").map(String::as_str), Some("6"));
+        assert_eq!(quota.hard.get("requests.cpu").map(String::as_str), Some("10"));
+        assert!(!quota.hard.contains_key("count/secrets"));
+        let limits = c.limit_range.expect("auto follows the quota");
+        assert_eq!(limits.default.get("cpu").map(String::as_str), Some("1"));
+        assert_eq!(limits.default_request.get("memory").map(String::as_str), Some("128Mi"));
+        assert_eq!(c.pod_security_standard.as_deref(), Some("baseline"));
+        let only_limits = "policies:\n  resourceQuota:\n    enabled: false\n  limitRange:\n    enabled: true\n";
+        let c = VClusterConfig::parse("vcluster.yaml", only_limits).expect("parses").config;
+        assert!(c.resource_quota.is_none() && c.limit_range.is_some());
+        let err = VClusterConfig::parse("vcluster.yaml", "policies:\n  podSecurityStandard: strict\n")
+            .expect_err("not a level");
+        assert_eq!(
+            err.to_string(),
+            "vcluster.yaml:2: policies.podSecurityStandard: expected one of \"\", \"privileged\", \"baseline\", \"restricted\", got \"strict\""
         );
     }
 

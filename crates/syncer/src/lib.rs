@@ -19,6 +19,7 @@ pub mod cleanup;
 pub mod engine;
 pub mod host_index;
 pub mod names;
+pub mod policies;
 pub mod rbac;
 pub mod resources;
 

@@ -90,6 +90,21 @@ pub fn needs(config: &VClusterConfig) -> Needs {
             why: "events about host copies, shown in the virtual cluster",
         });
     }
+    let mut policies = Vec::new();
+    if config.resource_quota.is_some() {
+        policies.push("resourcequotas");
+    }
+    if config.limit_range.is_some() {
+        policies.push("limitranges");
+    }
+    if !policies.is_empty() {
+        namespaced.push(Rule {
+            group: "",
+            resources: policies,
+            verbs: vec!["create", "delete", "get", "update"],
+            why: "policies.resourceQuota and policies.limitRange: vc-NAME in the host namespace",
+        });
+    }
     if config.syncs("ingresses") {
         namespaced.push(Rule {
             group: "networking.k8s.io",

@@ -16,6 +16,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod bench;
 mod host;
 mod nodes;
+mod podsecurity;
 mod serve;
 
 #[derive(Parser)]

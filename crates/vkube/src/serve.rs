@@ -361,6 +361,12 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
             cfg.name
         );
     }
+    vkube_syncer::policies::ensure_host_policies(&host_client, &mapper, &cfg.name, &values)
+        .await
+        .context("deploying policies.resourceQuota / policies.limitRange on the host")?;
+    if let Some(level) = &values.pod_security_standard {
+        crate::podsecurity::enforce_everywhere(&server, level).await?;
+    }
     // The syncer has its own identity, so the API server can tell its writes from a
     // user's, bound to the least it needs (the `vkube:syncer` cluster role of the
     // bootstrap policy); the controllers and the scheduler have theirs.

@@ -623,3 +623,77 @@ fn resource_quotas_count_refuse_past_hard_and_keep_synced_services() {
     assert_eq!(names, "s1 s2", "a synced service was lost");
     vk.wait_for(&["get", "quota", "q", "-n", "q", "-o", &used("services")], 20, |o| o == "2");
 }
+
+/// vcluster.yaml `policies`, as vCluster deploys them: the ResourceQuota and LimitRange
+/// `vc-NAME` in the host namespace (the quota's keys over vCluster's defaults, the
+/// limit range following it by `auto`), pods the host refuses stay Pending without a host
+/// copy and say why in a SyncError event, and every virtual namespace — there before,
+/// made after, or stripped of its label — enforces the pod security standard.
+#[test]
+fn policies_deploy_the_host_quota_and_limit_range_and_label_namespaces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("vcluster.yaml");
+    std::fs::write(
+        &values,
+        "policies:\n  podSecurityStandard: baseline\n  resourceQuota:\n    enabled: true\n    quota:\n      count/pods: 2\n",
+    )
+    .expect("write values");
+    let values = values.to_string_lossy().into_owned();
+    let vk = common::start_up_in(dir, &["-f", &values]);
+    let hard = vk.host_ok(&["get", "resourcequota", "vc-vc", "-n", "vkube-vc", "-o", "jsonpath={.spec.hard}"]);
+    assert!(hard.contains(r#""count/pods":"2""#) && hard.contains(r#""limits.memory":"40Gi""#), "{hard}");
+    let defaults =
+        vk.host_ok(&["get", "limitrange", "vc-vc", "-n", "vkube-vc", "-o", "jsonpath={.spec.limits[0].default}"]);
+    assert!(defaults.contains(r#""cpu":"1""#) && defaults.contains(r#""memory":"512Mi""#), "{defaults}");
+    // Namespaces enforce baseline: the ones made at start, new ones, and one whose
+    // label a tenant takes off.
+    let label = "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}";
+    assert_eq!(vk.ok(&["get", "ns", "default", "-o", label]), "baseline");
+    vk.ok(&["create", "ns", "team"]);
+    assert_eq!(vk.ok(&["get", "ns", "team", "-o", label]), "baseline");
+    vk.ok(&["label", "ns", "team", "pod-security.kubernetes.io/enforce=privileged", "--overwrite"]);
+    assert_eq!(vk.ok(&["get", "ns", "team", "-o", label]), "baseline");
+    let privileged = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"root","namespace":"team"},
+        "spec":{"containers":[{"name":"c","image":"busybox","securityContext":{"privileged":true}}]}}"#;
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], privileged);
+    assert!(!ok && err.contains("violates PodSecurity \"baseline:latest\""), "{err}");
+    // The limit range's defaults reach the host copies; the quota counts them all.
+    for name in ["a", "b", "c"] {
+        let pod = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+        );
+        let (ok, _, err) = vk.apply(&["create", "-f", "-"], &pod);
+        assert!(ok, "{err}");
+        if name != "c" {
+            vk.wait_for(&["get", "pod", name, "-o", "jsonpath={.status.phase}"], 60, |p| p == "Running");
+        }
+    }
+    let limits = vk.host_ok(&[
+        "get",
+        "pod",
+        "a-x-default-x-vc",
+        "-n",
+        "vkube-vc",
+        "-o",
+        "jsonpath={.spec.containers[0].resources.limits.memory}",
+    ]);
+    assert_eq!(limits, "512Mi");
+    let events = vk.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=c,reason=SyncError",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        60,
+        |m| m.contains("exceeded quota: vc-vc"),
+    );
+    assert!(events.contains("Error syncing to physical cluster: "), "{events}");
+    // Pending for good, and no host copy.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(vk.ok(&["get", "pod", "c", "-o", "jsonpath={.status.phase}"]), "Pending");
+    let host_pods = vk.host_ok(&["get", "pods", "-n", "vkube-vc", "-o", "name"]);
+    assert!(!host_pods.contains("c-x-default-x-vc"), "{host_pods}");
+}

@@ -616,6 +616,42 @@ impl Admission for PodSecurityAdmission {
     }
 }
 
+/// vCluster's `policies.podSecurityStandard`: every namespace enforces (and warns at)
+/// one level — a namespace whose `enforce` label says anything else gets it, with
+/// `enforce-version`, `warn` and `warn-version`, on every create and update, so a
+/// tenant cannot take it off.
+pub struct NamespaceStandard {
+    /// `privileged`, `baseline` or `restricted`.
+    pub level: String,
+}
+
+#[async_trait]
+impl Admission for NamespaceStandard {
+    async fn admit(&self, req: &AdmissionRequest<'_>, mut object: Value) -> Result<AdmissionOutcome, ApiError> {
+        if !req.is_core("Namespace") || req.operation == Operation::Delete {
+            return Ok(AdmissionOutcome::pass(object));
+        }
+        let enforce = format!("{PREFIX}enforce");
+        let current = object.pointer("/metadata/labels").and_then(|l| l.get(&enforce)).and_then(Value::as_str);
+        if current != Some(self.level.as_str())
+            && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            let labels = meta.entry("labels").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(labels) = labels.as_object_mut() {
+                for (key, value) in [
+                    ("enforce", self.level.as_str()),
+                    ("enforce-version", "latest"),
+                    ("warn", self.level.as_str()),
+                    ("warn-version", "latest"),
+                ] {
+                    labels.insert(format!("{PREFIX}{key}"), Value::String(value.into()));
+                }
+            }
+        }
+        Ok(AdmissionOutcome::pass(object))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -669,6 +669,16 @@ async fn reconcile(vpod: Arc<CachedPod>, ctx: Arc<SyncContext>) -> Result<Action
                     Err(kube::Error::Api(e)) if e.code == 409 => {
                         return Ok(Action::requeue(Duration::from_millis(200)));
                     }
+                    // The host refuses the copy (its quota or limit range, its admission):
+                    // the pod stays Pending, and says why, as vCluster's SyncError event.
+                    Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 422) => {
+                        let message = format!("Error syncing to physical cluster: {}", e.message);
+                        let m = &vpod.metadata;
+                        let regarding = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid}});
+                        crate::events::virtual_event(&ctx, &regarding, "Warning", "SyncError", &message).await;
+                        return Ok(Action::requeue(Duration::from_secs(10)));
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 record_host_uid(&virtual_api, &name, &created).await?;
