@@ -148,5 +148,7 @@ pub async fn uninstall(host_client: kube::Client, mapper: &crate::names::NameMap
     wipe!(Ingress);
     wipe!(ServiceAccount);
     wipe!(Endpoints);
+    wipe!(k8s_openapi::api::core::v1::ResourceQuota);
+    wipe!(k8s_openapi::api::core::v1::LimitRange);
     Ok(n)
 }

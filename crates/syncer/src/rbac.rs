@@ -101,7 +101,7 @@ pub fn needs(config: &VClusterConfig) -> Needs {
         namespaced.push(Rule {
             group: "",
             resources: policies,
-            verbs: vec!["create", "delete", "get", "update"],
+            verbs: vec!["create", "delete", "get", "list", "update"],
             why: "policies.resourceQuota and policies.limitRange: vc-NAME in the host namespace",
         });
     }
