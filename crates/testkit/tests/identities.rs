@@ -47,3 +47,46 @@ async fn a_controller_without_its_binding_does_nothing() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// On every start the default policy is brought up to date, as kube-apiserver
+/// reconciles it: a default rule or subject someone removed comes back, what an
+/// administrator added stays, and an object marked `autoupdate: "false"` is left as it is.
+#[tokio::test]
+async fn a_restart_restores_the_default_policy_but_keeps_additions() -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use kube::api::{Api, Patch, PatchParams};
+    let mut server = vkube_testkit::TestServer::start().await?;
+    let client = server.client().await?;
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let original = roles.get("system:basic-user").await?.rules.unwrap_or_default();
+    assert!(!original.is_empty());
+    let extra = serde_json::json!({"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]});
+    let pp = PatchParams::default();
+    roles.patch("system:basic-user", &pp, &Patch::Merge(serde_json::json!({"rules": [extra.clone()]}))).await?;
+    roles
+        .patch(
+            "system:public-info-viewer",
+            &pp,
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"rbac.authorization.kubernetes.io/autoupdate": "false"}},
+                "rules": [extra.clone()]})),
+        )
+        .await?;
+    bindings.patch("system:discovery", &pp, &Patch::Merge(serde_json::json!({"subjects": []}))).await?;
+    server.restart().await?;
+    let client = server.client().await?;
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client);
+    let restored = roles.get("system:basic-user").await?.rules.unwrap_or_default();
+    for rule in &original {
+        assert!(restored.contains(rule), "{rule:?} was not restored: {restored:?}");
+    }
+    assert!(restored.iter().any(|r| r.api_groups == Some(vec!["example.com".into()])), "the addition went");
+    let frozen = roles.get("system:public-info-viewer").await?.rules.unwrap_or_default();
+    assert_eq!(frozen.len(), 1, "an autoupdate=false role was changed: {frozen:?}");
+    let subjects = bindings.get("system:discovery").await?.subjects.unwrap_or_default();
+    assert!(subjects.iter().any(|s| s.name == "system:authenticated"), "{subjects:?}");
+    server.stop().await;
+    Ok(())
+}

@@ -53,16 +53,76 @@ pub fn node_rules() -> Vec<super::rbac::Rule> {
         .unwrap_or_default()
 }
 
-/// Store every default policy object that is not there yet (one an administrator
-/// changed or removed on purpose stays as it is unless it is missing).
+/// The annotation that lets kube-apiserver keep a default policy object up to date.
+const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+
+/// What kube-apiserver's start-up reconciliation makes of a stored default policy
+/// object: the default's labels, annotations and rules (or, for a binding, subjects)
+/// added to what is there — nothing an administrator added is taken away —, unless the
+/// object says `autoupdate: "false"`. `None` when nothing is to change.
+fn reconciled(plural: &str, stored: &Value, default: &Value) -> Option<Value> {
+    let meta = |o: &Value, field: &str| o.pointer(&format!("/metadata/{field}")).and_then(Value::as_object).cloned();
+    if meta(stored, "annotations").and_then(|a| a.get(AUTOUPDATE).cloned()) == Some(Value::String("false".into())) {
+        return None;
+    }
+    let mut next = stored.clone();
+    let mut changed = false;
+    for field in ["labels", "annotations"] {
+        let mut have = meta(stored, field).unwrap_or_default();
+        for (k, v) in meta(default, field).unwrap_or_default() {
+            if !have.contains_key(&k) {
+                have.insert(k, v);
+                changed = true;
+            }
+        }
+        if !have.is_empty() {
+            next["metadata"][field] = Value::Object(have);
+        }
+    }
+    let list = |o: &Value, field: &str| o.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut union = |field: &str, same: &dyn Fn(&Value, &Value) -> bool| {
+        let mut have = list(stored, field);
+        for want in list(default, field) {
+            if !have.iter().any(|h| same(h, &want)) {
+                have.push(want);
+                changed = true;
+            }
+        }
+        next[field] = Value::Array(have);
+    };
+    if plural.ends_with("bindings") {
+        union("subjects", &|a, b| a == b);
+    } else if default.get("aggregationRule").is_some() {
+        // Rules of an aggregated role are the aggregation controller's; its selectors
+        // are the default's and any more.
+        let selectors =
+            |o: &Value| o.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array).cloned();
+        let mut have = selectors(stored).unwrap_or_default();
+        for want in selectors(default).unwrap_or_default() {
+            if !have.contains(&want) {
+                have.push(want);
+                changed = true;
+            }
+        }
+        next["aggregationRule"] = serde_json::json!({"clusterRoleSelectors": have});
+    } else {
+        let parse = |v: &Value| serde_json::from_value::<super::rbac::Rule>(v.clone()).ok();
+        union("rules", &|a, b| parse(a).is_some() && parse(a) == parse(b));
+    }
+    changed.then_some(next)
+}
+
+/// Store every default policy object that is not there yet, and bring those that are
+/// up to date with this version's defaults as kube-apiserver does on every start (see
+/// [`reconciled`]).
 ///
 /// # Errors
 /// The registry's error for a write other than "already exists".
 pub async fn ensure(reg: &Registry) -> Result<(), ApiError> {
     let catalog = reg.catalog().clone();
     let opts = WriteOptions { field_manager: Some("kube-apiserver".into()), ..Default::default() };
-    // One list per kind tells what is there (a restart writes nothing).
-    let mut present = std::collections::HashSet::new();
+    // One list per kind tells what is there (a restart with nothing new writes nothing).
+    let mut present = std::collections::HashMap::new();
     for plural in super::KINDS {
         let Some(res) = catalog.find(super::GROUP, "v1", plural) else { continue };
         let list = reg
@@ -70,18 +130,38 @@ pub async fn ensure(reg: &Registry) -> Result<(), ApiError> {
             .list(&res.prefix(), Default::default())
             .await
             .map_err(|e| Registry::store_error(&res, "", e))?;
-        present.extend(list.items.into_iter().map(|kv| kv.key));
+        for kv in &list.items {
+            present.insert(kv.key.clone(), Registry::decode(kv)?);
+        }
     }
     for (plural, obj) in policy()? {
         let Some(res) = catalog.find(super::GROUP, "v1", plural) else { continue };
         let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        if present.contains(&res.key(&namespace, &name)) {
+        let Some(stored) = present.get(&res.key(&namespace, &name)) else {
+            match reg.create(&res, &namespace, obj, &opts).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        };
+        if reconciled(plural, stored, &obj).is_none() {
             continue;
         }
-        match reg.create(&res, &namespace, obj, &opts).await {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
+        let result = reg
+            .update_with(&res, &namespace, &name, None, &opts, |current| {
+                let mut next = reconciled(plural, current, &obj).unwrap_or_else(|| current.clone());
+                if let Some(md) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                    md.remove("resourceVersion");
+                }
+                Ok(next)
+            })
+            .await;
+        match result {
+            Ok(_) => tracing::info!(plural, name, "default RBAC object brought up to date"),
+            // Another replica did it first, or it went: the next start looks again.
+            Err(e) if e.code == 409 || e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
@@ -116,5 +196,27 @@ mod tests {
             .find(|(p, o)| *p == "clusterroles" && o["metadata"]["name"] == "cluster-admin")
             .expect("cluster-admin");
         assert_eq!(admin["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"], "true");
+    }
+
+    #[test]
+    fn reconciling_adds_what_is_missing_and_keeps_what_was_added() {
+        use serde_json::json;
+        let default = json!({"metadata": {"name": "r", "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                      {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]});
+        let stored = json!({"metadata": {"name": "r", "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]},
+                      {"apiGroups": ["x"], "resources": ["y"], "verbs": ["*"]}]});
+        let next = super::reconciled("clusterroles", &stored, &default).expect("a rule is missing");
+        let rules = next["rules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 3, "{rules:?}");
+        assert!(super::reconciled("clusterroles", &next, &default).is_none(), "a second start changes nothing");
+        let mut frozen = stored.clone();
+        frozen["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] = json!("false");
+        assert!(super::reconciled("clusterroles", &frozen, &default).is_none());
+        let binding = json!({"metadata": {"name": "b"}, "subjects": [{"kind": "Group", "name": "a"}]});
+        let want = json!({"metadata": {"name": "b"}, "subjects": [{"kind": "Group", "name": "a"}, {"kind": "Group", "name": "b"}]});
+        let next = super::reconciled("clusterrolebindings", &binding, &want).expect("a subject is missing");
+        assert_eq!(next["subjects"].as_array().map(Vec::len), Some(2));
     }
 }
