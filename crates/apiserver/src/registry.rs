@@ -260,7 +260,28 @@ impl Registry {
                                     tracing::warn!(error = %e, what, "watch ended; listing again");
                                     break;
                                 }
+                                // One refresh for every change already there: a burst of
+                                // writes costs one reload, not one each.
+                                let mut ended = false;
+                                loop {
+                                    match futures::FutureExt::now_or_never(events.next()) {
+                                        Some(Some(Ok(_))) => {}
+                                        Some(Some(Err(e))) => {
+                                            tracing::warn!(error = %e, what, "watch ended; listing again");
+                                            ended = true;
+                                            break;
+                                        }
+                                        Some(None) => {
+                                            ended = true;
+                                            break;
+                                        }
+                                        None => break,
+                                    }
+                                }
                                 refresh().await;
+                                if ended {
+                                    break;
+                                }
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, what, "cannot watch; retrying"),

@@ -702,6 +702,165 @@ pub async fn backends(runs: usize, pods: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Store `n` Roles and `n` RoleBindings (for other users) over ten namespaces, as a
+/// tenant with many teams has them.
+async fn many_roles(admin: &kube::Client, n: usize) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let spaces: Vec<String> = (0..9).map(|i| format!("team-{i}")).chain(["default".to_string()]).collect();
+    for ns in spaces.iter().filter(|n| *n != "default") {
+        namespaces
+            .create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?)
+            .await?;
+    }
+    let mut tasks = Vec::new();
+    for chunk in 0..8 {
+        let admin = admin.clone();
+        let spaces = spaces.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (chunk..n).step_by(8) {
+                let ns = &spaces[i % spaces.len()];
+                let roles: Api<Role> = Api::namespaced(admin.clone(), ns);
+                let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), ns);
+                let role = serde_json::json!({"metadata": {"name": format!("role-{i}")}, "rules": [
+                    {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list"]},
+                    {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [format!("d-{i}")], "verbs": ["update"]},
+                    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]});
+                roles.create(&PostParams::default(), &serde_json::from_value(role)?).await?;
+                let binding = serde_json::json!({"metadata": {"name": format!("binding-{i}")},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("role-{i}")},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("user-{i}")},
+                                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": format!("team-{}", i % 50)}]});
+                bindings.create(&PostParams::default(), &serde_json::from_value(binding)?).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+struct AuthzRun {
+    masters: f64,
+    masters_after: f64,
+    few: f64,
+    many: f64,
+    few_p99: f64,
+    many_p99: f64,
+}
+
+/// The three measures on one API server: creates as `system:masters`, as `writer`
+/// (bound to a Role that may create config maps in `default`), then as `writer` after 1,000 Roles and
+/// RoleBindings are stored.
+async fn authz_side(admin: &kube::Client, writer: &kube::Client, runs: usize, tag: &str) -> anyhow::Result<AuthzRun> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    // A role of its own (kube's `edit` is aggregated by kube-controller-manager, which
+    // the baseline runs without).
+    let role = serde_json::json!({"metadata": {"name": "writer"}, "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "list"]}]});
+    Api::<Role>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &serde_json::from_value(role)?)
+        .await?;
+    let binding = serde_json::json!({"metadata": {"name": "writer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "writer"}]});
+    Api::<RoleBinding>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &serde_json::from_value(binding)?)
+        .await?;
+    // RBAC caches catch up (kube-apiserver's informers), and connections are warm.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempt = 0;
+    while creates(writer, 1, 1, &format!("{tag}-probe-{attempt}")).await.is_err() {
+        attempt += 1;
+        anyhow::ensure!(Instant::now() < deadline, "the writer's binding never acted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    creates(writer, 32, 320, &format!("{tag}-warm")).await?;
+    let (mut masters, mut few, mut many, mut few_p99, mut many_p99) = (vec![], vec![], vec![], vec![], vec![]);
+    for r in 0..runs {
+        masters.push(creates(admin, 32, 3200, &format!("{tag}-m{r}")).await?.per_sec);
+        let run = creates(writer, 32, 3200, &format!("{tag}-a{r}")).await?;
+        few.push(run.per_sec);
+        few_p99.push(run.p99_ms);
+    }
+    many_roles(admin, 1000).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut masters_after = Vec::new();
+    for r in 0..runs {
+        masters_after.push(creates(admin, 32, 3200, &format!("{tag}-n{r}")).await?.per_sec);
+        let run = creates(writer, 32, 3200, &format!("{tag}-b{r}")).await?;
+        many.push(run.per_sec);
+        many_p99.push(run.p99_ms);
+    }
+    Ok(AuthzRun {
+        masters: median(masters),
+        masters_after: median(masters_after),
+        few: median(few),
+        many: median(many),
+        few_p99: median(few_p99),
+        many_p99: median(many_p99),
+    })
+}
+
+/// `vkube bench --suite authz`: what RBAC costs a write, on vkube and on the real
+/// kube-apiserver in the same run. ConfigMap creates from 32 clients as a user bound to
+/// a Role in `default` (RBAC decides every request), then again after 1,000 Roles and
+/// 1,000 RoleBindings for other users are stored; and the same creates as
+/// `system:masters` (no RBAC lookup) for scale.
+///
+/// # Errors
+/// If a server cannot start or a request fails.
+pub async fn authorization(runs: usize) -> anyhow::Result<()> {
+    let mut sides = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let server = boot(true, dir.path()).await?;
+    let admin = client_for(&server).await?;
+    let writer = vkube_controllers::util::client_from_kubeconfig(&server.kubeconfig_as("writer", &[])?).await?;
+    sides.push(("vkube, sqlite (durable)", authz_side(&admin, &writer, runs, "vk").await?));
+    server.shutdown().await;
+    if let Some(real) = RealBaseline::start().await? {
+        let read = |f: &str| std::fs::read_to_string(real.dir.path().join("pki").join(f));
+        let ca = vkube_apiserver::pki::CertPair { cert_pem: read("ca.crt")?, key_pem: read("ca.key")? };
+        let pair = vkube_apiserver::pki::issue_client_by(&ca, "writer", &[])?;
+        let kc = std::fs::read_to_string(real.dir.path().join("admin.kubeconfig"))?;
+        let url = kc.lines().find_map(|l| l.trim().strip_prefix("server: ")).context("server in kubeconfig")?;
+        let text =
+            vkube_apiserver::pki::kubeconfig("real", url, &ca.cert_pem, vkube_apiserver::pki::Credential::Cert(&pair));
+        let writer = vkube_controllers::util::client_from_kubeconfig(&text).await?;
+        sides.push(("kube-apiserver 1.36 on etcd (baseline)", authz_side(&real.client, &writer, runs, "kube").await?));
+        real.stop();
+    }
+    println!("| measure | {} |", sides.iter().map(|(l, _)| *l).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---|".repeat(sides.len()));
+    let row = |name: &str, f: &dyn Fn(&AuthzRun) -> String| {
+        println!("| {name} | {} |", sides.iter().map(|(_, r)| f(r)).collect::<Vec<_>>().join(" | "));
+    };
+    row("creates/s, 32 clients, as system:masters (no RBAC lookup)", &|r| format!("{:.0}", r.masters));
+    row("creates/s as a user bound to a Role, default policy only", &|r| {
+        format!("{:.0} (p99 {:.2} ms)", r.few, r.few_p99)
+    });
+    row("creates/s as that user, 1,000 Roles + 1,000 RoleBindings stored", &|r| {
+        format!("{:.0} (p99 {:.2} ms)", r.many, r.many_p99)
+    });
+    row("creates/s as system:masters after, as a control (the store holds more)", &|r| {
+        format!("{:.0}", r.masters_after)
+    });
+    row("cost of the 1,000 roles and bindings", &|r| format!("{:.1} %", (r.few - r.many) / r.few * 100.0));
+    row("the same, net of the store's growth (against the system:masters control)", &|r| {
+        format!("{:.1} %", (r.few / r.masters - r.many / r.masters_after) / (r.few / r.masters) * 100.0)
+    });
+    row("cost of RBAC at all (user vs system:masters)", &|r| {
+        format!("{:.1} %", (r.masters - r.few) / r.masters * 100.0)
+    });
+    if let [(_, ours), (_, theirs)] = &sides[..] {
+        println!("| creates/s ratio with 1,000 roles, vkube / kube-apiserver | {:.2} |", ours.many / theirs.many);
+    }
+    Ok(())
+}
+
 /// Run the benchmarks and print a Markdown table.
 ///
 /// # Errors

@@ -211,8 +211,8 @@ enum Command {
         /// Pods to store for the list and RSS measures.
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
-        /// Which benchmark: `api`, `scheduler`, `virtual`, `nodes` or `backends` (SQLite
-        /// against etcd).
+        /// Which benchmark: `api`, `scheduler`, `virtual`, `nodes`, `backends` (SQLite
+        /// against etcd) or `authz` (what RBAC costs a create, with 1,000 roles stored).
         #[arg(long, default_value = "api")]
         suite: String,
         /// Nodes for the scheduler benchmark.
@@ -368,6 +368,7 @@ async fn run() -> anyhow::Result<()> {
             "virtual" => bench::virtual_cluster(runs, pods).await,
             "nodes" => bench::node_edits(runs).await,
             "backends" => bench::backends(runs, pods).await,
+            "authz" => bench::authorization(runs).await,
             _ => bench::run(runs, pods).await,
         },
     }
