@@ -56,6 +56,15 @@ fn enabled() -> Vec<(&'static str, Node)> {
     vec![("enabled", Leaf(Ty::Bool))]
 }
 
+/// `sync.fromHost.{ingress,runtime,priority}Classes`: on/off and which host objects.
+fn from_host_class() -> Node {
+    Map(vec![
+        ("enabled", Leaf(Ty::Bool)),
+        ("selector", Map(vec![("matchLabels", Leaf(Ty::StrMap)), ("matchExpressions", Leaf(Ty::MapList))])),
+        ("patches", NotImplemented),
+    ])
+}
+
 fn schema() -> Node {
     let to_host = |extra: Vec<(&'static str, Node)>| {
         let mut v = enabled();
@@ -170,12 +179,12 @@ fn schema() -> Node {
                         ),
                         ("events", Map(enabled())),
                         ("storageClasses", Map(vec![("enabled", Leaf(Ty::BoolOrAuto))])),
-                        ("ingressClasses", NotImplemented),
+                        ("ingressClasses", from_host_class()),
+                        ("runtimeClasses", from_host_class()),
+                        ("priorityClasses", from_host_class()),
                         ("csiDrivers", NotImplemented),
                         ("csiNodes", NotImplemented),
                         ("csiStorageCapacities", NotImplemented),
-                        ("priorityClasses", NotImplemented),
-                        ("runtimeClasses", NotImplemented),
                         ("customResources", NotImplemented),
                         ("volumeSnapshotClasses", NotImplemented),
                     ]),
@@ -382,6 +391,9 @@ pub struct VClusterConfig {
     pub sync_events: bool,
     /// `sync.fromHost.storageClasses.enabled` (`auto`: when the virtual scheduler is on).
     pub sync_storage_classes: bool,
+    /// `sync.fromHost.{ingressClasses, runtimeClasses, priorityClasses}` that are on, by
+    /// key, with their `selector` (a label selector; `null` for every host object).
+    pub from_host_classes: BTreeMap<String, Value>,
     /// `sync.toHost.*.enabled`, by resource.
     pub to_host: BTreeMap<String, bool>,
     /// `sync.toHost.configMaps.all`.
@@ -536,6 +548,7 @@ impl Default for VClusterConfig {
             node_selector_labels: BTreeMap::new(),
             sync_events: true,
             sync_storage_classes: false,
+            from_host_classes: BTreeMap::new(),
             to_host: to_host.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             all_config_maps: false,
             all_secrets: false,
@@ -600,6 +613,12 @@ impl VClusterConfig {
             Some(Value::Bool(x)) => *x,
             _ => c.virtual_scheduler,
         };
+        for key in ["ingressClasses", "runtimeClasses", "priorityClasses"] {
+            if b(&format!("/sync/fromHost/{key}/enabled")) == Some(true) {
+                let selector = v.pointer(&format!("/sync/fromHost/{key}/selector")).cloned().unwrap_or(Value::Null);
+                c.from_host_classes.insert(key.to_string(), selector);
+            }
+        }
         let resources: Vec<String> = c.to_host.keys().cloned().collect();
         for r in resources {
             if let Some(e) = b(&format!("/sync/toHost/{r}/enabled")) {

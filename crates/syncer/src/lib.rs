@@ -224,7 +224,18 @@ impl Syncer {
             set.spawn(events::run(ctx.clone()));
         }
         if ctx.config.sync_storage_classes {
-            set.spawn(storageclasses::run(ctx.clone()));
+            set.spawn(storageclasses::run(ctx.clone(), storageclasses::STORAGE_CLASSES, String::new()));
+        }
+        for (key, selector) in &ctx.config.from_host_classes {
+            let Some(kind) = storageclasses::by_key(key) else { continue };
+            match storageclasses::selector_of(selector) {
+                Ok(selector) => {
+                    set.spawn(storageclasses::run(ctx.clone(), kind, selector));
+                }
+                Err(e) => {
+                    tracing::error!(key, "sync.fromHost.{key}.selector is not a label selector ({e}); not synced")
+                }
+            }
         }
         set.spawn(cleanup::run(ctx.clone(), Duration::from_secs(2)));
         while set.join_next().await.is_some() {}

@@ -151,6 +151,15 @@ pub fn needs(config: &VClusterConfig) -> Needs {
             why: "sync.fromHost.storageClasses",
         });
     }
+    for key in config.from_host_classes.keys() {
+        let (group, resource, why) = match key.as_str() {
+            "ingressClasses" => ("networking.k8s.io", "ingressclasses", "sync.fromHost.ingressClasses"),
+            "runtimeClasses" => ("node.k8s.io", "runtimeclasses", "sync.fromHost.runtimeClasses"),
+            "priorityClasses" => ("scheduling.k8s.io", "priorityclasses", "sync.fromHost.priorityClasses"),
+            _ => continue,
+        };
+        cluster.push(Rule { group, resources: vec![resource], verbs: READ.to_vec(), why });
+    }
     Needs { namespaced, cluster }
 }
 

@@ -697,3 +697,63 @@ fn policies_deploy_the_host_quota_and_limit_range_and_label_namespaces() {
     let host_pods = vk.host_ok(&["get", "pods", "-n", "vkube-vc", "-o", "name"]);
     assert!(!host_pods.contains("c-x-default-x-vc"), "{host_pods}");
 }
+
+/// `sync.fromHost.{priorityClasses, runtimeClasses, ingressClasses}`: the host's classes
+/// appear in the virtual cluster (only those the selector picks), a pod there can name
+/// them, a host change flows in, a class removed on the host goes, and a built-in or
+/// user-made class of the same name is never touched.
+#[test]
+fn classes_come_from_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("vcluster.yaml");
+    std::fs::write(
+        &values,
+        "sync:\n  fromHost:\n    priorityClasses:\n      enabled: true\n    runtimeClasses:\n      enabled: true\n    ingressClasses:\n      enabled: true\n      selector:\n        matchLabels:\n          team: a\n",
+    )
+    .expect("write values");
+    let values = values.to_string_lossy().into_owned();
+    let vk = common::start_up_in(dir, &["-f", &values]);
+    let host_apply = |manifest: &str| {
+        let mut child = std::process::Command::new("kubectl")
+            .args(["apply", "-f", "-"])
+            .env("KUBECONFIG", vk.host_kubeconfig())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(manifest.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(out.status.success(), "host apply: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    host_apply(
+        r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"scheduling.k8s.io/v1","kind":"PriorityClass","metadata":{"name":"high"},"value":1000,"description":"batch"},
+        {"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"gvisor"},"handler":"runsc"},
+        {"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"nginx","labels":{"team":"a"}},"spec":{"controller":"k8s.io/ingress-nginx"}},
+        {"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"other"},"spec":{"controller":"example.com/other"}}]}"#,
+    );
+    vk.wait_for(&["get", "priorityclass", "high", "-o", "jsonpath={.value}"], 30, |v| v == "1000");
+    vk.wait_for(&["get", "runtimeclass", "gvisor", "-o", "jsonpath={.handler}"], 30, |v| v == "runsc");
+    vk.wait_for(&["get", "ingressclass", "nginx", "-o", "jsonpath={.spec.controller}"], 30, |v| {
+        v == "k8s.io/ingress-nginx"
+    });
+    let (found, _, _) = vk.kubectl(&["get", "ingressclass", "other"]);
+    assert!(!found, "an ingress class the selector does not pick was copied");
+    // The host's system-node-critical is not copied over the virtual cluster's own.
+    assert_eq!(vk.ok(&["get", "priorityclass", "system-node-critical", "-o", "jsonpath={.value}"]), "2000001000");
+    // A pod names the copied classes; the Priority admission reads the copy.
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"batch"},
+        "spec":{"priorityClassName":"high","runtimeClassName":"gvisor","containers":[{"name":"c","image":"busybox"}]}}"#;
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], pod);
+    assert!(ok, "{err}");
+    assert_eq!(vk.ok(&["get", "pod", "batch", "-o", "jsonpath={.spec.priority}"]), "1000");
+    // A host change flows in (the immutable value by replacing the copy); a removal too.
+    host_apply(
+        r#"{"apiVersion":"scheduling.k8s.io/v1","kind":"PriorityClass","metadata":{"name":"high"},"value":1000,"description":"nightly batch"}"#,
+    );
+    vk.wait_for(&["get", "priorityclass", "high", "-o", "jsonpath={.description}"], 30, |v| v == "nightly batch");
+    vk.host_ok(&["delete", "runtimeclass", "gvisor"]);
+    vk.wait_for(&["get", "runtimeclass", "-o", "name"], 30, |v| !v.contains("gvisor"));
+}

@@ -1,37 +1,60 @@
-//! Storage classes from the host (`sync.fromHost.storageClasses.enabled`): every host
-//! StorageClass appears in the virtual cluster under its own name, so claims made in
-//! the virtual cluster name classes the host can provision.
+//! Cluster-wide classes from the host (`sync.fromHost.{storageClasses, ingressClasses,
+//! runtimeClasses, priorityClasses}.enabled`): every host object of the kind appears in
+//! the virtual cluster under its own name, so what is made in the virtual cluster names
+//! classes the host has (a claim's storage class, an ingress's class, a pod's runtime or
+//! priority class).
 //!
 //! The virtual copies carry [`FROM_HOST`]; only those are updated or deleted (a class
-//! a user made in the virtual cluster is never touched). Host changes flow in; a host
-//! class that goes away takes its virtual copy with it. Classes are few, so every change
-//! on either side re-syncs the whole set.
+//! a user made in the virtual cluster — or a built-in one like `system-node-critical` —
+//! is never touched). Host changes flow in; a host class that goes away takes its
+//! virtual copy with it. Classes are few, so every change on either side re-syncs the
+//! whole set of that kind.
 
 use crate::{Error, SyncContext};
 use futures::StreamExt;
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Label on a virtual StorageClass copied from the host (value: the virtual cluster).
+/// Label on a virtual class copied from the host (value: the virtual cluster).
 pub const FROM_HOST: &str = "vkube.dev/from-host";
 
-/// The virtual copy of a host storage class.
-pub fn translate(host: &Value, cluster: &str) -> Value {
-    let mut meta = json!({"name": host.pointer("/metadata/name").cloned().unwrap_or(Value::Null)});
-    let mut labels = host.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
-    labels.insert(FROM_HOST.into(), json!(cluster));
-    meta["labels"] = Value::Object(labels);
-    if let Some(a) = host.pointer("/metadata/annotations").and_then(Value::as_object) {
-        let mut a = a.clone();
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        meta["annotations"] = Value::Object(a);
+/// One kind of class copied from the host: its identity and the fields copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassKind {
+    /// API group.
+    pub group: &'static str,
+    /// Version.
+    pub version: &'static str,
+    /// Kind.
+    pub kind: &'static str,
+    /// Plural.
+    pub plural: &'static str,
+    /// The top-level fields of the object copied (beside metadata).
+    pub fields: &'static [&'static str],
+}
+
+/// The class kinds of `sync.fromHost`, by vcluster.yaml key (storage classes have
+/// their own `auto` rule, [`vkube_config::VClusterConfig::sync_storage_classes`]).
+pub fn by_key(key: &str) -> Option<ClassKind> {
+    match key {
+        "storageClasses" => Some(STORAGE_CLASSES),
+        "ingressClasses" => Some(INGRESS_CLASSES),
+        "runtimeClasses" => Some(RUNTIME_CLASSES),
+        "priorityClasses" => Some(PRIORITY_CLASSES),
+        _ => None,
     }
-    let mut out = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": meta});
-    for f in [
+}
+
+/// `sync.fromHost.storageClasses`.
+pub const STORAGE_CLASSES: ClassKind = ClassKind {
+    group: "storage.k8s.io",
+    version: "v1",
+    kind: "StorageClass",
+    plural: "storageclasses",
+    fields: &[
         "provisioner",
         "parameters",
         "reclaimPolicy",
@@ -39,32 +62,91 @@ pub fn translate(host: &Value, cluster: &str) -> Value {
         "allowVolumeExpansion",
         "mountOptions",
         "allowedTopologies",
-    ] {
-        if let Some(v) = host.get(f).filter(|v| !v.is_null()) {
-            out[f] = v.clone();
+    ],
+};
+/// `sync.fromHost.ingressClasses`.
+pub const INGRESS_CLASSES: ClassKind = ClassKind {
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "IngressClass",
+    plural: "ingressclasses",
+    fields: &["spec"],
+};
+/// `sync.fromHost.runtimeClasses`.
+pub const RUNTIME_CLASSES: ClassKind = ClassKind {
+    group: "node.k8s.io",
+    version: "v1",
+    kind: "RuntimeClass",
+    plural: "runtimeclasses",
+    fields: &["handler", "overhead", "scheduling"],
+};
+/// `sync.fromHost.priorityClasses`.
+pub const PRIORITY_CLASSES: ClassKind = ClassKind {
+    group: "scheduling.k8s.io",
+    version: "v1",
+    kind: "PriorityClass",
+    plural: "priorityclasses",
+    fields: &["value", "globalDefault", "description", "preemptionPolicy"],
+};
+
+impl ClassKind {
+    fn api_resource(&self) -> ApiResource {
+        ApiResource {
+            group: self.group.into(),
+            version: self.version.into(),
+            api_version: format!("{}/{}", self.group, self.version),
+            kind: self.kind.into(),
+            plural: self.plural.into(),
         }
     }
-    out
+
+    /// The virtual copy of a host object of this kind.
+    pub fn translate(&self, host: &Value, cluster: &str) -> Value {
+        let mut meta = json!({"name": host.pointer("/metadata/name").cloned().unwrap_or(Value::Null)});
+        let mut labels = host.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+        labels.insert(FROM_HOST.into(), json!(cluster));
+        meta["labels"] = Value::Object(labels);
+        if let Some(a) = host.pointer("/metadata/annotations").and_then(Value::as_object) {
+            let mut a = a.clone();
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            meta["annotations"] = Value::Object(a);
+        }
+        let mut out =
+            json!({"apiVersion": format!("{}/{}", self.group, self.version), "kind": self.kind, "metadata": meta});
+        for f in self.fields {
+            if let Some(v) = host.get(*f).filter(|v| !v.is_null()) {
+                out[*f] = v.clone();
+            }
+        }
+        out
+    }
 }
 
-/// Make the virtual classes match the host's, once.
+/// The virtual copy of a host storage class.
+pub fn translate(host: &Value, cluster: &str) -> Value {
+    STORAGE_CLASSES.translate(host, cluster)
+}
+
+/// Make the virtual objects of `kind` match the host's, once.
 ///
 /// # Errors
 /// API errors on either side.
-pub async fn sync_all(ctx: &SyncContext) -> Result<(), Error> {
-    let host_api: Api<StorageClass> = Api::all(ctx.host_client.clone());
-    let virtual_api: Api<StorageClass> = Api::all(ctx.virtual_client.clone());
-    let host = host_api.list(&ListParams::default()).await?.items;
+pub async fn sync_all(ctx: &SyncContext, kind: &ClassKind, selector: &str) -> Result<(), Error> {
+    let ar = kind.api_resource();
+    let host_api: Api<DynamicObject> = Api::all_with(ctx.host_client.clone(), &ar);
+    let virtual_api: Api<DynamicObject> = Api::all_with(ctx.virtual_client.clone(), &ar);
+    let host = host_api.list(&ListParams::default().labels(selector)).await?.items;
     let mine = virtual_api.list(&ListParams::default().labels(&format!("{FROM_HOST}={}", ctx.mapper.cluster))).await?;
     let pp = PatchParams::apply(crate::MANAGER).force();
     let mut names = std::collections::BTreeSet::new();
-    for sc in &host {
-        if sc.metadata.deletion_timestamp.is_some() {
+    for class in &host {
+        if class.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let name = sc.metadata.name.clone().unwrap_or_default();
+        let name = class.metadata.name.clone().unwrap_or_default();
         let existing = virtual_api.get_opt(&name).await?;
-        // A class of the same name made in the virtual cluster by a user stays theirs.
+        // One of the same name made in the virtual cluster (by a user, or built in)
+        // stays as it is.
         if existing
             .as_ref()
             .is_some_and(|e| e.metadata.labels.as_ref().and_then(|l| l.get(FROM_HOST)) != Some(&ctx.mapper.cluster))
@@ -72,26 +154,25 @@ pub async fn sync_all(ctx: &SyncContext) -> Result<(), Error> {
             continue;
         }
         names.insert(name.clone());
-        let wanted = translate(&serde_json::to_value(sc)?, &ctx.mapper.cluster);
-        if let Some(e) = &existing {
-            let current = translate(&serde_json::to_value(e)?, &ctx.mapper.cluster);
-            if current == wanted {
-                continue;
-            }
+        let wanted = kind.translate(&serde_json::to_value(class)?, &ctx.mapper.cluster);
+        if let Some(e) = &existing
+            && kind.translate(&serde_json::to_value(e)?, &ctx.mapper.cluster) == wanted
+        {
+            continue;
         }
-        match virtual_api.patch(&name, &pp, &Patch::Apply(wanted)).await {
+        match virtual_api.patch(&name, &pp, &Patch::Apply(&wanted)).await {
             Ok(_) => {}
-            // Immutable fields (provisioner, parameters) changed on the host: replace.
+            // Immutable fields (a provisioner, a priority value) changed on the host:
+            // replace.
             Err(kube::Error::Api(e)) if e.code == 422 => {
                 virtual_api.delete(&name, &DeleteParams::default()).await?;
-                let wanted = translate(&serde_json::to_value(sc)?, &ctx.mapper.cluster);
-                virtual_api.patch(&name, &pp, &Patch::Apply(wanted)).await?;
+                virtual_api.patch(&name, &pp, &Patch::Apply(&wanted)).await?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    for sc in mine.items {
-        let name = sc.metadata.name.clone().unwrap_or_default();
+    for class in mine.items {
+        let name = class.metadata.name.clone().unwrap_or_default();
         if !names.contains(&name) {
             match virtual_api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -103,11 +184,26 @@ pub async fn sync_all(ctx: &SyncContext) -> Result<(), Error> {
     Ok(())
 }
 
-/// Run until aborted: re-sync on every change on either side (and every minute).
-pub async fn run(ctx: Arc<SyncContext>) {
-    let host_api: Api<StorageClass> = Api::all(ctx.host_client.clone());
-    let virtual_api: Api<StorageClass> = Api::all(ctx.virtual_client.clone());
-    let host = watcher(host_api, watcher::Config::default()).default_backoff().map(|_| ()).boxed();
+/// The label selector of vcluster.yaml's `selector` for a class kind ("" for all).
+///
+/// # Errors
+/// A selector that is not a label selector (an unknown operator).
+pub fn selector_of(selector: &Value) -> Result<String, String> {
+    if selector.is_null() {
+        return Ok(String::new());
+    }
+    let ls: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+        serde_json::from_value(selector.clone()).map_err(|e| e.to_string())?;
+    kube::core::Selector::try_from(ls).map(|s| s.to_string()).map_err(|e| e.to_string())
+}
+
+/// Run until aborted: re-sync `kind` (the host objects `selector` picks) on every
+/// change on either side (and every minute).
+pub async fn run(ctx: Arc<SyncContext>, kind: ClassKind, selector: String) {
+    let ar = kind.api_resource();
+    let host_api: Api<DynamicObject> = Api::all_with(ctx.host_client.clone(), &ar);
+    let virtual_api: Api<DynamicObject> = Api::all_with(ctx.virtual_client.clone(), &ar);
+    let host = watcher(host_api, watcher::Config::default().labels(&selector)).default_backoff().map(|_| ()).boxed();
     let virt = watcher(virtual_api, watcher::Config::default().labels(&format!("{FROM_HOST}={}", ctx.mapper.cluster)))
         .default_backoff()
         .map(|_| ())
@@ -117,8 +213,8 @@ pub async fn run(ctx: Arc<SyncContext>) {
     while triggers.next().await.is_some() {
         // Fold a burst of events into one pass.
         while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(20), triggers.next()).await {}
-        if let Err(e) = sync_all(&ctx).await {
-            tracing::warn!("storage class sync: {e} (retried)");
+        if let Err(e) = sync_all(&ctx, &kind, &selector).await {
+            tracing::warn!(kind = kind.kind, "class sync from the host: {e} (retried)");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -142,5 +238,24 @@ mod tests {
         assert_eq!(v["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"], "true");
         assert_eq!(v["provisioner"], "csi.example.com");
         assert_eq!(v["volumeBindingMode"], "WaitForFirstConsumer");
+    }
+
+    #[test]
+    fn each_kind_copies_its_own_fields() {
+        let pc = json!({"metadata": {"name": "high"}, "value": 1000, "globalDefault": false,
+            "preemptionPolicy": "Never", "description": "d"});
+        let v = PRIORITY_CLASSES.translate(&pc, "vc");
+        assert_eq!(
+            (v["apiVersion"].as_str(), v["kind"].as_str()),
+            (Some("scheduling.k8s.io/v1"), Some("PriorityClass"))
+        );
+        assert_eq!(v["value"], 1000);
+        assert_eq!(v["preemptionPolicy"], "Never");
+        let rc = json!({"metadata": {"name": "gvisor"}, "handler": "runsc", "overhead": {"podFixed": {"cpu": "100m"}}});
+        let v = RUNTIME_CLASSES.translate(&rc, "vc");
+        assert_eq!(v["handler"], "runsc");
+        assert_eq!(v["overhead"]["podFixed"]["cpu"], "100m");
+        let ic = json!({"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}});
+        assert_eq!(INGRESS_CLASSES.translate(&ic, "vc")["spec"]["controller"], "k8s.io/ingress-nginx");
     }
 }
