@@ -21,6 +21,7 @@ pub mod leader;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod pdb;
+pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootca;
@@ -58,6 +59,7 @@ pub const CONTROLLERS: &[&str] = &[
     "root-ca-cert-publisher",
     "persistent-volume-binder",
     "node-controller",
+    "pod-garbage-collector",
 ];
 
 /// The user kube-controller-manager itself is (leader election).
@@ -135,6 +137,8 @@ pub struct ManagerConfig {
     /// Bind claims to volumes and provision simulated ones ([`volumebinding`]): on a
     /// host; off in virtual clusters, whose claims the host binds.
     pub volume_binding: bool,
+    /// Pod garbage collection ([`podgc`]).
+    pub pod_gc: podgc::PodGcConfig,
 }
 
 impl Default for ManagerConfig {
@@ -146,6 +150,7 @@ impl Default for ManagerConfig {
             node_lifecycle_enabled: true,
             root_ca_pem: None,
             volume_binding: false,
+            pod_gc: Default::default(),
         }
     }
 }
@@ -180,6 +185,7 @@ impl ControllerManager {
         set.spawn(job::run(c("job-controller")));
         set.spawn(cronjob::run(c("cronjob-controller")));
         set.spawn(ttlafterfinished::run(c("ttl-after-finished-controller")));
+        set.spawn(podgc::run(c("pod-garbage-collector"), cfg.pod_gc.clone()));
         set.spawn(hpa::run(c("horizontal-pod-autoscaler")));
         set.spawn(daemonset::run(c("daemon-set-controller")));
         set.spawn(statefulset::run(c("statefulset-controller")));

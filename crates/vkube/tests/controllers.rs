@@ -317,3 +317,24 @@ fn claims_are_bound_to_provisioned_or_matching_volumes() {
     vk.ok(&["delete", "pvc", "picked"]);
     retry(30, || (host(&["get", "pv", "small", "-o", "jsonpath={.status.phase}"]) == "Released").then_some(()));
 }
+
+/// Pod garbage collection: a pod bound to a node that does not exist is deleted once the
+/// node has been gone for kube's 40 s quarantine (not at once), as kube-controller-manager's
+/// pod-garbage-collector does; a pod on a live node stays.
+#[test]
+fn pods_of_a_node_that_is_gone_are_collected() {
+    let vk = common::start_host_in(tempfile::tempdir().expect("tempdir"), 1);
+    let pod = |name: &str, node: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"nodeName":"{node}","containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+        )
+    };
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], &pod("stranded", "ghost"));
+    assert!(ok, "{err}");
+    let (ok, _, err) = vk.apply(&["create", "-f", "-"], &pod("kept", "node-1"));
+    assert!(ok, "{err}");
+    let created = std::time::Instant::now();
+    vk.wait_for(&["get", "pods", "-o", "name"], 120, |out| !out.contains("pod/stranded"));
+    assert!(created.elapsed() >= std::time::Duration::from_secs(35), "deleted before the quarantine");
+    assert_eq!(vk.ok(&["get", "pod", "kept", "-o", "name"]).trim(), "pod/kept");
+}
