@@ -47,6 +47,8 @@ pub trait Replicated:
     fn status_json(&self) -> Value;
     /// Whether the selector selects these labels (an empty selector selects nothing).
     fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool;
+    /// `spec.minReadySeconds`: how long a ready pod waits to count as available.
+    fn min_ready_seconds(&self) -> i32;
 }
 
 fn selects_with(selector: Option<Value>, labels: &std::collections::BTreeMap<String, String>) -> bool {
@@ -72,6 +74,9 @@ impl Replicated for ReplicaSet {
     fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
         selects_with(serde_json::to_value(&self.spec.selector).ok(), labels)
     }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.min_ready_seconds.unwrap_or(0)
+    }
 }
 
 impl Replicated for k8s_openapi::api::core::v1::ReplicationController {
@@ -90,6 +95,9 @@ impl Replicated for k8s_openapi::api::core::v1::ReplicationController {
     fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
         let map = self.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
         selects_with(Some(json!({"matchLabels": map})), labels)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
     }
 }
 
@@ -380,6 +388,12 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
         }
     }
     let ready = active.iter().filter(|p| is_ready(p)).count();
+    // Available: ready for minReadySeconds; the soonest of the others brings a requeue.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let waits: Vec<Duration> =
+        active.iter().filter_map(|p| vkube_core::pod::available_in(p, rs.min_ready_seconds(), now)).collect();
+    let available = waits.iter().filter(|w| w.is_zero()).count();
+    let next_available = waits.iter().filter(|w| !w.is_zero()).min().copied();
     let labels = rs.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
     let fully_labeled = active
         .iter()
@@ -400,7 +414,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     let status = json!({"status": {
         "replicas": active.len(),
         "readyReplicas": ready,
-        "availableReplicas": ready,
+        "availableReplicas": available,
         "fullyLabeledReplicas": fully_labeled,
         "observedGeneration": meta.generation.unwrap_or(0),
         "conditions": if conditions.is_empty() { Value::Null } else { json!(conditions) },
@@ -419,6 +433,9 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
     }
     if failure.is_some() {
         return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    if let Some(wait) = next_available {
+        return Ok(Action::requeue(wait.min(Duration::from_secs(60)) + Duration::from_millis(50)));
     }
     Ok(Action::requeue(Duration::from_secs(60)))
 }

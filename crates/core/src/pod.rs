@@ -31,9 +31,42 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// kube's `IsPodAvailable`: how long until `pod` counts as available — ready for
+/// `min_ready_seconds` since its Ready condition last turned true. `None` when it is not
+/// ready; zero when it is available now.
+pub fn available_in(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))?;
+    if min_ready_seconds <= 0 {
+        return Some(std::time::Duration::ZERO);
+    }
+    let Some(since) = ready.last_transition_time.as_ref() else { return Some(std::time::Duration::ZERO) };
+    let due = since.0.as_millisecond() + i64::from(min_ready_seconds) * 1000;
+    Some(std::time::Duration::from_millis(u64::try_from(due - now.as_millisecond()).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_is_available_min_ready_seconds_after_it_became_ready() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-04T10:00:00Z"}]}}))
+        .expect("pod");
+        let now: k8s_openapi::jiff::Timestamp = "2026-12-04T10:00:04Z".parse().expect("time");
+        assert_eq!(available_in(&pod, 0, now), Some(std::time::Duration::ZERO));
+        assert_eq!(available_in(&pod, 10, now), Some(std::time::Duration::from_secs(6)));
+        assert_eq!(available_in(&pod, 3, now), Some(std::time::Duration::ZERO));
+        assert_eq!(available_in(&Pod::default(), 0, now), None);
+    }
 
     #[test]
     fn states() {

@@ -338,3 +338,37 @@ fn pods_of_a_node_that_is_gone_are_collected() {
     assert!(created.elapsed() >= std::time::Duration::from_secs(35), "deleted before the quarantine");
     assert_eq!(vk.ok(&["get", "pod", "kept", "-o", "name"]).trim(), "pod/kept");
 }
+
+/// `minReadySeconds`: a ready pod counts as available only that long after it became
+/// ready — in the ReplicaSet's and the Deployment's status, and for a rolling update,
+/// which keeps the old pod until the new one is available (kube's `IsPodAvailable`).
+#[test]
+fn pods_become_available_min_ready_seconds_after_ready() {
+    let vk = common::start_host_in(tempfile::tempdir().expect("tempdir"), 1);
+    let deployment = |image: &str| {
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"slow"}},"spec":{{"replicas":1,"minReadySeconds":8,
+            "strategy":{{"rollingUpdate":{{"maxSurge":1,"maxUnavailable":0}}}},
+            "selector":{{"matchLabels":{{"app":"slow"}}}},"template":{{"metadata":{{"labels":{{"app":"slow"}}}},
+            "spec":{{"containers":[{{"name":"c","image":"{image}"}}]}}}}}}}}"#
+        )
+    };
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &deployment("busybox:1"));
+    assert!(ok, "{err}");
+    let status = "jsonpath={.status.readyReplicas}/{.status.availableReplicas}";
+    vk.wait_for(&["get", "deployment", "slow", "-o", status], 30, |s| s.starts_with("1/"));
+    let ready_at = std::time::Instant::now();
+    let now = vk.ok(&["get", "deployment", "slow", "-o", status]);
+    assert!(now == "1/" || now == "1/0", "available at once: {now}");
+    vk.wait_for(&["get", "deployment", "slow", "-o", status], 30, |s| s == "1/1");
+    assert!(ready_at.elapsed() >= Duration::from_secs(5), "available before minReadySeconds");
+    // A rollout keeps the old pod until the new one has been ready that long.
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &deployment("busybox:2"));
+    assert!(ok, "{err}");
+    vk.wait_for(&["get", "pods", "-l", "app=slow", "-o", "name"], 30, |s| s.lines().count() == 2);
+    let both_at = std::time::Instant::now();
+    vk.wait_for(&["get", "pods", "-l", "app=slow", "-o", "jsonpath={.items[*].spec.containers[0].image}"], 60, |s| {
+        s == "busybox:2"
+    });
+    assert!(both_at.elapsed() >= Duration::from_secs(5), "the old pod went before the new one was available");
+}
