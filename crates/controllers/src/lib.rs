@@ -14,6 +14,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslicemirroring;
 pub mod gc;
 pub mod hpa;
 pub mod job;
@@ -53,6 +54,7 @@ pub const CONTROLLERS: &[&str] = &[
     "statefulset-controller",
     "endpoint-controller",
     "endpointslice-controller",
+    "endpointslicemirroring-controller",
     "service-account-controller",
     "disruption-controller",
     "resourcequota-controller",
@@ -190,6 +192,7 @@ impl ControllerManager {
         set.spawn(daemonset::run(c("daemon-set-controller")));
         set.spawn(statefulset::run(c("statefulset-controller")));
         set.spawn(endpoints::run(c("endpoint-controller"), c("endpointslice-controller")));
+        set.spawn(endpointslicemirroring::run(c("endpointslicemirroring-controller")));
         set.spawn(serviceaccount::run(c("service-account-controller")));
         set.spawn(pdb::run(c("disruption-controller")));
         set.spawn(resourcequota::run(c("resourcequota-controller")));

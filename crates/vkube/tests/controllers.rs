@@ -372,3 +372,51 @@ fn pods_become_available_min_ready_seconds_after_ready() {
     });
     assert!(both_at.elapsed() >= Duration::from_secs(5), "the old pod went before the new one was available");
 }
+
+/// EndpointSlice mirroring: the Endpoints of a Service without a selector appear as an
+/// EndpointSlice (kube's managed-by label, the service name), follow an update in
+/// place, and go with the Endpoints; Endpoints marked skip-mirror are left alone.
+#[test]
+fn endpoints_of_a_service_without_selector_are_mirrored_into_slices() {
+    let vk = common::start_host_in(tempfile::tempdir().expect("tempdir"), 1);
+    let service = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{{"ports":[{{"name":"example","port":80}}]}}}}"#
+        )
+    };
+    let endpoints = |name: &str, ip: &str, extra: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Endpoints","metadata":{{"name":"{name}"{extra}}},"subsets":[{{"ports":[{{"port":80}}],"addresses":[{{"ip":"{ip}"}}]}}]}}"#
+        )
+    };
+    for manifest in [
+        service("custom"),
+        endpoints("custom", "10.1.2.3", ""),
+        service("skipped"),
+        endpoints("skipped", "10.1.2.9", r#","labels":{"endpointslice.kubernetes.io/skip-mirror":"true"}"#),
+    ] {
+        let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &manifest);
+        assert!(ok, "{err}");
+    }
+    let of = |svc: &str| {
+        vec![
+            "get".to_string(),
+            "endpointslices".into(),
+            "-l".into(),
+            format!("kubernetes.io/service-name={svc}"),
+            "-o".into(),
+            "jsonpath={range .items[*]}{.metadata.labels.endpointslice\\.kubernetes\\.io/managed-by} {.endpoints[*].addresses[*]} {.ports[*].port};{end}".into(),
+        ]
+    };
+    let args = of("custom");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    vk.wait_for(&args, 30, |s| s == "endpointslicemirroring-controller.k8s.io 10.1.2.3 80;");
+    let (ok, _, err) = vk.apply(&["apply", "-f", "-"], &endpoints("custom", "10.2.3.4", ""));
+    assert!(ok, "{err}");
+    vk.wait_for(&args, 30, |s| s == "endpointslicemirroring-controller.k8s.io 10.2.3.4 80;");
+    let skipped = of("skipped");
+    let skipped: Vec<&str> = skipped.iter().map(String::as_str).collect();
+    assert_eq!(vk.ok(&skipped), "", "skip-mirror Endpoints were mirrored");
+    vk.ok(&["delete", "endpoints", "custom"]);
+    vk.wait_for(&args, 30, |s| s.is_empty());
+}
