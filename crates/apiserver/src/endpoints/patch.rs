@@ -91,6 +91,16 @@ fn smp_into(keys: &dyn Strategy, target: &mut Value, patch: &Value, path: &mut V
                         *existing = Value::Array(vec![]);
                     }
                     if let Value::Array(list) = existing {
+                        let key_of = |x: &Value| x.get(mk).cloned();
+                        let server_order: Vec<Value> = list.iter().filter_map(key_of).collect();
+                        let patch_order: Vec<Value> = match p.get(&format!("$setElementOrder/{k}")) {
+                            Some(Value::Array(order)) => order.iter().filter_map(key_of).collect(),
+                            _ => items
+                                .iter()
+                                .filter(|i| i.get("$patch").and_then(Value::as_str) != Some("delete"))
+                                .filter_map(key_of)
+                                .collect(),
+                        };
                         for item in items {
                             let id = item.get(mk);
                             let pos = id.and_then(|id| list.iter().position(|x| x.get(mk) == Some(id)));
@@ -108,6 +118,8 @@ fn smp_into(keys: &dyn Strategy, target: &mut Value, patch: &Value, path: &mut V
                                 }
                             }
                         }
+                        let merged = std::mem::take(list);
+                        *list = element_order(merged, &patch_order, &server_order, mk);
                     }
                 } else if merges_as_set(&path_refs) {
                     let existing = t.entry(k.clone()).or_insert_with(|| Value::Array(vec![]));
@@ -132,6 +144,33 @@ fn smp_into(keys: &dyn Strategy, target: &mut Value, patch: &Value, path: &mut V
         t.retain(|k, _| keys.contains(k));
     }
     Ok(())
+}
+
+/// kube's `normalizeElementOrder` for a list merged by key: the items the patch names
+/// (in the patch's order, or its `$setElementOrder`) interleaved with those only the
+/// stored list has (in their stored order), each stored item kept before the patch items
+/// that come after it in the stored list.
+fn element_order(merged: Vec<Value>, patch_order: &[Value], server_order: &[Value], mk: &str) -> Vec<Value> {
+    let index = |order: &[Value], item: &Value| item.get(mk).and_then(|k| order.iter().position(|o| o == k));
+    let (mut in_patch, server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|item| index(patch_order, item).is_some());
+    in_patch.sort_by_key(|item| index(patch_order, item));
+    let (mut left, mut right) = (server_only.into_iter().peekable(), in_patch.into_iter().peekable());
+    let mut out = Vec::new();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => match (index(server_order, l), index(server_order, r)) {
+                (Some(li), Some(ri)) => li < ri,
+                _ => false,
+            },
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }
 
 /// Which patch a Content-Type names.
@@ -315,6 +354,34 @@ mod tests {
         let out = strategic_merge(&Typed::<PodKind>::default(), &orig, &patch).expect("merges");
         assert_eq!(out["spec"]["containers"].as_array().map(Vec::len), Some(3));
         assert_eq!(out["spec"]["containers"][1]["image"], "z");
+    }
+
+    /// The orders kube-apiserver 1.36 gives (read back from it): patch items first where
+    /// the stored list does not place them, stored-only items in their stored order.
+    #[test]
+    fn smp_orders_merged_lists_as_kube_does() {
+        let names = |v: &Value| -> Vec<String> {
+            v["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .map(String::from)
+                .collect()
+        };
+        let pod = Typed::<PodKind>::default();
+        let orig =
+            json!({"spec": {"containers": [{"name": "httpd", "image": "httpd"}, {"name": "side", "image": "side"}]}});
+        let patch = json!({"spec": {"containers": [{"name": "test-rs", "image": "pause"}, {"name": "side", "image": "side2"}]}});
+        let out = strategic_merge(&pod, &orig, &patch).expect("merges");
+        assert_eq!(names(&out), ["test-rs", "httpd", "side"]);
+        assert_eq!(out["spec"]["containers"][2]["image"], "side2");
+        let ordered = json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}],
+            "containers": [{"name": "a", "image": "x"}]}});
+        assert_eq!(names(&strategic_merge(&pod, &out, &ordered).expect("merges")), ["a", "test-rs", "httpd", "side"]);
+        let orig = json!({"spec": {"containers": [{"name": "a"}, {"name": "c"}, {"name": "httpd"}]}});
+        let patch = json!({"spec": {"containers": [{"name": "b"}, {"name": "d"}, {"name": "c", "$patch": "delete"}]}});
+        assert_eq!(names(&strategic_merge(&pod, &orig, &patch).expect("merges")), ["b", "d", "a", "httpd"]);
     }
 
     #[test]
