@@ -225,6 +225,49 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
+/// A YAML body as kube-apiserver reads one: a key repeated in a mapping keeps its last
+/// value, and each repeat is reported as `line N: key "K" already set in map` (the line of
+/// the repeat, counted from the body's first line), for field validation to refuse or
+/// warn about.
+///
+/// # Errors
+/// 400 for text that is not YAML.
+pub fn parse_yaml_with_repeats(body: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
+    use serde_saphyr::{DuplicateKeyPolicy, Options, from_str_with_options};
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("yaml: invalid UTF-8: {e}")))?;
+    let mut last_wins = Options::default();
+    last_wins.duplicate_keys = DuplicateKeyPolicy::LastWins;
+    let value: Value =
+        from_str_with_options(text, last_wins).map_err(|e| ApiError::bad_request(format!("yaml: {e}")))?;
+    // Each repeat, one at a time: the parser names the first; that key is renamed (on its
+    // own line, so the lines of the others stay) and the text read again.
+    let mut scratch = text.to_string();
+    let mut repeats = Vec::new();
+    for n in 0..256 {
+        let mut strict = Options::default();
+        strict.duplicate_keys = DuplicateKeyPolicy::Error;
+        strict.with_snippet = false;
+        match from_str_with_options::<serde::de::IgnoredAny>(&scratch, strict) {
+            Err(serde_saphyr::Error::DuplicateMappingKey { key, location }) => {
+                let (line, column) = (location.line() as usize, location.column() as usize);
+                repeats.push(format!("line {line}: key {:?} already set in map", key.unwrap_or_default()));
+                let Some(offset) = line_column_offset(&scratch, line, column) else { break };
+                scratch.insert_str(offset, &format!("vkube-repeat-{n}-"));
+            }
+            _ => break,
+        }
+    }
+    Ok((value, repeats))
+}
+
+/// The byte offset of a 1-based line and column.
+fn line_column_offset(text: &str, line: usize, column: usize) -> Option<usize> {
+    let start: usize = text.split_inclusive('\n').take(line.checked_sub(1)?).map(str::len).sum();
+    let row = text.get(start..)?.split('\n').next()?;
+    let within: usize = row.chars().take(column.checked_sub(1)?).map(char::len_utf8).sum();
+    Some(start + within)
+}
+
 pub(crate) fn list_params(q: &HashMap<String, String>, res: &Resource) -> Result<ListParams, ApiError> {
     let label_selector =
         LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default()).map_err(|e| {
@@ -323,6 +366,17 @@ pub(crate) fn delete_options(
 
 #[cfg(test)]
 mod duplicate_tests {
+    /// The lines kube-apiserver 1.36 names for the same body (read back from it).
+    #[test]
+    fn repeated_yaml_keys_keep_the_last_value_and_are_named_by_line() {
+        let body = "\napiVersion: example.com/v1\nkind: Noxu\nmetadata:\n  name: mytest\nspec:\n  unknown: uk1\n  foo: foo1\n  foo: foo2\n  cronSpec: \"* * * * */5\"\n  bar: 1\n  bar: 2\n";
+        let (value, repeats) = super::parse_yaml_with_repeats(body.as_bytes()).expect("yaml");
+        assert_eq!(value["spec"]["foo"], "foo2");
+        assert_eq!(repeats, ["line 9: key \"foo\" already set in map", "line 12: key \"bar\" already set in map"]);
+        let (_, none) = super::parse_yaml_with_repeats(b"a: 1\nb: {c: 2}\n").expect("yaml");
+        assert!(none.is_empty());
+    }
+
     #[test]
     fn body_fields_are_listed_in_order_with_duplicates() {
         let body = br#"{"spec":{"replicas":1,"replicas":2,"containers":[{"name":"a"}]},"kind":"X"}"#;

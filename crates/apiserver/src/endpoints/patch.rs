@@ -2,7 +2,7 @@
 //! (kubectl's default, with merge keys and `$patch` directives for built-in types), and
 //! server-side apply (delegated to [`crate::apply`]).
 
-use crate::endpoints::{RequestContext, Route, admit, parse_body};
+use crate::endpoints::{RequestContext, Route, admit};
 use crate::registry::{FieldValidation, WriteOptions};
 use crate::resources::{Strategy, Subresource};
 use axum::body::Body;
@@ -283,15 +283,20 @@ pub async fn serve(
             )
         })?;
         let force = q.get("force").is_some_and(|f| f == "true");
-        let applied = parse_body(
-            &{
-                let mut h = http::HeaderMap::new();
-                h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/yaml"));
-                h
-            },
-            &body,
-        )?;
-        return crate::endpoints::apply::serve(ctx, route, name, sub, &opts, applied, &manager, force).await;
+        let (applied, repeats) = crate::endpoints::negotiate::parse_yaml_with_repeats(&body)?;
+        // Repeated keys, as kube-apiserver's strict YAML decoding reports them.
+        if !repeats.is_empty() && opts.field_validation == FieldValidation::Strict {
+            return Err(ApiError::bad_request(format!(
+                "error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n  {}",
+                repeats.join("\n  ")
+            )));
+        }
+        let mut response =
+            crate::endpoints::apply::serve(ctx, route, name, sub, &opts, applied, &manager, force).await?;
+        if opts.field_validation == FieldValidation::Warn {
+            crate::endpoints::add_warnings(&mut response, &repeats);
+        }
+        return Ok(response);
     }
     if sub == Some(Subresource::Scale) {
         let body = body.clone();
