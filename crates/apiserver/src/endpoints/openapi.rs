@@ -271,6 +271,21 @@ fn build_v2(catalog: &Catalog) -> Value {
         for (k, v) in doc.pointer("/components/schemas").and_then(Value::as_object).into_iter().flatten() {
             definitions.insert(k.clone(), crate::endpoints::openapi_v2::schema_to_v2(v));
         }
+        // kube-apiserver's v2 for a custom resource that keeps unknown fields at its
+        // root (or has no schema): a bare object, without even apiVersion, kind and
+        // metadata, since kubectl's v2 validation would refuse any other field.
+        for r in rs.iter().filter(|r| r.openapi.is_none()) {
+            let preserves = r
+                .schema
+                .as_ref()
+                .is_none_or(|s| s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)));
+            if preserves {
+                definitions.insert(
+                    custom_schema_name(r),
+                    json!({"type": "object", "x-kubernetes-group-version-kind": gvk(r)}),
+                );
+            }
+        }
         for (path, item) in doc.get("paths").and_then(Value::as_object).into_iter().flatten() {
             let mut v2 = Map::new();
             for (method, op) in item.as_object().into_iter().flatten() {
