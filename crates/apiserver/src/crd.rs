@@ -36,11 +36,11 @@ impl Strategy for CustomStrategy {
             None => obj.clone(),
         })
     }
-    fn before_create(&self, _obj: &mut Value) -> Checked {
-        Checked::default()
+    fn before_create(&self, obj: &mut Value) -> Checked {
+        Checked { causes: self.schema.as_ref().map(|s| validate(obj, s)).unwrap_or_default(), warnings: vec![] }
     }
-    fn before_update(&self, _obj: &mut Value, _old: &Value, _status_only: bool) -> Checked {
-        Checked::default()
+    fn before_update(&self, obj: &mut Value, _old: &Value, _status_only: bool) -> Checked {
+        Checked { causes: self.schema.as_ref().map(|s| validate(obj, s)).unwrap_or_default(), warnings: vec![] }
     }
     fn name_is_dns_label(&self) -> bool {
         false
@@ -342,5 +342,192 @@ mod tests {
         let mut empty = json!({"metadata": {"name": "g"}});
         super::apply_defaults(&mut empty, &schema);
         assert_eq!(empty["spec"]["n"], 3, "a defaulted object gets its own defaults");
+    }
+}
+
+/// The JSON type of a value as kube's OpenAPI validator names it.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_matches(want: &str, v: &Value) -> bool {
+    match (want, json_type(v)) {
+        ("number", "integer") => true,
+        (w, got) => w == got,
+    }
+}
+
+/// How kube's validator prints a value in `Invalid value: …`.
+fn rendered(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Check a custom resource against its version's structural schema as
+/// kube-apiserver's OpenAPI validator does: types, `enum`, `required`, `pattern`,
+/// string lengths, numeric bounds and item counts — each cause with kube's field path
+/// and message. `metadata`, `apiVersion` and `kind` at the top are the API server's.
+pub fn validate(obj: &Value, schema: &Value) -> Vec<vkube_core::status::Cause> {
+    let mut causes = Vec::new();
+    if let (Some(props), Some(fields)) = (schema.get("properties").and_then(Value::as_object), obj.as_object()) {
+        for (k, v) in fields {
+            if matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
+                continue;
+            }
+            if let Some(s) = props.get(k) {
+                validate_value(v, s, k, &mut causes);
+            }
+        }
+    }
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for r in required.iter().filter_map(Value::as_str) {
+            if obj.get(r).is_none_or(Value::is_null) && !matches!(r, "metadata" | "apiVersion" | "kind") {
+                causes.push(vkube_core::status::Cause::required(r));
+            }
+        }
+    }
+    causes
+}
+
+fn validate_value(v: &Value, schema: &Value, path: &str, out: &mut Vec<vkube_core::status::Cause>) {
+    use vkube_core::status::Cause;
+    let nullable = schema.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+    if v.is_null() && nullable {
+        return;
+    }
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool).unwrap_or(false);
+    if let Some(want) = schema.get("type").and_then(Value::as_str)
+        && !int_or_string
+        && !type_matches(want, v)
+    {
+        let got = json_type(v);
+        out.push(Cause {
+            reason: "FieldValueTypeInvalid".into(),
+            message: format!("Invalid value: \"{got}\": {path} in body must be of type {want}: \"{got}\""),
+            field: path.to_string(),
+        });
+        return;
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(v)
+    {
+        let list: Vec<String> = options.iter().map(rendered).collect();
+        out.push(Cause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: {}: supported values: {}", rendered(v), list.join(", ")),
+            field: path.to_string(),
+        });
+    }
+    let num = |k: &str| schema.get(k).and_then(Value::as_f64);
+    match v {
+        Value::String(s) => {
+            if let Some(max) = num("maxLength")
+                && s.len() as f64 > max
+            {
+                out.push(Cause {
+                    reason: "FieldValueTooLong".into(),
+                    message: format!("Too long: may not be more than {max} bytes"),
+                    field: path.to_string(),
+                });
+            }
+            if let Some(min) = num("minLength")
+                && (s.chars().count() as f64) < min
+            {
+                out.push(Cause::invalid(path, s, format!("{path} in body should be at least {min} chars long")));
+            }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+                && let Ok(re) = regex::Regex::new(pattern)
+                && !re.is_match(s)
+            {
+                out.push(Cause::invalid(path, s, format!("{path} in body should match '{pattern}'")));
+            }
+        }
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or_default();
+            let exclusive = |k: &str| schema.get(k).and_then(Value::as_bool).unwrap_or(false);
+            if let Some(min) = num("minimum") {
+                if exclusive("exclusiveMinimum") && x <= min {
+                    out.push(Cause::invalid_raw(
+                        path,
+                        &n.to_string(),
+                        format!("{path} in body should be greater than {min}"),
+                    ));
+                } else if x < min {
+                    out.push(Cause::invalid_raw(
+                        path,
+                        &n.to_string(),
+                        format!("{path} in body should be greater than or equal to {min}"),
+                    ));
+                }
+            }
+            if let Some(max) = num("maximum") {
+                if exclusive("exclusiveMaximum") && x >= max {
+                    out.push(Cause::invalid_raw(
+                        path,
+                        &n.to_string(),
+                        format!("{path} in body should be less than {max}"),
+                    ));
+                } else if x > max {
+                    out.push(Cause::invalid_raw(
+                        path,
+                        &n.to_string(),
+                        format!("{path} in body should be less than or equal to {max}"),
+                    ));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(max) = num("maxItems")
+                && items.len() as f64 > max
+            {
+                out.push(Cause {
+                    reason: "FieldValueTooMany".into(),
+                    message: format!("Too many: {}: must have at most {max} items", items.len()),
+                    field: path.to_string(),
+                });
+            }
+            if let Some(min) = num("minItems")
+                && (items.len() as f64) < min
+            {
+                out.push(Cause::invalid_raw(
+                    path,
+                    &items.len().to_string(),
+                    format!("{path} in body should have at least {min} items"),
+                ));
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    validate_value(item, item_schema, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        Value::Object(fields) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            for (k, fv) in fields {
+                let sub = props
+                    .and_then(|p| p.get(k))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(s) = sub {
+                    validate_value(fv, s, &format!("{path}.{k}"), out);
+                }
+            }
+            for r in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                if fields.get(r).is_none_or(Value::is_null) {
+                    out.push(Cause::required(format!("{path}.{r}")));
+                }
+            }
+        }
+        _ => {}
     }
 }
