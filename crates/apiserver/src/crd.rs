@@ -319,32 +319,6 @@ pub async fn follow(reg: Arc<Registry>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    #[test]
-    fn defaults_fill_missing_fields_at_every_depth_and_keep_given_ones() {
-        let schema = json!({"type": "object", "properties": {
-            "a": {"type": "string", "default": "A"},
-            "spec": {"type": "object", "default": {}, "properties": {
-                "n": {"type": "integer", "default": 3},
-                "items": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "string", "default": "X"}}}},
-            }},
-        }});
-        let mut obj = json!({"apiVersion": "ex.com/v1", "kind": "Foo", "metadata": {"name": "f"},
-            "spec": {"items": [{}, {"x": "given"}]}});
-        super::apply_defaults(&mut obj, &schema);
-        assert_eq!(obj["a"], "A");
-        assert_eq!(obj["spec"]["n"], 3);
-        assert_eq!(obj["spec"]["items"][0]["x"], "X");
-        assert_eq!(obj["spec"]["items"][1]["x"], "given");
-        let mut empty = json!({"metadata": {"name": "g"}});
-        super::apply_defaults(&mut empty, &schema);
-        assert_eq!(empty["spec"]["n"], 3, "a defaulted object gets its own defaults");
-    }
-}
-
 /// The JSON type of a value as kube's OpenAPI validator names it.
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -529,5 +503,31 @@ fn validate_value(v: &Value, schema: &Value, path: &str, out: &mut Vec<vkube_cor
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn defaults_fill_missing_fields_at_every_depth_and_keep_given_ones() {
+        let schema = json!({"type": "object", "properties": {
+            "a": {"type": "string", "default": "A"},
+            "spec": {"type": "object", "default": {}, "properties": {
+                "n": {"type": "integer", "default": 3},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "string", "default": "X"}}}},
+            }},
+        }});
+        let mut obj = json!({"apiVersion": "ex.com/v1", "kind": "Foo", "metadata": {"name": "f"},
+            "spec": {"items": [{}, {"x": "given"}]}});
+        super::apply_defaults(&mut obj, &schema);
+        assert_eq!(obj["a"], "A");
+        assert_eq!(obj["spec"]["n"], 3);
+        assert_eq!(obj["spec"]["items"][0]["x"], "X");
+        assert_eq!(obj["spec"]["items"][1]["x"], "given");
+        let mut empty = json!({"metadata": {"name": "g"}});
+        super::apply_defaults(&mut empty, &schema);
+        assert_eq!(empty["spec"]["n"], 3, "a defaulted object gets its own defaults");
     }
 }
