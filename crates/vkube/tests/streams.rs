@@ -293,7 +293,9 @@ fn kubectl_debug_adds_an_ephemeral_container_that_runs_on_the_host_pod(tier: Tie
                 "-p",
                 r#"{"spec":{"ephemeralContainers":[{"name":"app","image":"busybox"}]}}"#,
             ],
-            "spec.ephemeralContainers[1].name: Duplicate value: \"app\"",
+            // The new item first, as kube-apiserver's strategic merge orders it (and so
+            // its message reads, checked against kube-apiserver 1.36).
+            "spec.ephemeralContainers[0].name: Duplicate value: \"app\"",
         ),
         (
             vec![
@@ -305,7 +307,7 @@ fn kubectl_debug_adds_an_ephemeral_container_that_runs_on_the_host_pod(tier: Tie
                 "-p",
                 r#"{"spec":{"ephemeralContainers":[{"name":"p","image":"busybox","ports":[{"containerPort":80}]}]}}"#,
             ],
-            "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+            "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
         ),
     ] {
         let (ok, _, err) = vk.kubectl(&args);
