@@ -590,7 +590,16 @@ impl RealBaseline {
     }
 
     fn stop(self) {
-        let _ = std::process::Command::new(&self.script).arg("stop").arg(self.dir.path()).output();
+        drop(self);
+    }
+}
+
+/// A bench that fails half-way still stops its kube-apiserver and etcd.
+impl Drop for RealBaseline {
+    fn drop(&mut self) {
+        if let Err(e) = std::process::Command::new(&self.script).arg("stop").arg(self.dir.path()).output() {
+            eprintln!("could not stop the kube-apiserver baseline in {}: {e}", self.dir.path().display());
+        }
     }
 }
 
