@@ -191,6 +191,11 @@ impl EtcdCluster {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name))).unwrap_or_default()
     }
 
+    /// The process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.child.as_ref().map(Child::id)).collect()
+    }
+
     /// The client endpoints (`http://127.0.0.1:PORT`, or https with TLS), one per member.
     pub fn endpoints(&self) -> Vec<String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };

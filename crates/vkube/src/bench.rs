@@ -542,7 +542,8 @@ struct RealBaseline {
     script: std::path::PathBuf,
     dir: tempfile::TempDir,
     client: kube::Client,
-    pids: Vec<u32>,
+    /// kube-apiserver and etcd: name and process id.
+    procs: Vec<(String, u32)>,
 }
 
 impl RealBaseline {
@@ -563,9 +564,9 @@ impl RealBaseline {
             .env("NO_SCHED", "1")
             .output()?;
         anyhow::ensure!(out.status.success(), "real-cluster start: {}", String::from_utf8_lossy(&out.stderr));
-        let pids = std::fs::read_to_string(dir.path().join("pids"))?
+        let procs = std::fs::read_to_string(dir.path().join("pids"))?
             .lines()
-            .filter_map(|l| l.split_whitespace().nth(1).and_then(|p| p.parse().ok()))
+            .filter_map(|l| l.split_once(' ').and_then(|(n, p)| Some((n.to_string(), p.trim().parse().ok()?))))
             .collect();
         let kc = kube::config::Kubeconfig::read_from(dir.path().join("admin.kubeconfig"))?;
         let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
@@ -581,12 +582,12 @@ impl RealBaseline {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        Ok(Some(RealBaseline { script, dir, client, pids }))
+        Ok(Some(RealBaseline { script, dir, client, procs }))
     }
 
     /// RSS of kube-apiserver and etcd together.
     fn rss_mib(&self) -> f64 {
-        self.pids.iter().map(|p| rss_of(*p)).sum()
+        self.procs.iter().map(|(_, p)| rss_of(*p)).sum()
     }
 
     fn stop(self) {
@@ -1012,6 +1013,201 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
     println!("| measure | value |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may hold spaces) start at field 3; utime and
+    // stime are fields 14 and 15, in clock ticks of 1/100 s on Linux.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One server under the peer suite's load: its kubeconfig, its processes (name, pid),
+/// and what must live as long as it.
+struct PeerTarget {
+    label: &'static str,
+    kubeconfig: std::path::PathBuf,
+    procs: Vec<(String, u32)>,
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+/// `vkube apiserver` as a child process on `dir`, with `extra` flags.
+fn vkube_apiserver(dir: &std::path::Path, extra: &[String]) -> anyhow::Result<Killed> {
+    let mut args = ["apiserver", "--listen", "127.0.0.1:0", "--data-dir"].map(String::from).to_vec();
+    args.push(dir.display().to_string());
+    args.extend_from_slice(extra);
+    Ok(Killed(spawn_ready(&args)?.0))
+}
+
+#[cfg(feature = "bench-etcd")]
+fn vkube_on_etcd() -> anyhow::Result<Vec<PeerTarget>> {
+    let mut targets = Vec::new();
+    for (label, cache) in [("vkube on etcd", "true"), ("vkube on etcd, no watch cache", "false")] {
+        let etcd = vkube_etcdkit::EtcdCluster::start(1)?;
+        let dir = tempfile::tempdir()?;
+        let endpoints = etcd.endpoints().join(",");
+        let flags = ["--etcd-servers".into(), endpoints, format!("--watch-cache={cache}")];
+        let server = vkube_apiserver(dir.path(), &flags)?;
+        let mut procs = vec![("vkube apiserver".to_string(), server.0.id())];
+        procs.extend(etcd.pids().into_iter().map(|p| ("etcd".to_string(), p)));
+        targets.push(PeerTarget {
+            label,
+            kubeconfig: dir.path().join("admin.kubeconfig"),
+            procs,
+            _keep: vec![Box::new(server), Box::new(etcd), Box::new(dir)],
+        });
+    }
+    Ok(targets)
+}
+
+#[cfg(not(feature = "bench-etcd"))]
+fn vkube_on_etcd() -> anyhow::Result<Vec<PeerTarget>> {
+    eprintln!(
+        "built without the bench-etcd feature: no vkube-on-etcd column (cargo build --release -p vkube --features bench-etcd)"
+    );
+    Ok(Vec::new())
+}
+
+/// Run `vkube load` (a process of its own) against a kubeconfig.
+fn load(
+    kubeconfig: &std::path::Path,
+    mode: &str,
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<crate::load::LoadResult> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["load", "--mode", mode, "--count", &count.to_string(), "--prefix", prefix, "--kubeconfig"])
+        .arg(kubeconfig)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "vkube load --mode {mode} failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).with_context(|| format!("vkube load printed {text}"))
+}
+
+/// `vkube bench --suite peer`: one external client process (`vkube load`, 32
+/// connections) against separate server processes in one run — vkube on SQLite, vkube
+/// on a one-member etcd (with the bench-etcd feature), and the real kube-apiserver on
+/// its etcd — with the same requests: ConfigMap creates with unique names, gets, a list
+/// of `pods` pods, watch fan-out, the servers' CPU per 1,000 creates, and the RSS of
+/// every process. Prints a Markdown table; each figure is the median of `runs`.
+///
+/// # Errors
+/// If a server cannot start or a load run fails.
+pub async fn peer(runs: usize, pods: usize) -> anyhow::Result<()> {
+    let runs = runs.max(1);
+    let mut targets = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let sqlite = vkube_apiserver(dir.path(), &[])?;
+    targets.push(PeerTarget {
+        label: "vkube on SQLite",
+        kubeconfig: dir.path().join("admin.kubeconfig"),
+        procs: vec![("vkube apiserver".into(), sqlite.0.id())],
+        _keep: vec![Box::new(sqlite), Box::new(dir)],
+    });
+    targets.extend(vkube_on_etcd()?);
+    if let Some(real) = RealBaseline::start().await? {
+        targets.push(PeerTarget {
+            label: "kube-apiserver 1.36 on etcd",
+            kubeconfig: real.dir.path().join("admin.kubeconfig"),
+            procs: real.procs.clone(),
+            _keep: vec![Box::new(real)],
+        });
+    }
+    let creates_per_run = 6400;
+    let mut columns: Vec<Vec<(String, String)>> = Vec::new();
+    let (mut rates, mut lists) = (Vec::new(), Vec::new());
+    for t in &targets {
+        eprintln!("peer: {}", t.label);
+        let cpu = || t.procs.iter().map(|(_, p)| cpu_seconds(*p)).sum::<f64>();
+        let (mut rate, mut p50, mut p99, mut cpu_k, mut get50, mut get99) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for r in 0..runs {
+            let before = cpu();
+            let c = load(&t.kubeconfig, "creates", creates_per_run, &format!("r{r}"))?;
+            cpu_k.push((cpu() - before) / c.requests.max(1) as f64 * 1000.0);
+            rate.push(c.per_sec);
+            p50.push(c.p50_ms);
+            p99.push(c.p99_ms);
+            let g = load(&t.kubeconfig, "gets", creates_per_run, &format!("r{r}"))?;
+            get50.push(g.p50_ms);
+            get99.push(g.p99_ms);
+        }
+        load(&t.kubeconfig, "pods", pods, "p")?;
+        let etcd_cpu = || t.procs.iter().filter(|(n, _)| n == "etcd").map(|(_, p)| cpu_seconds(*p)).sum::<f64>();
+        let before = etcd_cpu();
+        let list = load(&t.kubeconfig, "lists", runs.max(3), "p")?;
+        let fan = load(&t.kubeconfig, "fanout", 500, "fan")?;
+        let etcd_reads = etcd_cpu() - before;
+        let rate = median(rate);
+        rates.push(rate);
+        lists.push(list.p50_ms);
+        let mut col = vec![
+            ("creates/s, 32 connections".to_string(), format!("{rate:.0}")),
+            ("create p50 / p99 ms".into(), format!("{:.2} / {:.2}", median(p50), median(p99))),
+            ("server CPU s per 1,000 creates".into(), format!("{:.2}", median(cpu_k))),
+            ("get p50 / p99 ms, 32 connections".into(), format!("{:.2} / {:.2}", median(get50), median(get99))),
+            (format!("list of {pods} pods, raw JSON, ms (median)"), format!("{:.1}", list.p50_ms)),
+            ("watch fan-out: 500 creates to 100 watchers, s".into(), format!("{:.2}", fan.seconds)),
+        ];
+        if t.procs.iter().any(|(n, _)| n == "etcd") {
+            col.push(("etcd CPU s during the lists and the fan-out".into(), format!("{etcd_reads:.2}")));
+        }
+        let mut total = 0.0;
+        for (name, pid) in &t.procs {
+            let rss = rss_of(*pid);
+            total += rss;
+            col.push((format!("RSS MiB, {name}"), format!("{rss:.0}")));
+        }
+        col.push(("RSS MiB, all processes".into(), format!("{total:.0}")));
+        columns.push(col);
+    }
+    // One table: a row per measure, a column per server (rows may differ by process name).
+    let mut names: Vec<String> = Vec::new();
+    for col in &columns {
+        for (k, _) in col {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    let header: Vec<&str> = targets.iter().map(|t| t.label).collect();
+    println!("| measure | {} |", header.join(" | "));
+    println!("|---|{}", "---|".repeat(header.len()));
+    for name in names {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|col| col.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap_or_else(|| "—".into()))
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+    // Ratios against the first column (vkube on SQLite), each server in the same run.
+    if targets.len() > 1 {
+        println!();
+        for (i, t) in targets.iter().enumerate().skip(1) {
+            println!(
+                "{}: creates/s {:.2}× of vkube on SQLite's, list {:.2}× its time",
+                t.label,
+                rates[i] / rates[0].max(1e-9),
+                lists[i] / lists[0].max(1e-9)
+            );
+        }
     }
     Ok(())
 }

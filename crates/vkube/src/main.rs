@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 // jemalloc: the API server and controllers allocate and free many small JSON values;
 // with a background thread returning freed pages after a second (.cargo/config.toml),
@@ -15,6 +14,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench;
 mod host;
+mod load;
 mod nodes;
 mod podsecurity;
 mod serve;
@@ -46,6 +46,10 @@ struct EtcdArgs {
     /// Client certificate key for etcd.
     #[arg(long)]
     etcd_keyfile: Option<String>,
+    /// Serve lists and watches on etcd from the watch cache (one etcd watch for all of
+    /// them), as kube-apiserver's --watch-cache does.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    watch_cache: bool,
 }
 
 impl EtcdArgs {
@@ -58,6 +62,7 @@ impl EtcdArgs {
                 cert_file: self.etcd_certfile,
                 key_file: self.etcd_keyfile,
             },
+            watch_cache: self.watch_cache,
         }
     }
 }
@@ -78,6 +83,8 @@ enum Command {
         /// Service cluster IP range (IPv4 CIDR).
         #[arg(long, default_value = "10.96.0.0/12")]
         service_cluster_ip_range: String,
+        #[command(flatten)]
+        etcd: EtcdArgs,
     },
     /// Run a simulated host cluster: API server, scheduler, controllers and simulated nodes.
     Host {
@@ -212,13 +219,18 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
         /// Which benchmark: `api`, `scheduler`, `virtual`, `nodes`, `backends` (SQLite
-        /// against etcd) or `authz` (what RBAC costs a create, with 1,000 roles stored).
+        /// against etcd), `authz` (what RBAC costs a create, with 1,000 roles stored) or
+        /// `peer` (separate processes: vkube on SQLite and on etcd, and kube-apiserver, under
+        /// the same external client).
         #[arg(long, default_value = "api")]
         suite: String,
         /// Nodes for the scheduler benchmark.
         #[arg(long, default_value_t = 1000)]
         nodes: usize,
     },
+    /// The load generator of `vkube bench --suite peer` (a process of its own).
+    #[command(hide = true)]
+    Load(load::LoadArgs),
 }
 
 #[tokio::main]
@@ -242,11 +254,11 @@ async fn run() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Apiserver { data_dir, listen, token_auth_file, service_cluster_ip_range } => {
+        Command::Apiserver { data_dir, listen, token_auth_file, service_cluster_ip_range, etcd } => {
             let started = std::time::Instant::now();
             std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-            let store = vkube_store::SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?;
-            let mut config = vkube_apiserver::ServerConfig::new(data_dir.clone(), Arc::new(store));
+            let (store, _) = serve::open_store(&etcd.flags(), &Default::default(), &data_dir, "apiserver").await?;
+            let mut config = vkube_apiserver::ServerConfig::new(data_dir.clone(), store);
             config.listen = listen;
             config.token_file = token_auth_file;
             config.service_cidr = parse_cidr(&service_cluster_ip_range)?;
@@ -363,12 +375,14 @@ async fn run() -> anyhow::Result<()> {
             println!("removed {n} host objects of virtual cluster {}", mapper.cluster);
             Ok(())
         }
+        Command::Load(args) => load::run(args).await,
         Command::Bench { runs, pods, suite, nodes } => match suite.as_str() {
             "scheduler" => bench::scheduler(runs, nodes, pods).await,
             "virtual" => bench::virtual_cluster(runs, pods).await,
             "nodes" => bench::node_edits(runs).await,
             "backends" => bench::backends(runs, pods).await,
             "authz" => bench::authorization(runs).await,
+            "peer" => bench::peer(runs, pods).await,
             _ => bench::run(runs, pods).await,
         },
     }

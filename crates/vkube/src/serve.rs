@@ -33,7 +33,7 @@ pub struct ServeConfig {
 }
 
 /// `--etcd-*` flags.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EtcdFlags {
     /// Client endpoints (empty: vcluster.yaml's, else the embedded SQLite store).
     pub endpoints: Vec<String>,
@@ -41,38 +41,47 @@ pub struct EtcdFlags {
     pub prefix: Option<String>,
     /// CA, client certificate and key files.
     pub tls: vkube_config::EtcdTls,
+    /// The watch cache in front of etcd.
+    pub watch_cache: bool,
+}
+
+impl Default for EtcdFlags {
+    fn default() -> Self {
+        EtcdFlags { endpoints: Vec::new(), prefix: None, tls: Default::default(), watch_cache: true }
+    }
 }
 
 /// The store: etcd when endpoints are configured (flags first, then vcluster.yaml), else
 /// SQLite in the data directory. True when the store may be shared with other replicas.
-async fn open_store(
-    cfg: &ServeConfig,
+/// `name` gives the default etcd key prefix, `/vkube/NAME`.
+pub(crate) async fn open_store(
+    flags: &EtcdFlags,
     values: &vkube_config::VClusterConfig,
+    data_dir: &std::path::Path,
+    name: &str,
 ) -> anyhow::Result<(Arc<dyn vkube_store::Store>, bool)> {
-    let endpoints =
-        if cfg.etcd.endpoints.is_empty() { values.etcd_endpoints.clone() } else { cfg.etcd.endpoints.clone() };
+    let endpoints = if flags.endpoints.is_empty() { values.etcd_endpoints.clone() } else { flags.endpoints.clone() };
     if endpoints.is_empty() {
-        let store = vkube_store::SqliteStore::open(&cfg.data_dir.join("state.db")).context("opening the store")?;
+        let store = vkube_store::SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?;
         return Ok((Arc::new(store), false));
     }
     let pick = |flag: &Option<String>, yaml: &Option<String>| flag.clone().or_else(|| yaml.clone()).map(PathBuf::from);
     let config = vkube_store::EtcdConfig {
-        prefix: cfg
-            .etcd
-            .prefix
-            .clone()
-            .or_else(|| values.etcd_prefix.clone())
-            .unwrap_or_else(|| format!("/vkube/{}", cfg.name)),
-        ca_file: pick(&cfg.etcd.tls.ca_file, &values.etcd_tls.ca_file),
-        cert_file: pick(&cfg.etcd.tls.cert_file, &values.etcd_tls.cert_file),
-        key_file: pick(&cfg.etcd.tls.key_file, &values.etcd_tls.key_file),
+        prefix: flags.prefix.clone().or_else(|| values.etcd_prefix.clone()).unwrap_or_else(|| format!("/vkube/{name}")),
+        ca_file: pick(&flags.tls.ca_file, &values.etcd_tls.ca_file),
+        cert_file: pick(&flags.tls.cert_file, &values.etcd_tls.cert_file),
+        key_file: pick(&flags.tls.key_file, &values.etcd_tls.key_file),
         compaction_interval: Some(std::time::Duration::from_secs(300)),
         endpoints: endpoints.clone(),
     };
     let store = vkube_store::EtcdStore::connect(config)
         .await
         .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
-    Ok((Arc::new(store), true))
+    if !flags.watch_cache {
+        return Ok((Arc::new(store), true));
+    }
+    let cached = vkube_store::CachedStore::start(Arc::new(store)).await.context("filling the watch cache from etcd")?;
+    Ok((Arc::new(cached), true))
 }
 
 /// A running virtual cluster.
@@ -307,7 +316,7 @@ pub async fn start(cfg: ServeConfig, host_client: kube::Client) -> anyhow::Resul
         values.sync_nodes = true;
     }
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let (store, replicated) = open_store(&cfg, &values).await?;
+    let (store, replicated) = open_store(&cfg.etcd, &values, &cfg.data_dir, &cfg.name).await?;
     let mut config = vkube_apiserver::ServerConfig::new(cfg.data_dir.clone(), store);
     config.listen = cfg.listen;
     config.cluster_name = cfg.name.clone();
