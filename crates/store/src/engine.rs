@@ -74,7 +74,8 @@ struct WriteRequest {
 pub struct Engine {
     state: Arc<RwLock<State>>,
     events: watch::Sender<Revision>,
-    writer: std::sync::mpsc::Sender<WriteRequest>,
+    /// None for a follower, whose state changes only by [`Engine::apply`].
+    writer: Option<std::sync::mpsc::Sender<WriteRequest>>,
     history_limit: usize,
 }
 
@@ -108,12 +109,83 @@ impl Engine {
             .spawn(move || writer_loop(queue, thread_state, thread_events, durability, history_limit))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start store writer thread: {e}"));
-        Engine { state, events, writer, history_limit }
+        Engine { state, events, writer: Some(writer), history_limit }
+    }
+
+    /// An engine that copies another store's state: it starts from `data` at
+    /// `revision` and changes only by [`Engine::apply`], [`Engine::advance`] and
+    /// [`Engine::reset`]; its writes answer `Closed`. The watch cache is one.
+    pub fn follower(data: BTreeMap<String, KeyValue>, revision: Revision, history_limit: usize) -> Self {
+        let state = Arc::new(RwLock::new(State {
+            revision,
+            compacted: revision,
+            data,
+            history: VecDeque::new(),
+            history_bytes: 0,
+        }));
+        let (events, _) = watch::channel(revision);
+        Engine { state, events, writer: None, history_limit }
+    }
+
+    /// Apply changes another store made, in revision order (a follower's only writes).
+    /// Changes at or below the current revision are skipped.
+    ///
+    /// # Errors
+    /// `Backend` when the state lock is poisoned.
+    pub fn apply(&self, changes: &[Event]) -> Result<(), StoreError> {
+        let current = self.current_revision()?;
+        let fresh: Vec<Event> = changes.iter().filter(|e| e.revision() > current).cloned().collect();
+        let Some(last) = fresh.last().map(Event::revision) else { return Ok(()) };
+        publish(&self.state, &self.events, &fresh, last, self.history_limit).map_err(poisoned)
+    }
+
+    /// Move the revision on to `revision` with no change here (the other store's
+    /// writes elsewhere); a lower revision is ignored.
+    ///
+    /// # Errors
+    /// `Backend` when the state lock is poisoned.
+    pub fn advance(&self, revision: Revision) -> Result<(), StoreError> {
+        let mut st = self.state.write().map_err(poisoned)?;
+        if revision > st.revision {
+            st.revision = revision;
+            drop(st);
+            self.events.send_replace(revision);
+        }
+        Ok(())
+    }
+
+    /// Start over from `data` at `revision` (a follower that lost track of its
+    /// source): the history goes, so every watch ends with `Compacted` and lists again.
+    ///
+    /// # Errors
+    /// `Backend` when the state lock is poisoned.
+    pub fn reset(&self, data: BTreeMap<String, KeyValue>, revision: Revision) -> Result<(), StoreError> {
+        let mut st = self.state.write().map_err(poisoned)?;
+        *st = State { revision, compacted: revision, data, history: VecDeque::new(), history_bytes: 0 };
+        drop(st);
+        self.events.send_replace(revision);
+        Ok(())
+    }
+
+    /// Wait until the revision is at least `revision`, for at most `timeout`; whether it
+    /// got there.
+    pub async fn wait_for(&self, revision: Revision, timeout: std::time::Duration) -> bool {
+        let mut announced = self.events.subscribe();
+        tokio::time::timeout(timeout, announced.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The oldest revision a watch or list can start from.
+    ///
+    /// # Errors
+    /// `Backend` when the state lock is poisoned.
+    pub fn compacted(&self) -> Result<Revision, StoreError> {
+        Ok(self.state.read().map_err(poisoned)?.compacted)
     }
 
     async fn write(&self, key: &str, op: Op) -> Result<Event, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writer.send(WriteRequest { key: key.to_string(), op, reply }).map_err(|_| StoreError::Closed)?;
+        let writer = self.writer.as_ref().ok_or(StoreError::Closed)?;
+        writer.send(WriteRequest { key: key.to_string(), op, reply }).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -313,6 +385,41 @@ impl Cursor {
     }
 }
 
+/// Make committed `changes` visible at revision `next`: the state, the history (trimmed
+/// to its bounds) and the announcement that wakes the watches.
+fn publish(
+    state: &RwLock<State>,
+    events: &watch::Sender<Revision>,
+    changes: &[Event],
+    next: Revision,
+    history_limit: usize,
+) -> Result<(), ()> {
+    {
+        let mut st = state.write().map_err(|_| ())?;
+        st.revision = next;
+        for ev in changes {
+            match ev.kind {
+                EventKind::Delete => {
+                    st.data.remove(&ev.kv.key);
+                }
+                _ => {
+                    st.data.insert(ev.kv.key.clone(), ev.kv.clone());
+                }
+            }
+            st.history_bytes += event_bytes(ev);
+            st.history.push_back(Arc::new(ev.clone()));
+        }
+        while st.history.len() > history_limit || (st.history_bytes > HISTORY_BYTES && st.history.len() > 1) {
+            if let Some(old) = st.history.pop_front() {
+                st.compacted = old.revision();
+                st.history_bytes -= event_bytes(&old);
+            }
+        }
+    }
+    events.send_replace(next);
+    Ok(())
+}
+
 fn writer_loop(
     queue: std::sync::mpsc::Receiver<WriteRequest>,
     state: Arc<RwLock<State>>,
@@ -394,29 +501,9 @@ fn writer_loop(
             }
             continue;
         }
-        {
-            let Ok(mut st) = state.write() else { return };
-            st.revision = next;
-            for ev in &changes {
-                match ev.kind {
-                    EventKind::Delete => {
-                        st.data.remove(&ev.kv.key);
-                    }
-                    _ => {
-                        st.data.insert(ev.kv.key.clone(), ev.kv.clone());
-                    }
-                }
-                st.history_bytes += event_bytes(ev);
-                st.history.push_back(Arc::new(ev.clone()));
-            }
-            while st.history.len() > history_limit || (st.history_bytes > HISTORY_BYTES && st.history.len() > 1) {
-                if let Some(old) = st.history.pop_front() {
-                    st.compacted = old.revision();
-                    st.history_bytes -= event_bytes(&old);
-                }
-            }
+        if publish(&state, &events, &changes, next, history_limit).is_err() {
+            return;
         }
-        events.send_replace(next);
         for (ev, reply) in accepted {
             let _ = reply.send(Ok(ev));
         }

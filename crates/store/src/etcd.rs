@@ -25,13 +25,17 @@
 //! events. Writes are not retried (a lost answer could hide a committed write): they
 //! fail with [`StoreError::Backend`] and the client retries, as with kube-apiserver.
 
-use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
+use crate::{
+    Event, EventKind, KeyValue, ListOptions, ListResult, Progress, ProgressStream, Revision, Store, StoreError,
+    WatchStream,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
+use futures::StreamExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -377,7 +381,27 @@ impl Store for EtcdStore {
             .map_err(|e| read_error(e, after, self.floor()))?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(watch_loop(self.client.clone(), full, end, self.prefix.len(), after, tx));
+        tokio::spawn(watch_loop(self.client.clone(), full, end, self.prefix.len(), after, tx, None));
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).filter_map(|item| async move {
+            match item {
+                Ok(Progress::Event(ev)) => Some(Ok(ev)),
+                Ok(Progress::Revision(_)) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })))
+    }
+
+    async fn watch_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+        wanted: Arc<tokio::sync::Notify>,
+    ) -> Result<ProgressStream, StoreError> {
+        self.check_floor(after)?;
+        let full = self.full(prefix);
+        let end = prefix_end(&full);
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(watch_loop(self.client.clone(), full, end, self.prefix.len(), after, tx, Some(wanted)));
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
@@ -424,17 +448,21 @@ fn convert_event(prefix_len: usize, ev: &etcd_client::Event) -> Option<Event> {
 }
 
 /// Deliver the etcd watch's events from `after + 1`, re-establishing the watch (on any
-/// member) from the last delivered revision when a member goes away.
+/// member) from the last delivered revision when a member goes away. With `wanted`,
+/// each notification asks etcd for a progress report, delivered as
+/// [`Progress::Revision`] (etcd answers once the watch has caught up).
 async fn watch_loop(
     client: Client,
     key: Vec<u8>,
     end: Vec<u8>,
     prefix_len: usize,
     after: Revision,
-    tx: tokio::sync::mpsc::Sender<Result<Event, StoreError>>,
+    tx: tokio::sync::mpsc::Sender<Result<Progress, StoreError>>,
+    wanted: Option<Arc<tokio::sync::Notify>>,
 ) {
     let mut last = after;
     let mut delay = Duration::from_millis(50);
+    let wanted = wanted.unwrap_or_default();
     loop {
         let opts = WatchOptions::new().with_range(end.clone()).with_start_revision(last + 1).with_prev_key();
         let mut watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
@@ -446,6 +474,13 @@ async fn watch_loop(
             loop {
                 let msg = tokio::select! {
                     _ = tx.closed() => return,
+                    () = wanted.notified() => {
+                        if let Err(e) = stream.request_progress().await {
+                            tracing::warn!(error = %e, "etcd watch: cannot ask for progress; watching again");
+                            break;
+                        }
+                        continue;
+                    }
                     m = stream.message() => m,
                 };
                 let Ok(Some(resp)) = msg else { break };
@@ -458,13 +493,23 @@ async fn watch_loop(
                     // E.g. the member lost its leader: resume elsewhere.
                     break;
                 }
+                if resp.events().is_empty() && !resp.created() {
+                    // A progress notification: every change up to its revision is here.
+                    if let Some(rev) = resp.header().map(|h| h.revision()).filter(|r| *r > last) {
+                        last = rev;
+                        if tx.send(Ok(Progress::Revision(rev))).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 for ev in resp.events() {
                     let Some(ev) = convert_event(prefix_len, ev) else { continue };
                     if ev.revision() <= last {
                         continue;
                     }
                     last = ev.revision();
-                    if tx.send(Ok(ev)).await.is_err() {
+                    if tx.send(Ok(Progress::Event(ev))).await.is_err() {
                         return;
                     }
                 }

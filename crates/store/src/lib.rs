@@ -8,19 +8,22 @@
 //! Backends: [`MemoryStore`] (tests) and [`SqliteStore`] (the embedded, durable
 //! default) share [`engine`]: an in-memory MVCC state with a single writer thread that
 //! group-commits batches of concurrent writes to a [`engine::Durability`] backend.
-//! [`EtcdStore`] implements [`Store`] directly on etcd v3, since etcd is already MVCC.
+//! [`EtcdStore`] implements [`Store`] directly on etcd v3, since etcd is already MVCC;
+//! [`CachedStore`] is the watch cache in front of it (lists and watches from memory).
 //! [`conformance`] holds the test suite every backend must pass.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+mod cache;
 pub mod conformance;
 pub mod engine;
 mod etcd;
 mod memory;
 mod sqlite;
 
+pub use cache::{CacheStats, CachedStore};
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -97,6 +100,18 @@ pub struct ListResult {
 /// A stream of watch events, in revision order.
 pub type WatchStream = BoxStream<'static, Result<Event, StoreError>>;
 
+/// One item of [`Store::watch_progress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A change, as [`Store::watch`] delivers it.
+    Event(Event),
+    /// Every change under the prefix up to this revision has been delivered.
+    Revision(Revision),
+}
+
+/// A stream of [`Progress`], in revision order.
+pub type ProgressStream = BoxStream<'static, Result<Progress, StoreError>>;
+
 /// Backend-neutral storage errors; the API server maps each to one `Status`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -171,6 +186,20 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;
     /// Watch changes under `prefix` with revision greater than `after`.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
+    /// Like [`Store::watch`], and also, soon after each time `wanted` is notified, how far
+    /// the delivered changes reach even when nothing under the prefix changed (etcd's
+    /// progress notification). A watch cache needs it to serve consistent reads from a
+    /// store that others write elsewhere. Backends without it deliver changes only.
+    async fn watch_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+        wanted: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<ProgressStream, StoreError> {
+        use futures::StreamExt;
+        let _ = wanted;
+        Ok(Box::pin(self.watch(prefix, after).await?.map(|r| r.map(Progress::Event))))
+    }
     /// Discard history up to and including `revision`.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
 }

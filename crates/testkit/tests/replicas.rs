@@ -10,7 +10,9 @@ use vkube_testkit::TestServer;
 
 async fn replica(endpoints: &[String], prefix: &str) -> anyhow::Result<TestServer> {
     let config = vkube_store::EtcdConfig { endpoints: endpoints.to_vec(), prefix: prefix.into(), ..Default::default() };
-    let store = Arc::new(vkube_store::EtcdStore::connect(config).await?);
+    // As `vkube` runs replicas on etcd: behind the watch cache.
+    let etcd = Arc::new(vkube_store::EtcdStore::connect(config).await?);
+    let store = Arc::new(vkube_store::CachedStore::start(etcd).await?);
     TestServer::start_on(store, |c| {
         c.replicated = true;
         // 61 usable addresses: concurrent creates on two replicas collide unless they
