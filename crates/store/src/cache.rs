@@ -94,8 +94,16 @@ impl CachedStore {
         if self.cache.current_revision().is_ok_and(|r| r >= revision) {
             return true;
         }
-        self.wanted.notify_one();
-        self.cache.wait_for(revision, CATCH_UP).await
+        // etcd answers a progress request only while the watch is caught up, so ask
+        // again every 100 ms until the deadline.
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while tokio::time::Instant::now() < deadline {
+            self.wanted.notify_one();
+            if self.cache.wait_for(revision, Duration::from_millis(100)).await {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether the cache is as new as the inner store is now.

@@ -20,11 +20,14 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{oneshot, watch};
 
 /// The most bytes of values the history keeps (beyond this, the oldest events go).
-/// Watches read it at their own pace and stay well inside it (a burst of 1,000 pods
-/// with every controller watching needs no relist); one that falls further behind gets
-/// 410 Gone and lists again, as with kube-apiserver's watch cache. Idle, it is memory
-/// held for nothing, hence 4 MiB rather than more.
-pub const HISTORY_BYTES: usize = 4 * 1024 * 1024;
+/// Watches read it at their own pace and must stay inside it: one that falls further
+/// behind gets 410 Gone and lists again, as with kube-apiserver's watch cache, and a
+/// paged list whose revision left it must start over. A burst of 30,000 pods through a
+/// virtual cluster writes several MiB a second, and a list of them takes seconds, so
+/// 4 MiB (the old bound) sent every controller into relists that fell behind again;
+/// 64 MiB holds about half a minute of such a burst. Only written events take memory:
+/// an idle cluster holds little.
+pub const HISTORY_BYTES: usize = 64 * 1024 * 1024;
 /// How many events a watch reads from the history per lock.
 const WATCH_BATCH: usize = 256;
 
