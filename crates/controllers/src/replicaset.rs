@@ -12,6 +12,7 @@ use futures::StreamExt;
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -45,17 +46,26 @@ pub trait Replicated:
     fn template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec>;
     /// `status`, as JSON.
     fn status_json(&self) -> Value;
-    /// Whether the selector selects these labels (an empty selector selects nothing).
-    fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool;
+    /// The selector, parsed once per reconcile (not once per pod: with tens of thousands
+    /// of pods in a namespace, parsing it for each was most of the controller's time).
+    /// None selects nothing (empty or invalid).
+    fn selector(&self) -> Option<vkube_core::selector::LabelSelector>;
     /// `spec.minReadySeconds`: how long a ready pod waits to count as available.
     fn min_ready_seconds(&self) -> i32;
 }
 
-fn selects_with(selector: Option<Value>, labels: &std::collections::BTreeMap<String, String>) -> bool {
+fn selector_of(selector: Option<Value>) -> Option<vkube_core::selector::LabelSelector> {
     match vkube_core::selector::LabelSelector::from_object(selector.as_ref()) {
-        Ok(s) if !s.requirements.is_empty() => s.matches(labels),
-        _ => false,
+        Ok(s) if !s.requirements.is_empty() => Some(s),
+        _ => None,
     }
+}
+
+/// Whether `selector` selects `meta`'s labels.
+fn selects(selector: Option<&vkube_core::selector::LabelSelector>, meta: &ObjectMeta) -> bool {
+    static NONE: std::sync::LazyLock<std::collections::BTreeMap<String, String>> =
+        std::sync::LazyLock::new(Default::default);
+    selector.is_some_and(|s| s.matches(meta.labels.as_ref().unwrap_or(&NONE)))
 }
 
 impl Replicated for ReplicaSet {
@@ -71,8 +81,8 @@ impl Replicated for ReplicaSet {
     fn status_json(&self) -> Value {
         serde_json::to_value(&self.status).unwrap_or_default()
     }
-    fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
-        selects_with(serde_json::to_value(&self.spec.selector).ok(), labels)
+    fn selector(&self) -> Option<vkube_core::selector::LabelSelector> {
+        selector_of(serde_json::to_value(&self.spec.selector).ok())
     }
     fn min_ready_seconds(&self) -> i32 {
         self.spec.min_ready_seconds.unwrap_or(0)
@@ -92,9 +102,9 @@ impl Replicated for k8s_openapi::api::core::v1::ReplicationController {
     fn status_json(&self) -> Value {
         serde_json::to_value(&self.status).unwrap_or_default()
     }
-    fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    fn selector(&self) -> Option<vkube_core::selector::LabelSelector> {
         let map = self.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
-        selects_with(Some(json!({"matchLabels": map})), labels)
+        selector_of(Some(json!({"matchLabels": map})))
     }
     fn min_ready_seconds(&self) -> i32 {
         self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
@@ -282,19 +292,26 @@ pub fn deletion_rank(p: &Pod) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 async fn adopt_and_release<K: Replicated>(rs: &K, ctx: &Ctx, ns: &str, name: &str, uid: &str) -> Result<bool, Error> {
     let mut changed = false;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = rs.selector();
     let candidates: Vec<Arc<Pod>> =
         ctx.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(ns)).collect();
     for p in candidates {
-        let labels = p.metadata.labels.clone().unwrap_or_default();
-        let refs = p.metadata.owner_references.clone().unwrap_or_default();
+        let refs = p.metadata.owner_references.as_deref().unwrap_or_default();
         let has_controller = refs.iter().any(|r| r.controller == Some(true));
         let ours = controlled_by(&p.metadata, uid);
-        let next = if !has_controller && rs.selects(&labels) && is_active(&p) && p.metadata.deletion_timestamp.is_none()
+        if has_controller && !ours {
+            // Another controller's pod (most of them): nothing to read further.
+            continue;
+        }
+        let next = if !has_controller
+            && selects(selector.as_ref(), &p.metadata)
+            && is_active(&p)
+            && p.metadata.deletion_timestamp.is_none()
         {
-            let mut next = refs.clone();
+            let mut next = refs.to_vec();
             next.push(controller_ref(K::API_VERSION, K::KIND, name, uid));
             next
-        } else if ours && !rs.selects(&labels) {
+        } else if ours && !selects(selector.as_ref(), &p.metadata) {
             refs.iter().filter(|r| r.uid != uid).cloned().collect()
         } else {
             continue;
@@ -324,6 +341,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
         // Count the adopted (and released) pods once the cache shows them.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    let selector = rs.selector();
     let cached: Vec<Pod> = ctx
         .pods
         .state()
@@ -331,7 +349,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, E
         .filter(|p| {
             p.metadata.namespace.as_deref() == Some(ns.as_str())
                 && controlled_by(&p.metadata, &uid)
-                && rs.selects(&p.metadata.labels.clone().unwrap_or_default())
+                && selects(selector.as_ref(), &p.metadata)
         })
         .map(|p| (**p).clone())
         .collect();
