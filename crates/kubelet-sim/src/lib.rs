@@ -17,7 +17,7 @@
 //! `system:nodes`, which the Node authorizer and NodeRestriction allow to register and
 //! update its own Node and Lease, and to watch and update the pods bound to it).
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -302,25 +302,32 @@ impl SimulatedNodes {
             ips: Default::default(),
             endpoints,
         });
-        for (i, name) in names.iter().enumerate() {
-            let nodes: Api<Node> = Api::all(shared.clients[i].clone());
-            match nodes
-                .create(
-                    &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
-                    &serde_json::from_value(node_object(&cfg, i, name))?,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e.into()),
+        // Register 32 at a time: thousands of nodes one by one take minutes.
+        let register = |i: usize| {
+            let (shared, cfg) = (shared.clone(), cfg.clone());
+            async move {
+                let name = &shared.names[i];
+                let nodes: Api<Node> = Api::all(shared.clients[i].clone());
+                match nodes
+                    .create(
+                        &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+                        &serde_json::from_value(node_object(&cfg, i, name))?,
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+                let current = nodes.get(name).await?;
+                let ready =
+                    current.metadata.annotations.as_ref().is_none_or(|a| a.get(NOT_READY).is_none_or(|v| v != "true"));
+                let status = node_status(&cfg, i, name, &shared.endpoints[i], ready);
+                nodes.patch_status(name, &mp(), &Patch::Merge(status)).await?;
+                Ok(())
             }
-            let current = nodes.get(name).await?;
-            let ready =
-                current.metadata.annotations.as_ref().is_none_or(|a| a.get(NOT_READY).is_none_or(|v| v != "true"));
-            let status = node_status(&cfg, i, name, &shared.endpoints[i], ready);
-            nodes.patch_status(name, &mp(), &Patch::Merge(status)).await?;
-        }
+        };
+        futures::stream::iter((0..names.len()).map(register)).buffer_unordered(32).try_collect::<Vec<()>>().await?;
         tasks.push(tokio::spawn(heartbeats(shared.clone())));
         if per_node {
             for i in 0..names.len() {

@@ -213,6 +213,17 @@ pub async fn client_as(
     vkube_controllers::util::client_from_kubeconfig(&server.kubeconfig_as(user, groups)?).await
 }
 
+/// Up to this many simulated nodes, each acts under its own identity, with a
+/// connection and two watches of its own, as kubelets do. Beyond it, 10,000 nodes would
+/// hold 20,000 sockets in this one process (more than its file limit allows), so they
+/// share one identity, [`SHARED_NODES_USER`], one connection, and one watch of pods and
+/// of nodes, as kubemark's hollow nodes are not: the API's load per node is then lower
+/// than real kubelets' (heartbeats and status updates stay per node).
+pub const PER_NODE_IDENTITIES: usize = 1000;
+/// The identity simulated nodes share beyond [`PER_NODE_IDENTITIES`] (in
+/// `system:masters`: the Node authorizer knows only `system:node:NAME`).
+pub const SHARED_NODES_USER: &str = "vkube:simulated-nodes";
+
 /// Start a host cluster.
 ///
 /// # Errors
@@ -262,13 +273,23 @@ pub async fn start(cfg: HostConfig) -> anyhow::Result<Host> {
     tasks.push(tokio::spawn(vkube_controllers::ControllerManager::run(controllers, manager)));
     // Each simulated node acts as its kubelet would, as `system:node:NAME` in
     // `system:nodes`: the Node authorizer and NodeRestriction hold it to its own node.
+    // Beyond PER_NODE_IDENTITIES nodes they share one identity instead (see there).
     let node_cfg = vkube_kubelet_sim::NodeConfig { count: cfg.nodes, ..Default::default() };
-    let mut kubelets = Vec::with_capacity(cfg.nodes);
-    for i in 0..cfg.nodes {
-        let name = vkube_kubelet_sim::SimulatedNodes::name(&node_cfg, i);
-        let user = format!("{}{name}", vkube_apiserver::authz::node::NODE_USER_PREFIX);
-        kubelets.push(client_as(&server, &user, &[vkube_apiserver::authz::node::NODES_GROUP]).await?);
-    }
-    let nodes = vkube_kubelet_sim::SimulatedNodes::start_with_identities(kubelets, node_cfg, None).await?;
+    let nodes = if cfg.nodes <= PER_NODE_IDENTITIES {
+        let mut kubelets = Vec::with_capacity(cfg.nodes);
+        for i in 0..cfg.nodes {
+            let name = vkube_kubelet_sim::SimulatedNodes::name(&node_cfg, i);
+            let user = format!("{}{name}", vkube_apiserver::authz::node::NODE_USER_PREFIX);
+            kubelets.push(client_as(&server, &user, &[vkube_apiserver::authz::node::NODES_GROUP]).await?);
+        }
+        vkube_kubelet_sim::SimulatedNodes::start_with_identities(kubelets, node_cfg, None).await?
+    } else {
+        tracing::info!(
+            nodes = cfg.nodes,
+            "more than {PER_NODE_IDENTITIES} simulated nodes: they share the identity {SHARED_NODES_USER}"
+        );
+        let kubelets = client_as(&server, SHARED_NODES_USER, &["system:masters"]).await?;
+        vkube_kubelet_sim::SimulatedNodes::start(kubelets, node_cfg).await?
+    };
     Ok(Host { server, kubeconfig, tasks, _nodes: nodes })
 }
