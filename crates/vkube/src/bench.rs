@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
@@ -87,7 +87,7 @@ async fn creates(client: &kube::Client, clients: usize, total: usize, tag: &str)
     })
 }
 
-fn rss_of(pid: u32) -> f64 {
+pub(crate) fn rss_of(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -212,13 +212,18 @@ pub async fn scheduler(runs: usize, nodes: usize, pods: usize) -> anyhow::Result
 type SeenTimes =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>)>>>;
 
-fn spawn_ready(args: &[String]) -> anyhow::Result<(std::process::Child, Duration)> {
+pub(crate) fn spawn_ready(args: &[String]) -> anyhow::Result<(std::process::Child, Duration)> {
     use std::io::BufRead;
     let t = Instant::now();
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(args)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        // VKUBE_BENCH_LOGS=1 keeps the servers' logs (on this process's stderr).
+        .stderr(if std::env::var_os("VKUBE_BENCH_LOGS").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut reader = std::io::BufReader::new(stdout);
@@ -235,7 +240,7 @@ fn spawn_ready(args: &[String]) -> anyhow::Result<(std::process::Child, Duration
     Ok((child, elapsed))
 }
 
-fn percentile_f(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile_f(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v.get(i).copied().unwrap_or(0.0)
@@ -1018,7 +1023,7 @@ pub async fn run(runs: usize, pods: usize) -> anyhow::Result<()> {
 }
 
 /// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
     // Fields after the command name (which may hold spaces) start at field 3; utime and
     // stime are fields 14 and 15, in clock ticks of 1/100 s on Linux.
@@ -1029,7 +1034,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// A child process killed when dropped.
-struct Killed(std::process::Child);
+pub(crate) struct Killed(pub(crate) std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

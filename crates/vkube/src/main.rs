@@ -17,6 +17,7 @@ mod host;
 mod load;
 mod nodes;
 mod podsecurity;
+mod scale;
 mod serve;
 
 #[derive(Parser)]
@@ -221,10 +222,11 @@ enum Command {
         /// Which benchmark: `api`, `scheduler`, `virtual`, `nodes`, `backends` (SQLite
         /// against etcd), `authz` (what RBAC costs a create, with 1,000 roles stored) or
         /// `peer` (separate processes: vkube on SQLite and on etcd, and kube-apiserver, under
-        /// the same external client).
+        /// the same external client) or `scale` (`--pods` pods in deployments of 100 through
+        /// one virtual cluster on a host of `--nodes` simulated nodes).
         #[arg(long, default_value = "api")]
         suite: String,
-        /// Nodes for the scheduler benchmark.
+        /// Nodes for the scheduler and scale benchmarks.
         #[arg(long, default_value_t = 1000)]
         nodes: usize,
     },
@@ -383,6 +385,7 @@ async fn run() -> anyhow::Result<()> {
             "backends" => bench::backends(runs, pods).await,
             "authz" => bench::authorization(runs).await,
             "peer" => bench::peer(runs, pods).await,
+            "scale" => scale::scale(runs, nodes, pods).await,
             _ => bench::run(runs, pods).await,
         },
     }
