@@ -307,3 +307,19 @@ spec:
     vk.wait_for(&["get", "configmap", "-o", "name"], 40, |o| !o.contains("configmap/dep"));
     assert!(vk.ok(&["get", "configmap", "-o", "name"]).contains("configmap/unowned"));
 }
+
+/// Beyond 1,000 nodes the simulated nodes share one identity and one connection (see
+/// `PER_NODE_IDENTITIES`): 1,500 register, all go Ready with their leases, and a
+/// deployment's pods run on them.
+#[test]
+fn past_a_thousand_simulated_nodes_all_register_and_run_pods() {
+    let vk = host(1500);
+    vk.wait_for(&["get", "nodes", "--no-headers"], 120, |o| o.matches(" Ready ").count() == 1500);
+    let leases =
+        vk.wait_for(&["get", "leases", "-n", "kube-node-lease", "--no-headers"], 60, |o| o.lines().count() == 1500);
+    assert!(leases.contains("node-1500"), "node-1500 holds its lease: {leases}");
+    vk.ok(&["create", "deployment", "many", "--image=nginx:1.25", "--replicas=20"]);
+    vk.ok(&["rollout", "status", "deploy/many", "--timeout=60s"]);
+    let running = vk.ok(&["get", "pods", "-l", "app=many", "--field-selector=status.phase=Running", "--no-headers"]);
+    assert_eq!(running.lines().count(), 20, "{running}");
+}
