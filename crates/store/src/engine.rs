@@ -57,6 +57,13 @@ struct State {
     history_bytes: usize,
 }
 
+impl State {
+    /// `data` at `revision`, with no history before it.
+    fn at(data: BTreeMap<String, KeyValue>, revision: Revision) -> Self {
+        State { revision, compacted: revision, data, history: VecDeque::new(), history_bytes: 0 }
+    }
+}
+
 fn event_bytes(ev: &Event) -> usize {
     ev.kv.value.len() + ev.kv.key.len() + std::mem::size_of::<Event>()
 }
@@ -96,13 +103,7 @@ impl Engine {
         durability: Box<dyn Durability>,
         history_limit: usize,
     ) -> Self {
-        let state = Arc::new(RwLock::new(State {
-            revision,
-            compacted: revision,
-            data,
-            history: VecDeque::new(),
-            history_bytes: 0,
-        }));
+        let state = Arc::new(RwLock::new(State::at(data, revision)));
         let (events, _) = watch::channel(revision);
         let (writer, queue) = std::sync::mpsc::channel::<WriteRequest>();
         let thread_state = state.clone();
@@ -119,13 +120,7 @@ impl Engine {
     /// `revision` and changes only by [`Engine::apply`], [`Engine::advance`] and
     /// [`Engine::reset`]; its writes answer `Closed`. The watch cache is one.
     pub fn follower(data: BTreeMap<String, KeyValue>, revision: Revision, history_limit: usize) -> Self {
-        let state = Arc::new(RwLock::new(State {
-            revision,
-            compacted: revision,
-            data,
-            history: VecDeque::new(),
-            history_bytes: 0,
-        }));
+        let state = Arc::new(RwLock::new(State::at(data, revision)));
         let (events, _) = watch::channel(revision);
         Engine { state, events, writer: None, history_limit }
     }
@@ -164,7 +159,7 @@ impl Engine {
     /// `Backend` when the state lock is poisoned.
     pub fn reset(&self, data: BTreeMap<String, KeyValue>, revision: Revision) -> Result<(), StoreError> {
         let mut st = self.state.write().map_err(poisoned)?;
-        *st = State { revision, compacted: revision, data, history: VecDeque::new(), history_bytes: 0 };
+        *st = State::at(data, revision);
         drop(st);
         self.events.send_replace(revision);
         Ok(())

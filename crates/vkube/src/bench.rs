@@ -248,7 +248,7 @@ pub(crate) fn percentile_f(v: &mut [f64], p: f64) -> f64 {
 
 /// Virtual cluster benchmarks: start-up, sync latency, 1000 pods, RSS of `vkube serve`.
 /// A `vkube host` child process with `nodes` nodes on `dir`, once ready.
-fn spawn_host(dir: &std::path::Path, nodes: usize) -> anyhow::Result<std::process::Child> {
+pub(crate) fn spawn_host(dir: &std::path::Path, nodes: usize) -> anyhow::Result<std::process::Child> {
     let args =
         ["host", "--nodes", &nodes.to_string(), "--listen", "127.0.0.1:0", "--data-dir", &dir.display().to_string()]
             .map(String::from);
@@ -256,10 +256,17 @@ fn spawn_host(dir: &std::path::Path, nodes: usize) -> anyhow::Result<std::proces
 }
 
 /// A `vkube serve` child process (cluster `vc`) on `vc_dir` against the host on `host_dir`.
-fn spawn_serve(host_dir: &std::path::Path, vc_dir: &std::path::Path) -> anyhow::Result<std::process::Child> {
+pub(crate) fn spawn_serve(
+    host_dir: &std::path::Path,
+    vc_dir: &std::path::Path,
+    extra: &[String],
+) -> anyhow::Result<std::process::Child> {
     let kubeconfig = host_dir.join("host.kubeconfig").display().to_string();
-    let args = ["serve", "--name", "vc", "--host-kubeconfig", &kubeconfig, "--data-dir", &vc_dir.display().to_string()]
-        .map(String::from);
+    let mut args: Vec<String> =
+        ["serve", "--name", "vc", "--host-kubeconfig", &kubeconfig, "--data-dir", &vc_dir.display().to_string()]
+            .map(String::from)
+            .to_vec();
+    args.extend_from_slice(extra);
     Ok(spawn_ready(&args)?.0)
 }
 
@@ -328,7 +335,7 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
     let nodes = pods.div_ceil(100).max(3);
     let mut host = spawn_host(&host_dir, nodes)?;
     let vc_dir = dir.path().join("vc");
-    let mut serve = spawn_serve(&host_dir, &vc_dir)?;
+    let mut serve = spawn_serve(&host_dir, &vc_dir, &[])?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rows.push(("RSS of vkube serve, idle, MiB".into(), format!("{:.0}", rss_of(serve.id()))));
     let host_client = crate::host::client_from(&host_dir.join("host.kubeconfig")).await?;
@@ -405,7 +412,7 @@ pub async fn virtual_cluster(runs: usize, pods: usize) -> anyhow::Result<()> {
         let host_dir = dir.path().join("host2");
         let mut host = spawn_host(&host_dir, nodes)?;
         let vc_dir = dir.path().join("vc");
-        let mut serve = spawn_serve(&host_dir, &vc_dir)?;
+        let mut serve = spawn_serve(&host_dir, &vc_dir, &[])?;
         let vc_client = crate::host::client_from(&vc_dir.join("vc.kubeconfig")).await?;
         virt_s.push(many_pods_running(&vc_client, pods).await.context("in the virtual cluster")?);
         rss.push(rss_of(serve.id()));

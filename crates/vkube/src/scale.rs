@@ -9,7 +9,7 @@
 //! over and over; CPU and RSS of `vkube serve` and of the host during the load; and,
 //! once settled, their idle CPU and RSS.
 
-use crate::bench::{Killed, cpu_seconds, median, percentile_f, rss_of, spawn_ready};
+use crate::bench::{Killed, cpu_seconds, median, percentile_f, rss_of, spawn_host, spawn_serve};
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -151,17 +151,9 @@ async fn idle_pct(pids: [u32; 2], window: Duration) -> [f64; 2] {
 
 async fn one_run(dir: &Path, nodes: usize, pods: usize, serve_extra: &[String]) -> anyhow::Result<ScaleRun> {
     let host_dir = dir.join("host");
-    let host_args = ["host", "--nodes", &nodes.to_string(), "--listen", "127.0.0.1:0", "--data-dir"];
-    let mut args: Vec<String> = host_args.map(String::from).to_vec();
-    args.push(host_dir.display().to_string());
-    let host = Killed(spawn_ready(&args).context("starting vkube host")?.0);
+    let host = Killed(spawn_host(&host_dir, nodes).context("starting vkube host")?);
     let vc_dir = dir.join("vc");
-    let mut args: Vec<String> = ["serve", "--name", "vc", "--host-kubeconfig"].map(String::from).to_vec();
-    args.push(host_dir.join("host.kubeconfig").display().to_string());
-    args.push("--data-dir".into());
-    args.push(vc_dir.display().to_string());
-    args.extend_from_slice(serve_extra);
-    let serve = Killed(spawn_ready(&args).context("starting vkube serve")?.0);
+    let serve = Killed(spawn_serve(&host_dir, &vc_dir, serve_extra).context("starting vkube serve")?);
     let (serve_pid, host_pid) = (serve.0.id(), host.0.id());
     let client = crate::host::client_from(&vc_dir.join("vc.kubeconfig")).await?;
     let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "probe"}}))?;
